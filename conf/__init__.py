@@ -1,0 +1,1 @@
+"""Built-in Hydra config groups; a package only so that they install with tuner."""

@@ -1,0 +1,1 @@
+"""Report templates; a package only so that they install with tuner."""

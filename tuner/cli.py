@@ -1,0 +1,247 @@
+"""The ``tuner`` command: thin wrappers that parse arguments and call the library.
+
+Exit codes: 0 done; 1 the sweep stopped on failures; 2 bad input (nothing was written);
+130 interrupted (the next identical command resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from tuner.errors import ConfigError, Problem, SweepInterrupted, SweepStopped
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+DESCRIPTION = """\
+Hyperparameter tuning for PyTorch Lightning: Hydra composes the config and the search
+space, Optuna runs the trials, MLflow records runs and registers the best model."""
+
+OVERRIDES_HELP = """\
+Hydra overrides: GROUP=OPTION picks a config (model=cnn), KEY=VALUE sets a value
+(n_trials=60 trainer.max_epochs=20), '+KEY=VALUE' adds a key, '~KEY' removes one."""
+
+
+def _groups_epilog() -> str:
+    from tuner.config.compose import GROUPS, group_options
+
+    lines = ["config groups (GROUP=OPTION; defaults in conf/sweep.yaml):"]
+    lines += [f"  {g:<11}{', '.join(group_options(g))}" for g in GROUPS]
+    return "\n".join(lines)
+
+
+SWEEP_EXAMPLES = """
+examples:
+  tuner sweep                                    # digits MLP, 30 trials, embedded stores
+  tuner sweep model=cnn search=cnn sampler=tpe pruner=hyperband n_trials=60 \\
+      trainer.max_epochs=20
+  tuner sweep experiment=diabetes                # a preset: linear regression, val_loss
+  tuner sweep --config-dir ./my_project/conf model=my_model data=my_data search=my_space
+  tuner sweep --cfg model=cnn                    # print the composed config and exit
+
+Re-running the same command resumes the study and tops it up to n_trials."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tuner", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"tuner {_version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def command(name: str, help_text: str, epilog: str = "") -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("--config-dir", metavar="DIR",
+                         help="a folder of your own config groups (model/, data/, search/, "
+                              "...), added to tuner's built-in ones")
+        return sub
+
+    sweep = command("sweep", "Run (or resume) a study: trials until n_trials are done.",
+                    _groups_epilog() + "\n" + SWEEP_EXAMPLES)
+    sweep.add_argument("--cfg", action="store_true",
+                       help="print the composed, resolved config and exit (writes nothing)")
+    sweep.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDES_HELP)
+    sweep.set_defaults(func=cmd_sweep)
+
+    best = command("best", "Show a study's best trial: value, params and composed config.",
+                   "examples:\n  tuner best\n  tuner best digits-cnn\n"
+                   "  tuner best diabetes-linear --json")
+    best.add_argument("args", nargs="*", metavar="[STUDY] [OVERRIDE]",
+                      help="the study name (default: the one the config composes to), then "
+                           "overrides that locate the storage, e.g. run_dir=... storage=sqlite")
+    best.add_argument("--json", action="store_true", help="print JSON instead of text")
+    best.set_defaults(func=cmd_best)
+
+    ui = command("ui", "Open the MLflow UI over the study records (loopback only).",
+                 "examples:\n  tuner ui\n  tuner ui --port 5001 run_dir=/data/runs")
+    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                    help="overrides that locate the MLflow store, e.g. run_dir=...")
+    ui.set_defaults(func=cmd_ui)
+
+    serve = command("serve", "Serve a study's champion model over HTTP (MLflow's model "
+                             "server, loopback only).",
+                    "examples:\n  tuner serve\n  tuner serve digits-cnn --port 5002\n\n"
+                    "Then: curl -X POST -H 'Content-Type: application/json' "
+                    "-d '{\"inputs\": [[0.0, ...]]}' http://127.0.0.1:5001/invocations")
+    serve.add_argument("args", nargs="*", metavar="[STUDY] [OVERRIDE]",
+                       help="the study whose champion to serve, then overrides")
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tuner")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _study_and_overrides(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """`tuner best [STUDY] [OVERRIDE...]`: the first word without '=' is the study."""
+    study = None
+    overrides = []
+    for arg in args:
+        if study is None and "=" not in arg and not arg.startswith(("+", "~")):
+            study = arg
+        else:
+            overrides.append(arg)
+    return study, overrides
+
+
+def _compose(config_dir: str | None, overrides: list[str], study: str | None = None):
+    from tuner.config.compose import compose_config
+
+    if study is not None:
+        overrides = [*overrides, f"study_name={study}"]
+    return compose_config(overrides, config_dir)
+
+
+def _check_loopback(host: str) -> None:
+    if host not in LOOPBACK:
+        raise ConfigError(Problem(
+            "command line", "--host", f"refusing to bind {host}: the MLflow server has no "
+            "authentication here, so it would expose the records (and the models) to the "
+            "network", "use --host 127.0.0.1 and reach it through an SSH tunnel "
+            "(ssh -L 5000:127.0.0.1:5000 host)"))
+
+
+# -- commands -------------------------------------------------------------------------
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    composed = _compose(args.config_dir, args.overrides)
+    if args.cfg:
+        print(OmegaConf.to_yaml(composed.cfg), end="")
+        return 0
+    from tuner.plan import make_plan
+    from tuner.progress import make_reporter
+    from tuner.sweep import describe_best, run_sweep
+
+    plan = make_plan(composed)
+    reporter = make_reporter()
+    reporter.print(f"study {plan.study_name}: {plan.cfg.n_trials} trials of "
+                   f"{composed.choices.get('model')} on {composed.choices.get('data')}, "
+                   f"optimising {', '.join(plan.metrics)} ({', '.join(plan.directions)}); "
+                   f"records in {plan.run_dir}")
+    outcome = run_sweep(plan, reporter)
+    counts = outcome.summary.counts
+    reporter.print(f"done ({outcome.stop_reason}): {counts['COMPLETE']} complete, "
+                   f"{counts['PRUNED']} pruned, {counts['FAIL']} failed")
+    for line in describe_best(plan, outcome.summary):
+        reporter.print(line)
+    reporter.print("browse the runs: tuner ui" + _overrides_suffix(args.overrides))
+    return 0
+
+
+def _overrides_suffix(overrides: list[str]) -> str:
+    keep = [o for o in overrides if o.split("=", 1)[0] in ("run_dir", "tracking", "storage")]
+    return "".join(f" {o}" for o in keep)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    import json
+
+    from tuner.records import best_report
+
+    study, overrides = _study_and_overrides(args.args)
+    composed = _compose(args.config_dir, overrides, study)
+    report = best_report(composed)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"study {report['study']}: {report['complete']} complete, {report['pruned']} pruned, "
+          f"{report['failed']} failed of n_trials={report['n_trials']}")
+    best = report["best"]
+    if best is None:
+        print("no trial has completed yet")
+        return 0
+    values = ", ".join(f"{m}={v:.6g}" for m, v in best["values"].items())
+    print(f"best trial {best['number']}: {values}")
+    for key, value in best["params"].items():
+        print(f"  {key} = {value}")
+    if best.get("mlflow_run_id"):
+        print(f"MLflow run: {best['mlflow_run_id']}")
+    if report.get("pareto_front"):
+        print(f"Pareto front: trials {', '.join(str(n) for n in report['pareto_front'])}")
+    print("config:")
+    print("  " + best["config"].rstrip().replace("\n", "\n  "))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    _check_loopback(args.host)
+    from tuner.records import existing_tracking_uri
+
+    composed = _compose(args.config_dir, args.overrides)
+    uri = existing_tracking_uri(composed)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--host", args.host, "--port", str(args.port)]
+    if composed.cfg.tracking.artifact_location:
+        command += ["--default-artifact-root", composed.cfg.tracking.artifact_location]
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)",
+          flush=True)
+    os.execv(sys.executable, command)  # hand the process (and Ctrl-C) to MLflow
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _check_loopback(args.host)
+    from tuner.records import champion_uri, existing_tracking_uri
+
+    study, overrides = _study_and_overrides(args.args)
+    composed = _compose(args.config_dir, overrides, study)
+    uri = existing_tracking_uri(composed)
+    model_uri = champion_uri(composed)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+               "--env-manager", "local", "--host", args.host, "--port", str(args.port)]
+    print(f"serving {model_uri} at http://{args.host}:{args.port}/invocations (Ctrl-C to "
+          "stop)", flush=True)
+    os.execv(sys.executable, command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        print("nothing was written.", file=sys.stderr)
+        return 2
+    except SweepStopped as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:
+        # SystemExit: Lightning answers Ctrl-C inside fit() with sys.exit(1).
+        print(f"\ninterrupted ({type(error).__name__}): the running trial is marked FAIL and "
+              "its run KILLED; run the same command again to resume.", file=sys.stderr)
+        return 130

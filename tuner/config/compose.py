@@ -1,0 +1,274 @@
+"""Compose the sweep configuration with Hydra and turn its failures into ConfigErrors.
+
+The built-in groups live in ``conf/`` (installed as ``tuner.conf``). ``--config-dir``
+adds a user's own groups through Hydra's search path, exactly as Hydra's own
+``--config-dir`` does: the built-in directory comes first, so a user file with the same
+group and name as a built-in one would be silently ignored. We refuse that instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+import tuner.conf
+from tuner.config.schema import SCHEMA_NAMES, SweepSchema, register_schemas
+from tuner.errors import ConfigError, Problem
+
+BUILTIN_CONF_DIR = Path(tuner.conf.__file__).resolve().parent
+PRIMARY = "sweep"
+GROUPS = ("model", "data", "trainer", "search", "sampler", "pruner", "storage", "tracking",
+          "experiment")
+ROOT_KEYS = frozenset(f.name for f in dataclasses.fields(SweepSchema))
+
+
+@dataclass
+class Composed:
+    """A composed, resolved configuration and where each part of it came from."""
+
+    cfg: DictConfig
+    choices: dict[str, str | None]  # group -> chosen option, e.g. {"model": "mlp"}
+    config_dir: Path | None = None  # the user's --config-dir, if any
+    overrides: list[str] = field(default_factory=list)
+
+    def locate(self, key: str) -> str:
+        """The file (or command-line override) a config key most likely came from."""
+        return locate(key, self.choices, self.config_dir, self.overrides)
+
+
+def display_path(path: Path) -> str:
+    """A path relative to the working directory when it is below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def group_file(group: str, option: str, config_dir: Path | None) -> Path | None:
+    for root in (BUILTIN_CONF_DIR, config_dir):
+        if root is not None and (root / group / f"{option}.yaml").is_file():
+            return root / group / f"{option}.yaml"
+    return None
+
+
+def group_options(group: str, config_dir: Path | None = None) -> list[str]:
+    """The options a user can pick for a group, built-in and their own."""
+    names: set[str] = set()
+    for root in (BUILTIN_CONF_DIR, config_dir):
+        if root is not None and (root / group).is_dir():
+            names.update(p.stem for p in (root / group).glob("*.yaml"))
+    return sorted(names - SCHEMA_NAMES)
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+
+
+def locate(key: str, choices: dict[str, str | None], config_dir: Path | None,
+           overrides: Sequence[str]) -> str:
+    for override in overrides:
+        okey = _override_key(override)
+        if okey in GROUPS and key != okey:
+            continue  # `model=cnn` picks a file; the file, found below, holds the value
+        if key == okey or key.startswith(okey + ".") or okey.startswith(key + "."):
+            return f"command line ({override})"
+    experiment = choices.get("experiment")
+    if experiment:
+        path = group_file("experiment", experiment, config_dir)
+        if path is not None and _yaml_has_key(path, key):
+            return display_path(path)
+    group = key.split(".", 1)[0]
+    option = choices.get(group)
+    if group in GROUPS and option:
+        path = group_file(group, option, config_dir)
+        if path is not None:
+            return display_path(path)
+    return display_path(BUILTIN_CONF_DIR / f"{PRIMARY}.yaml")
+
+
+def _yaml_has_key(path: Path, dotted: str) -> bool:
+    try:
+        node = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _check_config_dir(config_dir: Path) -> None:
+    if not config_dir.is_dir():
+        raise ConfigError(Problem("command line", "--config-dir",
+                                  f"{config_dir} is not a directory",
+                                  "pass the folder that holds your config groups"))
+    problems = []
+    if (config_dir / f"{PRIMARY}.yaml").is_file():
+        problems.append(Problem(
+            display_path(config_dir / f"{PRIMARY}.yaml"), "",
+            "a sweep.yaml in --config-dir would be ignored: tuner's own sweep.yaml is the "
+            "primary config",
+            "put project-wide settings in an experiment preset, e.g. "
+            "experiment/my_project.yaml starting with '# @package _global_', and run with "
+            "experiment=my_project"))
+    for group in GROUPS:
+        for path in sorted((config_dir / group).glob("*.yaml")):
+            if (BUILTIN_CONF_DIR / group / path.name).is_file():
+                problems.append(Problem(
+                    display_path(path), "",
+                    f"has the same name as the built-in {group}={path.stem}, which would "
+                    "take precedence",
+                    f"rename it (e.g. {group}/my_{path.stem}.yaml) and select it with "
+                    f"{group}=my_{path.stem}"))
+    if problems:
+        raise ConfigError(problems)
+
+
+_IN_CONFIG = re.compile(r"In '([^']+)'")
+
+
+def _where_composition_failed(error: Exception, config_dir: Path | None) -> str:
+    match = _IN_CONFIG.search(str(error))
+    if match and "/" in match.group(1):
+        group, option = match.group(1).rsplit("/", 1)
+        path = group_file(group, option, config_dir)
+        if path is not None:
+            return display_path(path)
+    return match.group(1) if match else "config"
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
+
+
+def _fix_for(message: str) -> str:
+    if "not in" in message:
+        return "remove or correct the key; `tuner sweep --cfg` prints every valid key"
+    if "expected one of" in message:
+        return "use one of the listed values"
+    return "give a value of the expected type"
+
+
+def _translate(error: Exception, overrides: Sequence[str], config_dir: Path | None
+               ) -> ConfigError:
+    """Turn a Hydra/OmegaConf failure into a ConfigError naming file and key."""
+    if isinstance(error, MissingConfigException):
+        text = str(error)
+        match = re.search(r"Could not find '([^']+)/([^']+)'", text)
+        if match:
+            group, option = match.groups()
+            return ConfigError(Problem(
+                "command line", group, f"there is no {group} option '{option}'",
+                f"choose one of: {', '.join(group_options(group, config_dir))}"
+                + ("" if config_dir else
+                   " (or add your own with --config-dir DIR holding "
+                   f"{group}/{option}.yaml)")))
+        return ConfigError(Problem("config", "", _first_line(text),
+                                   "check the group names in the defaults list"))
+    if isinstance(error, OverrideParseException):
+        return ConfigError(Problem("command line", "", f"cannot parse an override: "
+                                   f"{_first_line(str(error))}",
+                                   "write overrides as key=value, e.g. n_trials=40 or "
+                                   "'metric=[val_acc,param_count]' (quote lists in the shell)"))
+    cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
+    if isinstance(cause, OmegaConfBaseException):
+        key = getattr(cause, "full_key", "") or ""
+        message = _first_line(str(cause))
+        if isinstance(error, ConfigCompositionException) and error.__cause__ is not None:
+            where = locate(key, {}, config_dir, overrides) if key else "command line"
+        else:
+            where = _where_composition_failed(error, config_dir)
+        return ConfigError(Problem(where, key, message, _fix_for(message)))
+    text = str(error)
+    if isinstance(error, ConfigCompositionException):
+        where = _where_composition_failed(error, config_dir)
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        detail = lines[1] if len(lines) > 1 else lines[0]
+        key_match = re.search(r"full_key: (\S+)", text)
+        key = key_match.group(1) if key_match else ""
+        fix = _fix_for(detail)
+        if "Could not override" in text:
+            okey = text.split("'")[1]
+            return ConfigError(Problem("command line", okey, "no such key in the config",
+                                       "check the spelling; `tuner sweep --cfg` prints every "
+                                       "valid key"))
+        return ConfigError(Problem(where, key, detail, fix))
+    if isinstance(error, yaml.YAMLError):
+        mark = getattr(error, "problem_mark", None)
+        where = f"{mark.name}:{mark.line + 1}" if mark is not None else "config"
+        return ConfigError(Problem(where, "", f"invalid YAML: {getattr(error, 'problem', '')}",
+                                   "fix the YAML syntax at that line"))
+    return ConfigError(Problem("config", "", f"{type(error).__name__}: {_first_line(text)}"))
+
+
+def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None = None
+                   ) -> Composed:
+    """Compose ``conf/sweep.yaml`` with ``overrides``; resolve it; check every key.
+
+    Raises ConfigError for any unknown group, option or key, wrong type, missing
+    required value or broken interpolation. Writes nothing.
+    """
+    register_schemas()
+    overrides = list(overrides)
+    user_dir = Path(config_dir).expanduser().resolve() if config_dir else None
+    if user_dir is not None:
+        _check_config_dir(user_dir)
+    hydra_overrides = list(overrides)
+    if user_dir is not None:
+        hydra_overrides.append(f"hydra.searchpath=[file://{user_dir}]")
+    try:
+        with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
+            cfg = compose(PRIMARY, overrides=hydra_overrides, return_hydra_config=True)
+    except Exception as error:  # Hydra raises many types; all are input errors here
+        raise _translate(error, overrides, user_dir) from error
+    choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    composed = Composed(cfg=cfg, choices=choices, config_dir=user_dir, overrides=overrides)
+    _check_root_keys(composed)
+    try:
+        _check_missing(composed)
+        _resolve(composed)
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", "") or ""
+        raise ConfigError(Problem(composed.locate(key) if key else "config", key,
+                                  _first_line(str(error)),
+                                  "point the interpolation at a key that exists")) from error
+    return composed
+
+
+def _check_root_keys(composed: Composed) -> None:
+    unknown = sorted(set(composed.cfg.keys()) - ROOT_KEYS)
+    if unknown:
+        raise ConfigError([Problem(composed.locate(k), k, "not a sweep setting",
+                                   f"valid top-level keys: {', '.join(sorted(ROOT_KEYS))}")
+                           for k in unknown])
+
+
+def _check_missing(composed: Composed) -> None:
+    missing = sorted(OmegaConf.missing_keys(composed.cfg))
+    if missing:
+        raise ConfigError([Problem(composed.locate(k), k, "is required but has no value",
+                                   f"set it on the command line, e.g. {k}=...")
+                           for k in missing])
+
+
+def _resolve(composed: Composed) -> None:
+    cfg = composed.cfg
+    # Paths interpolate ${run_dir}; make it absolute first so that every process and
+    # every later `tuner best` or `tuner ui` agrees on where the stores are.
+    cfg.run_dir = os.path.abspath(os.path.expanduser(cfg.run_dir))
+    if cfg.study_name is None:
+        cfg.study_name = f"{composed.choices.get('data')}-{composed.choices.get('model')}"
+    OmegaConf.resolve(cfg)

@@ -1,0 +1,215 @@
+"""Types and required keys of the sweep configuration.
+
+The YAML files under ``conf/`` hold every value (with a comment on what it does);
+these dataclasses only say what type each key has and that it must be present. Hydra
+merges each YAML file onto its schema, so a misspelt key or a value of the wrong type
+fails at compose time, before anything is written.
+
+A user's own model or data config (``--config-dir``) needs no schema: it is checked
+when the preflight instantiates it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+class Optimizer(StrEnum):
+    sgd = "sgd"  # plain SGD, or SGD with momentum when momentum > 0
+    adagrad = "adagrad"
+    rmsprop = "rmsprop"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class LrSchedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
+    linear = "linear"
+    exponential = "exponential"
+
+
+class Activation(StrEnum):
+    relu = "relu"
+    gelu = "gelu"
+    tanh = "tanh"
+
+
+class GradientClipAlgorithm(StrEnum):
+    norm = "norm"
+    value = "value"
+
+
+@dataclass
+class OptimizerSchema:
+    """Optimizer and learning-rate schedule, shared by every built-in model."""
+
+    optimizer: Optimizer = MISSING
+    lr: float = MISSING
+    momentum: float = MISSING
+    nesterov: bool = MISSING
+    weight_decay: float = MISSING
+    lr_schedule: LrSchedule = MISSING
+    warmup_fraction: float = MISSING
+    lr_final_factor: float = MISSING
+
+
+@dataclass
+class MLPSchema(OptimizerSchema):
+    _target_: str = "tuner.models.mlp.MLPClassifier"
+    input_dim: int = MISSING
+    num_classes: int = MISSING
+    width: int = MISSING
+    depth: int = MISSING
+    dropout: float = MISSING
+    activation: Activation = MISSING
+
+
+@dataclass
+class CNNSchema(OptimizerSchema):
+    _target_: str = "tuner.models.cnn.CNNClassifier"
+    image_shape: list[int] = MISSING
+    num_classes: int = MISSING
+    channels: int = MISSING
+    depth: int = MISSING
+    kernel_size: int = MISSING
+    hidden: int = MISSING
+    dropout: float = MISSING
+
+
+@dataclass
+class LinearSchema(OptimizerSchema):
+    _target_: str = "tuner.models.linear.LinearRegression"
+    input_dim: int = MISSING
+
+
+@dataclass
+class GPTSchema(OptimizerSchema):
+    _target_: str = "tuner.models.gpt.CharGPT"
+    vocab_size: int = MISSING
+    block_size: int = MISSING
+    n_layer: int = MISSING
+    n_head: int = MISSING
+    n_embd: int = MISSING
+    dropout: float = MISSING
+
+
+@dataclass
+class DigitsSchema:
+    _target_: str = "tuner.data.digits.DigitsDataModule"
+    batch_size: int = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
+    num_features: int = MISSING
+    num_classes: int = MISSING
+    image_shape: list[int] = MISSING
+
+
+@dataclass
+class MnistSchema:
+    _target_: str = "tuner.data.mnist.MnistDataModule"
+    path: str = MISSING
+    batch_size: int = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
+    max_train_samples: int | None = MISSING
+    num_features: int = MISSING
+    num_classes: int = MISSING
+    image_shape: list[int] = MISSING
+
+
+@dataclass
+class DiabetesSchema:
+    _target_: str = "tuner.data.diabetes.DiabetesDataModule"
+    batch_size: int = MISSING
+    val_fraction: float = MISSING
+    split_seed: int = MISSING
+    num_features: int = MISSING
+
+
+@dataclass
+class CharCorpusSchema:
+    _target_: str = "tuner.data.corpus.CharCorpusDataModule"
+    path: str | None = MISSING
+    block_size: int = MISSING
+    batch_size: int = MISSING
+    val_fraction: float = MISSING
+    vocab_size: int = MISSING
+
+
+@dataclass
+class TrainerSchema:
+    max_epochs: int = MISSING
+    accelerator: str = MISSING
+    devices: Any = MISSING
+    precision: str = MISSING
+    gradient_clip_val: float | None = MISSING
+    gradient_clip_algorithm: GradientClipAlgorithm = MISSING
+    accumulate_grad_batches: int = MISSING
+    check_val_every_n_epoch: int = MISSING
+    limit_train_batches: Any = MISSING
+    limit_val_batches: Any = MISSING
+    log_every_n_steps: int = MISSING
+    deterministic: bool = MISSING
+    enable_checkpointing: bool = MISSING
+    extra: dict[str, Any] = MISSING
+
+
+@dataclass
+class TrackingSchema:
+    tracking_uri: str = MISSING
+    artifact_location: str | None = MISSING
+    flush_interval: float = MISSING
+    log_models: bool = MISSING
+    register_champion: bool = MISSING
+    report: bool = MISSING
+
+
+@dataclass
+class SweepSchema:
+    model: Any = MISSING
+    data: Any = MISSING
+    trainer: TrainerSchema = field(default_factory=TrainerSchema)
+    search: dict[str, Any] = MISSING
+    sampler: Any = MISSING
+    pruner: Any = MISSING
+    storage: Any = MISSING
+    tracking: TrackingSchema = field(default_factory=TrackingSchema)
+    study_name: str | None = MISSING
+    n_trials: int = MISSING
+    timeout: float | None = MISSING
+    metric: Any = MISSING
+    direction: Any = MISSING
+    seed: int = MISSING
+    run_dir: str = MISSING
+    max_failures: int = MISSING
+
+
+# Schema names end in `_schema` so that they read as such in `defaults:` lists.
+_SCHEMAS: dict[tuple[str | None, str], type] = {
+    (None, "sweep_schema"): SweepSchema,
+    ("model", "mlp_schema"): MLPSchema,
+    ("model", "cnn_schema"): CNNSchema,
+    ("model", "linear_schema"): LinearSchema,
+    ("model", "gpt_schema"): GPTSchema,
+    ("data", "digits_schema"): DigitsSchema,
+    ("data", "mnist_schema"): MnistSchema,
+    ("data", "diabetes_schema"): DiabetesSchema,
+    ("data", "char_corpus_schema"): CharCorpusSchema,
+    ("trainer", "trainer_schema"): TrainerSchema,
+    ("tracking", "tracking_schema"): TrackingSchema,
+}
+
+SCHEMA_NAMES = frozenset(name for _, name in _SCHEMAS)
+
+
+def register_schemas() -> None:
+    """Put the schemas in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    for (group, name), node in _SCHEMAS.items():
+        store.store(group=group, name=name, node=node)

@@ -1,0 +1,1 @@
+"""Built-in LightningDataModules: real data that ships with a package, never downloaded."""

@@ -1,0 +1,1 @@
+"""Built-in LightningModules: the standard examples of the field."""

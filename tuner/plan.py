@@ -1,0 +1,252 @@
+"""A sweep plan: the composed config after every check that needs no side effect.
+
+:func:`make_plan` checks the objectives, the budget, the study name, the search space
+against the config, that every ``_target_`` imports, and that the sampler and pruner
+accept their arguments. Anything wrong raises one ConfigError listing each problem with
+its file and key. The preflight (:mod:`tuner.preflight`) then trains one batch; only
+after both does anything get written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.utils import get_object, instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from tuner.config.compose import Composed
+from tuner.errors import ConfigError, Problem
+from tuner.search_space import SearchSpace, parse
+
+DIRECTIONS = ("maximize", "minimize")
+STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    composed: Composed
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]
+    space: SearchSpace
+
+    @property
+    def cfg(self) -> DictConfig:
+        return self.composed.cfg
+
+    @property
+    def study_name(self) -> str:
+        return self.cfg.study_name
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.run_dir)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
+    @property
+    def prunes(self) -> bool:
+        return not self.multi_objective and not _is_nop_pruner(self.cfg.pruner)
+
+    def locate(self, key: str) -> str:
+        return self.composed.locate(key)
+
+    def build_sampler(self, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+        """The configured sampler; its seed moves on by the trials the study already has,
+        so that a resumed random or QMC sampler does not propose the same points again."""
+        kwargs: dict[str, Any] = {}
+        if self.cfg.sampler.get("seed") is not None:
+            kwargs["seed"] = int(self.cfg.sampler.seed) + trials_so_far
+        if _target(self.cfg.sampler) == "optuna.samplers.GridSampler":
+            kwargs["search_space"] = self.space.grid()
+        return instantiate(self.cfg.sampler, **kwargs)
+
+    def build_pruner(self) -> optuna.pruners.BasePruner:
+        return instantiate(self.cfg.pruner)
+
+    def study_params(self) -> dict[str, Any]:
+        """What the parent MLflow run records about the study (set once, at creation)."""
+        choices = self.composed.choices
+        return {
+            "metric": ",".join(self.metrics), "direction": ",".join(self.directions),
+            **{f"{group}": choices.get(group) for group in
+               ("model", "data", "search", "sampler", "pruner", "storage")},
+            "search_space_fingerprint": self.space.fingerprint(),
+        }
+
+
+def _target(node: Any) -> str:
+    return str(node.get("_target_", "")) if isinstance(node, DictConfig) else ""
+
+
+def _is_nop_pruner(pruner: DictConfig) -> bool:
+    return _target(pruner) == "optuna.pruners.NopPruner"
+
+
+def _as_tuple(value: Any) -> tuple[Any, ...]:
+    if isinstance(value, ListConfig | list | tuple):
+        return tuple(value)
+    return (value,)
+
+
+def make_plan(composed: Composed) -> SweepPlan:
+    cfg = composed.cfg
+    problems: list[Problem] = []
+    metrics, directions = _objectives(composed, problems)
+    _budget(composed, problems)
+    _targets(composed, problems)
+    _run_dir(composed, problems)
+    space = None
+    try:
+        space = parse(cfg.search, composed.locate("search"))
+        space.check_against(cfg, composed.locate)
+    except ConfigError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise ConfigError(problems)
+    plan = SweepPlan(composed, metrics, directions, space)
+    _sampler_and_pruner(plan)
+    return plan
+
+
+def _objectives(composed: Composed, problems: list[Problem]) -> tuple[tuple, tuple]:
+    cfg = composed.cfg
+    metrics, directions = _as_tuple(cfg.metric), _as_tuple(cfg.direction)
+    if not metrics or any(not isinstance(m, str) or not m for m in metrics):
+        problems.append(Problem(composed.locate("metric"), "metric",
+                                f"must be a metric name or a list of them, got {cfg.metric}",
+                                "e.g. metric=val_acc or 'metric=[val_acc,param_count]'"))
+    elif len(set(metrics)) != len(metrics):
+        problems.append(Problem(composed.locate("metric"), "metric", "names a metric twice",
+                                "list each metric once"))
+    bad = [d for d in directions if d not in DIRECTIONS]
+    if bad:
+        problems.append(Problem(composed.locate("direction"), "direction",
+                                f"'{bad[0]}' is not maximize or minimize",
+                                "use direction=maximize or direction=minimize"))
+    elif len(directions) != len(metrics):
+        problems.append(Problem(composed.locate("direction"), "direction",
+                                f"gives {len(directions)} direction(s) for {len(metrics)} "
+                                "metric(s)", "give one direction per metric, in the same order"))
+    return tuple(metrics), tuple(directions)
+
+
+def _budget(composed: Composed, problems: list[Problem]) -> None:
+    cfg = composed.cfg
+    if cfg.n_trials < 1:
+        problems.append(Problem(composed.locate("n_trials"), "n_trials",
+                                f"must be at least 1, got {cfg.n_trials}", "e.g. n_trials=30"))
+    if cfg.timeout is not None and cfg.timeout <= 0:
+        problems.append(Problem(composed.locate("timeout"), "timeout",
+                                f"must be positive seconds or null, got {cfg.timeout}",
+                                "e.g. timeout=3600, or timeout=null for no limit"))
+    if cfg.max_failures < 0:
+        problems.append(Problem(composed.locate("max_failures"), "max_failures",
+                                f"must be >= 0, got {cfg.max_failures}",
+                                "0 never stops on failures"))
+    if not STUDY_NAME.match(cfg.study_name):
+        problems.append(Problem(composed.locate("study_name"), "study_name",
+                                f"'{cfg.study_name}' is not a usable name",
+                                "use letters, digits, '-', '_' and '.', starting with a letter "
+                                "or digit (it names the MLflow experiment and model)"))
+    trainer = cfg.trainer
+    for key, value, low in (("max_epochs", trainer.max_epochs, 1),
+                            ("accumulate_grad_batches", trainer.accumulate_grad_batches, 1),
+                            ("check_val_every_n_epoch", trainer.check_val_every_n_epoch, 1)):
+        if value < low:
+            problems.append(Problem(composed.locate(f"trainer.{key}"), f"trainer.{key}",
+                                    f"must be at least {low}, got {value}", f"set it >= {low}"))
+    if trainer.check_val_every_n_epoch > trainer.max_epochs:
+        problems.append(Problem(composed.locate("trainer.check_val_every_n_epoch"),
+                                "trainer.check_val_every_n_epoch",
+                                f"validates every {trainer.check_val_every_n_epoch} epochs but "
+                                f"trials train for {trainer.max_epochs}: the metric is never "
+                                "computed", "make it <= trainer.max_epochs"))
+
+
+def _targets(composed: Composed, problems: list[Problem]) -> None:
+    """Every `_target_` must import; configs are code, so this runs their imports."""
+    cfg = composed.cfg
+    for group in ("model", "data", "sampler", "pruner", "storage"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            problems.append(Problem(composed.locate(group), f"{group}._target_",
+                                    "is missing", "name the class to build, e.g. "
+                                    "_target_: my_package.MyModule"))
+            continue
+        for key, target in _all_targets(node, group):
+            try:
+                get_object(target)
+            except Exception as error:  # any import failure is the user's to fix
+                problems.append(Problem(composed.locate(key), key,
+                                        f"cannot import '{target}': "
+                                        f"{type(error).__name__}: {error}",
+                                        "check the dotted path; is the package installed, or "
+                                        "on PYTHONPATH?"))
+
+
+def _all_targets(node: DictConfig, prefix: str):
+    for key, value in node.items():
+        if key == "_target_":
+            yield f"{prefix}._target_", str(value)
+        elif isinstance(value, DictConfig):
+            yield from _all_targets(value, f"{prefix}.{key}")
+
+
+def _run_dir(composed: Composed, problems: list[Problem]) -> None:
+    path = Path(composed.cfg.run_dir)
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(Problem(composed.locate("run_dir"), "run_dir",
+                                f"cannot write under {existing} (to create {path})",
+                                "choose a writable folder, e.g. run_dir=./runs"))
+
+
+def _sampler_and_pruner(plan: SweepPlan) -> None:
+    """Build both once, without a study, to catch bad arguments before anything runs."""
+    problems = []
+    try:
+        sampler = plan.build_sampler()
+        if not isinstance(sampler, optuna.samplers.BaseSampler):
+            raise TypeError(f"{type(sampler).__name__} is not an Optuna sampler")
+    except ConfigError as error:
+        problems.extend(error.problems)
+    except Exception as error:
+        problems.append(Problem(plan.locate("sampler"), "sampler",
+                                _instantiate_message(error), "fix the sampler's arguments"))
+    else:
+        if plan.multi_objective and isinstance(sampler, optuna.samplers.CmaEsSampler):
+            problems.append(Problem(plan.locate("sampler"), "sampler",
+                                    "CMA-ES cannot optimise several metrics at once",
+                                    "use sampler=nsga2 or sampler=tpe for multi-objective"))
+    try:
+        pruner = plan.build_pruner()
+        if not isinstance(pruner, optuna.pruners.BasePruner):
+            raise TypeError(f"{type(pruner).__name__} is not an Optuna pruner")
+    except Exception as error:
+        problems.append(Problem(plan.locate("pruner"), "pruner",
+                                _instantiate_message(error), "fix the pruner's arguments"))
+    else:
+        if plan.multi_objective and not _is_nop_pruner(plan.cfg.pruner):
+            problems.append(Problem(plan.locate("pruner"), "pruner",
+                                    f"Optuna cannot prune a multi-objective study "
+                                    f"({len(plan.metrics)} metrics)", "use pruner=none"))
+    if problems:
+        raise ConfigError(problems)
+
+
+def _instantiate_message(error: Exception) -> str:
+    cause = error.__cause__ or error
+    return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
+
+
+def resolved_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,58 @@
+"""Train one batch before the study exists, so that bad code fails before any record does.
+
+The preflight builds the DataModule, the LightningModule and a Trainer from the
+composed config (the search space's values are not applied), fits one training and one
+validation batch (Lightning's ``fast_dev_run``) and checks that every metric the study
+optimises was logged. A ``_target_`` that fails to build, a Trainer setting Lightning
+refuses, a shape mismatch or a metric the module never logs is reported as a
+ConfigError naming the file to fix; the study, its trials and its MLflow runs are only
+created after this passes. It costs about one training step plus Trainer set-up.
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+
+from tuner.errors import ConfigError, Problem
+from tuner.plan import SweepPlan
+from tuner.training import BuildError, build_objects, build_trainer, quiet_lightning
+
+
+def _message(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"
+
+
+def preflight(plan: SweepPlan) -> None:
+    quiet_lightning()
+    cfg = plan.cfg
+    pl.seed_everything(cfg.seed, verbose=False)
+    try:
+        datamodule, module = build_objects(cfg)
+    except BuildError as error:
+        raise ConfigError(Problem(plan.locate(error.group), error.group,
+                                  f"cannot be built: {_message(error.cause)}",
+                                  f"fix the {error.group} settings or its class")) from error
+    try:
+        trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False)
+    except Exception as error:
+        raise ConfigError(Problem(plan.locate("trainer"), "trainer",
+                                  f"Lightning refused the settings: {_message(error)}",
+                                  "fix the trainer settings (e.g. trainer.accelerator=cpu "
+                                  "on a machine without a GPU)")) from error
+    try:
+        trainer.fit(module, datamodule=datamodule)
+    except Exception as error:
+        raise ConfigError(Problem(f"{plan.locate('model')} with {plan.locate('data')}", "",
+                                  f"training one batch failed: {_message(error)}",
+                                  "check that the model and the data fit together (shapes, "
+                                  "dtypes) and that the module's steps run")) from error
+    logged = sorted(trainer.callback_metrics)
+    missing = [m for m in plan.metrics if m not in logged]
+    if missing:
+        raise ConfigError(Problem(
+            plan.locate("metric"), "metric",
+            f"'{missing[0]}' is never logged by {cfg.model._target_}; it logs: "
+            f"{', '.join(logged) or 'nothing'}",
+            f"set metric to one of those (e.g. metric={logged[0]})" if logged else
+            "log the metric with self.log(...) in validation_step or on_validation_epoch_end"))

@@ -1,0 +1,121 @@
+"""The Optuna study: open or create it, check it still matches the config, count budget.
+
+``n_trials`` is a total for the study, not for one invocation: COMPLETE and PRUNED
+trials count, FAIL trials do not, so re-running the same command tops the study up to
+``n_trials`` and a failed trial is replaced.
+
+A study remembers the fingerprint of its search space. Resuming with a different space
+would mix trials drawn from different distributions (and mislead the sampler), so it is
+refused with a message saying how to start a new study instead.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+from hydra.utils import instantiate
+from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.errors import ConfigError, Problem
+from tuner.plan import SweepPlan
+from tuner.tracking import tags
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def open_storage(storage_cfg) -> BaseStorage:
+    quiet_optuna()
+    return instantiate(storage_cfg)
+
+
+def journal_path(storage_cfg) -> Path | None:
+    """The journal file behind a journal-file storage config, if that is what it is."""
+    log_storage = storage_cfg.get("log_storage") if hasattr(storage_cfg, "get") else None
+    if log_storage is not None and "file_path" in log_storage:
+        return Path(log_storage.file_path)
+    return None
+
+
+def find_study_id(storage: BaseStorage, name: str) -> int | None:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
+    """Load the plan's study, checking directions and search space, or create it."""
+    name = plan.study_name
+    study_id = find_study_id(storage, name)
+    directions = [optuna.study.StudyDirection[d.upper()] for d in plan.directions]
+    n_existing = 0
+    if study_id is not None:
+        _check_resumable(plan, storage, study_id, directions)
+        n_existing = len(storage.get_all_trials(study_id, deepcopy=False))
+    study = optuna.create_study(
+        storage=storage, study_name=name, directions=list(plan.directions),
+        sampler=plan.build_sampler(trials_so_far=n_existing), pruner=plan.build_pruner(),
+        load_if_exists=True)
+    study.set_user_attr(tags.N_TRIALS_ATTR, plan.cfg.n_trials)  # the budget last asked for
+    if study_id is None:
+        study.set_user_attr(tags.SPACE_FINGERPRINT_ATTR, plan.space.fingerprint())
+        study.set_user_attr(tags.SPACE_ATTR, plan.space.to_json())
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still there in 5
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(plan.metrics))
+    return study
+
+
+def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
+                     directions: Sequence[optuna.study.StudyDirection]) -> None:
+    name = plan.study_name
+    new_name = f"study_name={name}-2"
+    stored = storage.get_study_directions(study_id)
+    if list(stored) != list(directions):
+        raise ConfigError(Problem(
+            plan.locate("direction"), "direction",
+            f"study '{name}' was created to {', '.join(d.name.lower() for d in stored)}; "
+            f"this config asks to {', '.join(plan.directions)}",
+            f"start a new study ({new_name}) or restore the original direction"))
+    attrs = storage.get_study_user_attrs(study_id)
+    fingerprint = attrs.get(tags.SPACE_FINGERPRINT_ATTR)
+    if fingerprint is not None and fingerprint != plan.space.fingerprint():
+        raise ConfigError(Problem(
+            plan.space.source, "search",
+            f"the search space changed since study '{name}' began (fingerprint "
+            f"{fingerprint}, now {plan.space.fingerprint()}); resuming would mix trials from "
+            "different spaces",
+            f"start a new study with {new_name} (or another name), or restore the original "
+            "search space to resume"))
+
+
+def finished_count(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def best_trial(study: optuna.Study) -> FrozenTrial | None:
+    """The COMPLETE trial with the best value of the study's first metric.
+
+    For one metric this is Optuna's best trial; for several it is the point of the
+    Pareto front that is best on the first metric (the one the champion is chosen by).
+    """
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values and not math.isnan(t.values[0])]
+    if not complete:
+        return None
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    return (max if maximize else min)(complete, key=lambda t: t.values[0])
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)

@@ -1,0 +1,1 @@
+"""MLflow records of a study: one experiment, a parent run, a child run per trial."""

@@ -1,0 +1,84 @@
+"""Trial models in MLflow, and the study's champion in the model registry.
+
+Models are saved in MLflow's ``pt2`` format (``torch.export``): a traced graph and its
+weights, loadable with MLflow's pickle deserialisation switched off. A trial logs its
+model only when it beats the study's best so far; at the end of a sweep the best
+trial's model is registered under the study name and gets the alias ``champion``, which
+moves only when a new best beats the current champion's value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import mlflow
+import mlflow.pytorch
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from tuner.tracking import tags
+
+
+def log_trial_model(module: torch.nn.Module, example_input: torch.Tensor, run_id: str) -> str:
+    """Export ``module`` (on CPU, eval mode) into the trial's run; return the model URI.
+
+    Raises whatever ``torch.export`` raises for a module it cannot trace (data-dependent
+    control flow, non-tensor inputs); the caller records that and goes on.
+    """
+    was_training = module.training
+    module.eval()
+    try:
+        info = mlflow.pytorch.log_model(
+            module.cpu(), name="model", input_example=example_input.cpu().numpy(),
+            serialization_format="pt2", run_id=run_id,
+            # Stated, not inferred: inference starts a subprocess and takes ~15 s.
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+    finally:
+        module.train(was_training)
+    return info.model_uri
+
+
+def is_better(value: float, than: float, direction: str) -> bool:
+    if math.isnan(than):
+        return not math.isnan(value)
+    return value > than if direction == "maximize" else value < than
+
+
+@dataclass(frozen=True)
+class Champion:
+    name: str  # registered model name (the study name)
+    version: str
+    value: float
+    trial_number: int
+    promoted: bool  # True when this sweep moved the alias
+
+
+def current_champion(client: MlflowClient, name: str) -> Champion | None:
+    try:
+        mv = client.get_model_version_by_alias(name, tags.CHAMPION_ALIAS)
+    except MlflowException:
+        return None
+    return Champion(name, mv.version, float(mv.tags.get(tags.VERSION_VALUE, "nan")),
+                    int(mv.tags.get(tags.TRIAL_NUMBER, "-1")), promoted=False)
+
+
+def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value: float,
+            direction: str, trial_number: int) -> Champion:
+    """Register ``model_uri`` as the new champion if it beats the current one."""
+    current = current_champion(client, name)
+    if current is not None and (current.trial_number == trial_number
+                                or not is_better(value, current.value, direction)):
+        return current
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, tags={tags.STUDY: name})
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") else None
+    mv = client.create_model_version(
+        name, source=model_uri, run_id=run_id, model_id=model_id,
+        tags={tags.VERSION_VALUE: repr(value), tags.TRIAL_NUMBER: str(trial_number),
+              tags.STUDY: name})
+    client.set_registered_model_alias(name, tags.CHAMPION_ALIAS, mv.version)
+    return Champion(name, mv.version, value, trial_number, promoted=True)

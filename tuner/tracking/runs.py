@@ -1,0 +1,140 @@
+"""The MLflow side of a study: its experiment, its parent run, one child run per trial.
+
+Statuses follow the Optuna state of the trial:
+
+============  ================================================
+Optuna        MLflow run
+============  ================================================
+COMPLETE      FINISHED
+PRUNED        FINISHED, tagged ``tuner.pruned=true``
+FAIL          FAILED, with the reason in ``tuner.fail_reason``
+interrupted   KILLED (Ctrl-C or SIGTERM while it trained)
+============  ================================================
+
+The parent run is found again through the study's ``mlflow_parent_run_id`` user
+attribute, so re-running a sweep adds its trials under the same parent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+from omegaconf import DictConfig
+
+from tuner.tracking import tags
+from tuner.tracking.logger import MlflowBatchLogger
+
+MAX_TAG_VALUE = 5000  # MLflow accepts 8000 characters; keep reasons readable
+MAX_PARAM_VALUE = 6000
+
+
+def quiet_mlflow() -> None:
+    """MLflow and alembic log every schema migration at INFO; keep the console for us."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Tracker:
+    """Writes one study's experiment, its parent run and its trials' runs."""
+
+    def __init__(self, tracking: DictConfig, study_name: str):
+        quiet_mlflow()
+        self.tracking = tracking
+        self.study_name = study_name
+        # The fluent API (used to log models) reads the global URI; set both.
+        mlflow.set_tracking_uri(tracking.tracking_uri)
+        mlflow.set_registry_uri(tracking.tracking_uri)
+        self.client = MlflowClient(tracking.tracking_uri, registry_uri=tracking.tracking_uri)
+        self.experiment_id: str | None = None
+        self.parent_run_id: str | None = None
+
+    # -- the study -------------------------------------------------------------------
+
+    def open(self, study: optuna.Study, study_params: Mapping[str, Any]) -> str:
+        """Find or create the experiment and the parent run; mark the parent RUNNING."""
+        self.experiment_id = self._experiment()
+        run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
+        if run_id and not self._run_exists(run_id):
+            run_id = None  # the MLflow store was wiped or changed: start a new parent
+        if run_id is None:
+            run = self.client.create_run(
+                self.experiment_id, run_name=self.study_name,
+                tags={tags.ROLE: "study", tags.STUDY: self.study_name})
+            run_id = run.info.run_id
+            self.client.log_batch(run_id, params=[
+                Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in study_params.items()])
+            study.set_user_attr(tags.PARENT_RUN_ATTR, run_id)
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self.parent_run_id = run_id
+        return run_id
+
+    def _experiment(self) -> str:
+        experiment = self.client.get_experiment_by_name(self.study_name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        location = None
+        if self.tracking.artifact_location:
+            location = (Path(self.tracking.artifact_location) / self.study_name).as_uri()
+        return self.client.create_experiment(self.study_name, artifact_location=location,
+                                             tags={tags.STUDY: self.study_name})
+
+    def _run_exists(self, run_id: str) -> bool:
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            return False
+
+    def close(self, status: str = "FINISHED") -> None:
+        if self.parent_run_id is not None:
+            self.client.set_terminated(self.parent_run_id, status=status)
+
+    # -- trials ----------------------------------------------------------------------
+
+    def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str) -> str:
+        """Create the trial's child run with its sampled params and composed config."""
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{number}",
+            tags={tags.PARENT_RUN: self.parent_run_id, tags.ROLE: "trial",
+                  tags.STUDY: self.study_name, tags.TRIAL_NUMBER: str(number)})
+        run_id = run.info.run_id
+        if params:
+            self.client.log_batch(run_id, params=[
+                Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()])
+        self.client.log_text(run_id, config_yaml, "config.yaml")
+        return run_id
+
+    def trial_logger(self, run_id: str) -> MlflowBatchLogger:
+        return MlflowBatchLogger(self.client, run_id, self.tracking.flush_interval)
+
+    def end_trial(self, run_id: str, state: optuna.trial.TrialState, *,
+                  reason: str | None = None, pruned_at: int | None = None,
+                  interrupted: bool = False) -> None:
+        run_tags = [RunTag(tags.STATE, state.name)]
+        if state == optuna.trial.TrialState.PRUNED:
+            run_tags.append(RunTag(tags.PRUNED, "true"))
+            if pruned_at is not None:
+                run_tags.append(RunTag(tags.PRUNED_AT_EPOCH, str(pruned_at)))
+        if reason:
+            run_tags.append(RunTag(tags.FAIL_REASON, reason[:MAX_TAG_VALUE]))
+        self.client.log_batch(run_id, tags=run_tags)
+        if interrupted:
+            status = RunStatus.to_string(RunStatus.KILLED)
+        elif state == optuna.trial.TrialState.FAIL:
+            status = RunStatus.to_string(RunStatus.FAILED)
+        else:
+            status = RunStatus.to_string(RunStatus.FINISHED)
+        self.client.set_terminated(run_id, status=status)
+
+    def log_error(self, run_id: str, text: str) -> None:
+        self.client.log_text(run_id, text, "error.txt")

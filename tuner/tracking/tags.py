@@ -1,0 +1,35 @@
+"""Names tuner gives its MLflow tags and Optuna attributes, in one place.
+
+MLflow and Optuna point at each other: a trial's user attribute holds its MLflow run
+id, and the run's tags hold the study name and trial number.
+"""
+
+# MLflow run tags
+PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: nests a run under another
+ROLE = "tuner.role"  # "study" for the parent run, "trial" for a child run
+STUDY = "tuner.study"
+TRIAL_NUMBER = "tuner.trial_number"
+STATE = "tuner.state"  # the Optuna state: COMPLETE, PRUNED or FAIL
+PRUNED = "tuner.pruned"  # "true" on pruned trials (their MLflow status is FINISHED)
+PRUNED_AT_EPOCH = "tuner.pruned_at_epoch"
+FAIL_REASON = "tuner.fail_reason"
+BEST_TRIAL = "tuner.best_trial_number"
+BEST_PARAM_PREFIX = "tuner.best_param."
+
+# Optuna trial user attributes
+RUN_ID_ATTR = "mlflow_run_id"
+MODEL_URI_ATTR = "mlflow_model_uri"
+MODEL_ERROR_ATTR = "model_error"  # why the trial's model could not be logged
+CONFIG_ATTR = "config"  # the trial's composed config, YAML
+SEED_ATTR = "seed"
+FAIL_REASON_ATTR = "fail_reason"
+
+# Optuna study user attributes
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+SPACE_FINGERPRINT_ATTR = "search_space_fingerprint"
+SPACE_ATTR = "search_space"
+N_TRIALS_ATTR = "n_trials"
+
+# Model registry
+CHAMPION_ALIAS = "champion"
+VERSION_VALUE = "tuner.value"  # the champion's value of the study's first metric

@@ -1,0 +1,100 @@
+"""Config -> Lightning objects: the DataModule, the module and a lean Trainer.
+
+Shared by the preflight (one batch) and by every trial, so both build the same objects
+the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+
+def quiet_lightning() -> None:
+    """Lightning prints device banners and tips once per Trainer; a sweep builds hundreds.
+
+    Both package names are quieted: mlflow.pytorch imports the standalone
+    ``pytorch_lightning`` package, which renames Lightning's shared rank-zero logger.
+    """
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning",
+                 "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+
+
+class BuildError(Exception):
+    """``data`` or ``model`` could not be built from its config."""
+
+    def __init__(self, group: str, error: BaseException):
+        cause = error.__cause__ or error  # Hydra wraps the constructor's own exception
+        self.group, self.cause = group, cause
+        super().__init__(f"{group} cannot be built: {type(cause).__name__}: {cause}")
+
+
+def build_objects(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """Instantiate ``cfg.data`` and ``cfg.model`` from their ``_target_``."""
+    built = []
+    for group in ("data", "model"):
+        try:
+            built.append(instantiate(cfg[group], _convert_="all"))
+        except Exception as error:
+            raise BuildError(group, error) from error
+    datamodule, module = built
+    if not isinstance(module, pl.LightningModule):
+        raise BuildError("model", TypeError(f"it builds a {type(module).__name__}, not a "
+                                            "lightning.pytorch.LightningModule"))
+    return datamodule, module
+
+
+def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
+    t = OmegaConf.to_container(trainer_cfg, resolve=True)
+    kwargs = {
+        "max_epochs": t["max_epochs"],
+        "accelerator": t["accelerator"],
+        "devices": t["devices"],
+        "precision": t["precision"],
+        # Lightning clips after unscaling the (accumulated) gradients and before the
+        # optimizer step, i.e. once per optimizer step, not per micro-batch.
+        "gradient_clip_val": t["gradient_clip_val"] or None,
+        "gradient_clip_algorithm": str(getattr(t["gradient_clip_algorithm"], "value",
+                                               t["gradient_clip_algorithm"])),
+        "accumulate_grad_batches": t["accumulate_grad_batches"],
+        "check_val_every_n_epoch": t["check_val_every_n_epoch"],
+        "log_every_n_steps": t["log_every_n_steps"],
+        "deterministic": t["deterministic"],
+        "enable_checkpointing": t["enable_checkpointing"],
+        # Lean by default: tuner reports progress for the sweep, not per trial.
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,  # the preflight already ran a validation batch
+    }
+    for key in ("limit_train_batches", "limit_val_batches"):
+        if t[key] is not None:
+            kwargs[key] = t[key]
+    kwargs.update(t["extra"])
+    return kwargs
+
+
+def build_trainer(trainer_cfg: DictConfig, *, callbacks: list[pl.Callback] | None = None,
+                  logger: Any = False, root_dir: str | None = None, **overrides: Any
+                  ) -> pl.Trainer:
+    kwargs = trainer_kwargs(trainer_cfg)
+    kwargs.update(callbacks=callbacks or [], logger=logger, default_root_dir=root_dir)
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def example_input(module: pl.LightningModule, datamodule: pl.LightningDataModule):
+    """A small input batch for exporting ``module``: its ``example_input_array`` if it
+    sets one, else the first two rows of the first validation batch."""
+    if getattr(module, "example_input_array", None) is not None:
+        return module.example_input_array
+    batch = next(iter(datamodule.val_dataloader()))
+    x = batch[0] if isinstance(batch, list | tuple) else batch
+    return x[:2]
