@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,13 +201,20 @@ def _all_targets(node: DictConfig, prefix: str):
 
 
 def _run_dir(composed: Composed, problems: list[Problem]) -> None:
+    """Probe by creating (and removing) a folder where the run dir would be created:
+    permission bits alone mislead (root, read-only mounts, /proc)."""
     path = Path(composed.cfg.run_dir)
     existing = path
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is a file")
+        os.rmdir(tempfile.mkdtemp(prefix=".tuner-probe-", dir=existing))
+    except OSError as error:
         problems.append(Problem(composed.locate("run_dir"), "run_dir",
-                                f"cannot write under {existing} (to create {path})",
+                                f"cannot write under {existing} (to create {path}): "
+                                f"{error.strerror or error}",
                                 "choose a writable folder, e.g. run_dir=./runs"))
 
 

@@ -116,6 +116,22 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return (max if maximize else min)(complete, key=lambda t: t.values[0])
 
 
+def tell(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:
+    """``study.tell``, tolerating GridSampler's way of ending a study.
+
+    GridSampler calls ``study.stop()`` after the trial that uses its last point, and
+    ``stop()`` raises outside ``study.optimize()``. The trial's state is stored before
+    that (Optuna stores it in a ``finally``), and the sweep loop checks
+    :func:`grid_exhausted` before asking again, so that one error is safe to drop.
+    """
+    try:
+        study.tell(trial, **outcome)
+    except RuntimeError as error:
+        if not (isinstance(study.sampler, optuna.samplers.GridSampler)
+                and "Study.stop" in str(error)):
+            raise
+
+
 def grid_exhausted(study: optuna.Study) -> bool:
     sampler = study.sampler
     return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)

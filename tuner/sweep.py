@@ -33,7 +33,7 @@ from tuner.plan import SweepPlan
 from tuner.preflight import preflight
 from tuner.progress import PlainReporter, Tally, format_values
 from tuner.report import Summary, finalize
-from tuner.study import FINISHED, best_trial, grid_exhausted, open_storage, open_study
+from tuner.study import FINISHED, best_trial, grid_exhausted, open_storage, open_study, tell
 from tuner.tracking import tags
 from tuner.tracking.registry import is_better
 from tuner.tracking.runs import Tracker
@@ -127,17 +127,17 @@ def _one_trial(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> TrialR
     except BaseException as error:  # Ctrl-C, SIGTERM, or Lightning's exit on Ctrl-C
         reason = f"interrupted ({type(error).__name__})"
         trial.set_user_attr(tags.FAIL_REASON_ATTR, reason)
-        study.tell(trial, state=TrialState.FAIL)
+        tell(study, trial, state=TrialState.FAIL)
         run_id = trial.user_attrs.get(tags.RUN_ID_ATTR)
         if run_id is not None:
             tracker.end_trial(run_id, TrialState.FAIL, reason=reason, interrupted=True)
         raise
     if result.state == TrialState.COMPLETE:
-        study.tell(trial, values=result.values)
+        tell(study, trial, values=result.values)
     else:
         if result.reason:
             trial.set_user_attr(tags.FAIL_REASON_ATTR, result.reason)
-        study.tell(trial, state=result.state)
+        tell(study, trial, state=result.state)
     if result.run_id is not None:
         tracker.end_trial(result.run_id, result.state, reason=result.reason,
                           pruned_at=result.pruned_at)

@@ -78,9 +78,9 @@ def locate(key: str, choices: dict[str, str | None], config_dir: Path | None,
            overrides: Sequence[str]) -> str:
     for override in overrides:
         okey = _override_key(override)
-        if okey in GROUPS and key != okey:
+        if okey in GROUPS:
             continue  # `model=cnn` picks a file; the file, found below, holds the value
-        if key == okey or key.startswith(okey + ".") or okey.startswith(key + "."):
+        if key == okey or key.startswith(okey + "."):  # the override set it or a parent
             return f"command line ({override})"
     experiment = choices.get("experiment")
     if experiment:
@@ -152,6 +152,18 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
+def _failed_override(text: str, overrides: Sequence[str]) -> str | None:
+    """The override Hydra names in 'Error merging override X' / "Could not override 'K'"."""
+    match = re.search(r"Error merging override (.+)", text)
+    if match:
+        return match.group(1).strip()
+    match = re.search(r"Could not override '([^']+)'", text)
+    if match:
+        return next((o for o in overrides if _override_key(o) == match.group(1)),
+                    match.group(1))
+    return None
+
+
 def _fix_for(message: str) -> str:
     if "not in" in message:
         return "remove or correct the key; `tuner sweep --cfg` prints every valid key"
@@ -185,11 +197,19 @@ def _translate(error: Exception, overrides: Sequence[str], config_dir: Path | No
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", "") or ""
         message = _first_line(str(cause))
-        if isinstance(error, ConfigCompositionException) and error.__cause__ is not None:
+        merging = _failed_override(str(error), overrides)
+        if merging:
+            where = f"command line ({merging})"
+        elif isinstance(error, ConfigCompositionException) and error.__cause__ is not None:
             where = locate(key, {}, config_dir, overrides) if key else "command line"
         else:
             where = _where_composition_failed(error, config_dir)
-        return ConfigError(Problem(where, key, message, _fix_for(message)))
+        fix = _fix_for(message)
+        if merging and key.startswith("search.") and "not in struct" in message:
+            fix = ("a search entry written as a dotted key (model.lr: {...}) cannot be "
+                   "reached by path; write it nested (model: {lr: {...}}), or override the "
+                   "whole entry with '+search={...}'")
+        return ConfigError(Problem(where, key, message, fix))
     text = str(error)
     if isinstance(error, ConfigCompositionException):
         where = _where_composition_failed(error, config_dir)
@@ -242,10 +262,22 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
         _resolve(composed)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or ""
-        raise ConfigError(Problem(composed.locate(key) if key else "config", key,
-                                  _first_line(str(error)),
-                                  "point the interpolation at a key that exists")) from error
+        message = _first_line(str(error))
+        raise ConfigError(Problem(composed.locate(key) if key else "config", key, message,
+                                  _interpolation_fix(message, key, user_dir))) from error
     return composed
+
+
+def _interpolation_fix(message: str, key: str, config_dir: Path | None) -> str:
+    match = re.search(r"Interpolation key '(data\.[^']+)' not found", message)
+    if match:
+        wanted = match.group(1)
+        providers = [o for o in group_options("data", config_dir)
+                     if _yaml_has_key(group_file("data", o, config_dir), wanted.split(".", 1)[1])]
+        if providers:
+            options = ", ".join(f"data={o}" for o in providers)
+            return f"choose data that provides {wanted} ({options}), or set {key} directly"
+    return "point the interpolation at a key that exists, or set the value directly"
 
 
 def _check_root_keys(composed: Composed) -> None:

@@ -60,7 +60,7 @@ def current_champion(client: MlflowClient, name: str) -> Champion | None:
         mv = client.get_model_version_by_alias(name, tags.CHAMPION_ALIAS)
     except MlflowException:
         return None
-    return Champion(name, mv.version, float(mv.tags.get(tags.VERSION_VALUE, "nan")),
+    return Champion(name, str(mv.version), float(mv.tags.get(tags.VERSION_VALUE, "nan")),
                     int(mv.tags.get(tags.TRIAL_NUMBER, "-1")), promoted=False)
 
 
@@ -81,4 +81,4 @@ def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value:
         tags={tags.VERSION_VALUE: repr(value), tags.TRIAL_NUMBER: str(trial_number),
               tags.STUDY: name})
     client.set_registered_model_alias(name, tags.CHAMPION_ALIAS, mv.version)
-    return Champion(name, mv.version, value, trial_number, promoted=True)
+    return Champion(name, str(mv.version), value, trial_number, promoted=True)

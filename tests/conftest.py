@@ -1,0 +1,74 @@
+"""Shared helpers: compose the real config, shrunk by overrides; run the real CLI.
+
+Tests never mock Optuna, MLflow or Lightning: studies live in real journal files and
+MLflow in real SQLite stores under pytest's tmp_path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+# Small enough for a few seconds per sweep on 2 cores, large enough to train and prune.
+FAST = ("trainer.max_epochs=2", "tracking.report=false")
+
+
+def tuner_command() -> list[str]:
+    """The installed console script, so that tests exercise the real entry point."""
+    script = Path(sys.executable).with_name("tuner")
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("tuner")
+    return [found] if found else [sys.executable, "-m", "tuner"]
+
+
+def run_tuner(*args: str, cwd: Path, timeout: float = 300,
+              env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([*tuner_command(), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=full_env)
+
+
+def compose(*overrides: str, run_dir: Path, config_dir: Path | None = None):
+    from tuner.config.compose import compose_config
+
+    return compose_config([f"run_dir={run_dir}", *overrides], config_dir)
+
+
+def plan(*overrides: str, run_dir: Path, config_dir: Path | None = None):
+    from tuner.plan import make_plan
+
+    return make_plan(compose(*overrides, run_dir=run_dir, config_dir=config_dir))
+
+
+def sweep(*overrides: str, run_dir: Path, config_dir: Path | None = None):
+    """Run a sweep in-process through the public API; returns the SweepOutcome."""
+    import io
+
+    from tuner import PlainReporter, run_sweep
+
+    return run_sweep(plan(*FAST, *overrides, run_dir=run_dir, config_dir=config_dir),
+                     PlainReporter(io.StringIO()))
+
+
+def files_under(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*")) if path.exists() else []
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if not has_cuda:
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
