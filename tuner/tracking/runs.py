@@ -61,6 +61,9 @@ class Tracker:
     def open(self, study: optuna.Study, study_params: Mapping[str, Any]) -> str:
         """Find or create the experiment and the parent run; mark the parent RUNNING."""
         self.experiment_id = self._experiment()
+        # Logged models belong to the *active* experiment, whatever run they attach to;
+        # without this they would land in MLflow's default experiment (./mlruns).
+        mlflow.set_experiment(experiment_id=self.experiment_id)
         run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
         if run_id and not self._run_exists(run_id):
             run_id = None  # the MLflow store was wiped or changed: start a new parent

@@ -1,0 +1,321 @@
+"""End to end through the real `tuner` command, its stores, and real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from tests.conftest import files_under, run_tuner, tuner_command
+from tuner.tracking import tags
+
+N_TRIALS = 4
+
+
+def load_study(run_dir: Path, name: str) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run_dir / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def mlflow_client(run_dir: Path) -> MlflowClient:
+    uri = f"sqlite:///{run_dir}/mlflow.db"
+    return MlflowClient(uri, registry_uri=uri)
+
+
+@pytest.fixture(scope="module")
+def default_sweep(tmp_path_factory):
+    """`tuner sweep` on the built-in defaults, shrunk: the records every test below reads."""
+    cwd = tmp_path_factory.mktemp("e2e")
+    result = run_tuner("sweep", f"n_trials={N_TRIALS}", "trainer.max_epochs=3", cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return cwd, cwd / "runs", result
+
+
+def test_sweep_finishes_and_reports(default_sweep):
+    _, run_dir, result = default_sweep
+    out = result.stdout
+    assert f"study digits-mlp: {N_TRIALS} trials of mlp on digits" in out
+    assert "done (budget)" in out
+    assert "champion: promoted to models:/digits-mlp@champion (version 1" in out
+    assert out.count("\ntrial ") + out.startswith("trial ") == N_TRIALS  # a line per trial
+    assert {p.name for p in run_dir.iterdir()} >= {"optuna.journal", "mlflow.db", "mlartifacts"}
+    assert sorted(p.name for p in run_dir.parent.iterdir()) == ["runs"]  # nothing else in cwd
+
+
+def test_mlflow_hierarchy_and_links_both_ways(default_sweep):
+    _, run_dir, _ = default_sweep
+    client = mlflow_client(run_dir)
+    study = load_study(run_dir, "digits-mlp")
+    experiment = client.get_experiment_by_name("digits-mlp")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get(tags.ROLE) == "study"]
+    children = [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    assert study.user_attrs[tags.PARENT_RUN_ATTR] == parent.info.run_id
+    assert len(children) == N_TRIALS == len(study.trials)
+    by_number = {t.number: t for t in study.trials}
+    for run in children:
+        assert run.data.tags[tags.PARENT_RUN] == parent.info.run_id
+        assert run.data.tags[tags.STUDY] == "digits-mlp"
+        trial = by_number[int(run.data.tags[tags.TRIAL_NUMBER])]
+        assert trial.user_attrs[tags.RUN_ID_ATTR] == run.info.run_id
+        expected = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
+        assert run.info.status == expected[trial.state.name]
+        assert run.data.tags[tags.STATE] == trial.state.name
+        for name, value in trial.params.items():  # the sampled params, as MLflow params
+            assert run.data.params[name] == str(value)
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        epochs = max(trial.intermediate_values) if trial.intermediate_values else 3
+        assert len(history) == epochs  # one point per validation epoch
+        config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
+        assert f"lr: {trial.params['model.lr']}" in config
+
+
+def test_parent_run_has_best_leaderboard_and_report(default_sweep):
+    _, run_dir, _ = default_sweep
+    client = mlflow_client(run_dir)
+    study = load_study(run_dir, "digits-mlp")
+    parent_id = study.user_attrs[tags.PARENT_RUN_ATTR]
+    parent = client.get_run(parent_id)
+    assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value)
+    assert parent.data.tags[tags.BEST_TRIAL] == str(study.best_trial.number)
+    assert parent.data.tags[f"{tags.BEST_PARAM_PREFIX}model.lr"] == str(
+        study.best_params["model.lr"])
+    rows = json.loads(Path(client.download_artifacts(parent_id, "leaderboard.json")).read_text())
+    assert len(rows) == N_TRIALS and rows[0]["trial"] == study.best_trial.number
+    report = Path(client.download_artifacts(parent_id, "report.html")).read_text()
+    assert "Leaderboard" in report and "data:image/png;base64," in report
+    assert f"trial {study.best_trial.number}" in report
+
+
+def test_champion_is_registered_and_loads_without_pickle(default_sweep):
+    _, run_dir, _ = default_sweep
+    study = load_study(run_dir, "digits-mlp")
+    client = mlflow_client(run_dir)
+    version = client.get_model_version_by_alias("digits-mlp", "champion")
+    assert version.run_id == study.best_trial.user_attrs[tags.RUN_ID_ATTR]
+    # A fresh process with MLflow's pickle deserialisation switched off loads the
+    # champion and reproduces the best trial's validation accuracy exactly.
+    script = f"""
+import mlflow, numpy as np, torch
+from tuner.data.digits import DigitsDataModule
+mlflow.set_tracking_uri("sqlite:///{run_dir}/mlflow.db")
+model = mlflow.pyfunc.load_model("models:/digits-mlp@champion")
+dm = DigitsDataModule(); dm.setup("fit")
+x, y = dm.val_tensors
+logits = model.predict(x.numpy())
+print("ACC", float((np.asarray(logits).argmax(1) == y.numpy()).mean()))
+"""
+    env = {**os.environ, "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    result = subprocess.run([_python(), "-c", script], capture_output=True, text=True, env=env,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.split("ACC")[1])
+    assert accuracy == pytest.approx(study.best_value, abs=1e-6)
+    model_dir = run_dir / "mlartifacts" / "digits-mlp" / "models"
+    saved = [p.name for p in files_under(model_dir)]
+    assert "model.pt2" in saved and not [n for n in saved if n.endswith((".pkl", ".pth"))]
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
+
+
+def test_best_prints_value_params_and_config(default_sweep):
+    cwd, _, _ = default_sweep
+    study = load_study(cwd / "runs", "digits-mlp")
+    result = run_tuner("best", "digits-mlp", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"best trial {study.best_trial.number}: val_acc={study.best_value:.6g}" in out
+    assert f"model.lr = {study.best_params['model.lr']}" in out
+    assert "config:" in out and "_target_: tuner.models.mlp.MLPClassifier" in out
+    as_json = json.loads(run_tuner("best", "--json", cwd=cwd).stdout)
+    assert as_json["best"]["number"] == study.best_trial.number
+    assert as_json["n_trials"] == N_TRIALS and as_json["study"] == "digits-mlp"
+
+
+def test_best_for_unknown_study_lists_the_real_ones(default_sweep):
+    cwd, _, _ = default_sweep
+    result = run_tuner("best", "digits-resnet", cwd=cwd)
+    assert result.returncode == 2
+    assert "no study named 'digits-resnet'" in result.stderr
+    assert "digits-mlp" in result.stderr
+
+
+def test_best_without_records_writes_nothing(tmp_path):
+    result = run_tuner("best", cwd=tmp_path)
+    assert result.returncode == 2 and "run `tuner sweep` first" in result.stderr
+    assert files_under(tmp_path) == []
+
+
+def test_cfg_prints_config_and_writes_nothing(tmp_path):
+    result = run_tuner("sweep", "--cfg", "model=cnn", "n_trials=7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "_target_: tuner.models.cnn.CNNClassifier" in result.stdout
+    assert "n_trials: 7" in result.stdout
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["model=resnet"], "there is no model option 'resnet'"),
+    (["trainer.max_epoch=3"], "trainer.max_epoch"),
+    (["search.model.lr.low=0.5"], "low (0.5) is greater than high (0.1)"),
+    (["metric=val_accuracy"], "'val_accuracy' is never logged"),
+])
+def test_bad_input_exits_2_and_writes_nothing(args, says, tmp_path):
+    result = run_tuner("sweep", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert says in result.stderr and "fix:" in result.stderr
+    assert "nothing was written" in result.stderr
+    assert files_under(tmp_path) == []
+
+
+def test_changed_search_space_on_resume_via_cli(default_sweep):
+    cwd, run_dir, _ = default_sweep
+    before = len(load_study(run_dir, "digits-mlp").trials)
+    result = run_tuner("sweep", f"n_trials={N_TRIALS + 2}", "search.model.width.high=512",
+                       cwd=cwd)
+    assert result.returncode == 2
+    assert "search space changed since study 'digits-mlp' began" in result.stderr
+    assert len(load_study(run_dir, "digits-mlp").trials) == before
+
+
+def test_help_lists_commands_and_groups(tmp_path):
+    result = run_tuner("--help", cwd=tmp_path)
+    for command in ("sweep", "best", "ui", "serve"):
+        assert command in result.stdout
+    result = run_tuner("sweep", "--help", cwd=tmp_path)
+    for word in ("hyperband", "tpe", "--config-dir"):
+        assert word in result.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([*tuner_command(), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, **(env or {})})
+
+
+def test_ui_serves_the_study_on_loopback(default_sweep):
+    cwd, _, _ = default_sweep
+    port = free_port()
+    process = start(["ui", "--port", str(port)], cwd)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", process)
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            names = [e["name"] for e in json.load(response)["experiments"]]
+        assert "digits-mlp" in names
+    finally:
+        stop(process)
+
+
+def test_ui_refuses_a_public_host(tmp_path):
+    result = run_tuner("ui", "--host", "0.0.0.0", cwd=tmp_path)
+    assert result.returncode == 2 and "refusing to bind 0.0.0.0" in result.stderr
+
+
+def test_serve_answers_predictions_for_the_champion(default_sweep):
+    cwd, _, _ = default_sweep
+    port = free_port()
+    process = start(["serve", "digits-mlp", "--port", str(port)], cwd)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/ping", process, timeout=180)
+        from sklearn.datasets import load_digits
+
+        x, y = load_digits(return_X_y=True)
+        body = json.dumps({"inputs": (x[:64] / 16.0).astype("float32").tolist()}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            predictions = np.asarray(json.load(response)["predictions"])
+        assert predictions.shape == (64, 10)
+        assert (predictions.argmax(1) == y[:64]).mean() > 0.5
+    finally:
+        stop(process)
+
+
+def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
+    process = start(["sweep", "n_trials=40", "trainer.max_epochs=30", "tracking.report=false"],
+                    tmp_path, env={"PYTHONUNBUFFERED": "1"})
+    lines = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # wait until a trial has finished
+            line = process.stdout.readline()
+            lines.append(line)
+            if line.startswith("trial "):
+                break
+        assert any(line.startswith("trial ") for line in lines), "".join(lines)
+        time.sleep(0.5)  # well inside the next trial's 30 epochs
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            stop(process)
+    assert process.returncode == 130, "".join(lines) + output
+    assert "run the same command again to resume" in output
+    run_dir = tmp_path / "runs"
+    study = load_study(run_dir, "digits-mlp")
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(interrupted) == 1
+    assert interrupted[0].user_attrs[tags.FAIL_REASON_ATTR].startswith("interrupted")
+    client = mlflow_client(run_dir)
+    runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id])
+    statuses = {r.data.tags.get(tags.TRIAL_NUMBER, "parent"): r.info.status for r in runs}
+    assert statuses[str(interrupted[0].number)] == "KILLED"
+    assert statuses["parent"] == "KILLED"
+    assert "RUNNING" not in statuses.values()
+    # The same command, with a budget that is quick to reach, resumes the study.
+    done = len([t for t in study.trials if t.state != optuna.trial.TrialState.FAIL])
+    result = run_tuner("sweep", f"n_trials={done + 1}", "trainer.max_epochs=2",
+                       "tracking.report=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    study = load_study(run_dir, "digits-mlp")
+    finished = [t for t in study.trials if t.state != optuna.trial.TrialState.FAIL]
+    assert len(finished) == done + 1
+    assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
