@@ -8,7 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import compose
-from tuner.config.compose import BUILTIN_CONF_DIR, GROUPS, group_options
+from tuner.config.locate import BUILTIN_CONF_DIR, GROUPS, group_options
 from tuner.errors import ConfigError
 
 # Options that need a value only the user can give.
@@ -83,6 +83,10 @@ def one_problem(excinfo):
     ("model.optimizer=sdg", "command line", "model.optimizer", "expected one of"),
     ("n_trials=1.5", "command line", "n_trials", "Integer"),
     ("+colour=blue", "command line", "colour", "not a sweep setting"),
+    ("+trainer.max_epoch=3", "command line", "trainer.max_epoch", "not a setting of"),
+    ("+tracking.flush_intervall=1", "command line", "tracking.flush_intervall",
+     "not a setting of"),
+    ("+model.widht=3", "command line", "model.widht", "not a setting of MLPSchema"),
 ])
 def test_bad_override_names_key(override, where, key, says, tmp_path):
     with pytest.raises(ConfigError) as excinfo:

@@ -190,3 +190,23 @@ def test_gpu_bf16_trial_trains(tmp_path):
     cfg = compose("trainer=gpu", run_dir=tmp_path).cfg
     logged, changed, _ = fit_few_steps(cfg, steps=8)
     assert changed and math.isfinite(float(logged["val_acc"]))
+
+
+def test_example_input_from_batches_and_module(tmp_path):
+    from tuner.training import example_input
+
+    cfg = compose(run_dir=tmp_path).cfg
+    datamodule, module = build_objects(cfg)
+    datamodule.setup("fit")
+    (x,) = example_input(module, datamodule)
+    assert x.shape == (2, 64)
+    module.example_input_array = (torch.zeros(3, 64), torch.zeros(3, 64))
+    assert len(example_input(module, datamodule)) == 2
+
+    class DictBatches:
+        def val_dataloader(self):
+            return [{"x": torch.zeros(4, 3)}]
+
+    module.example_input_array = None
+    with pytest.raises(ValueError, match=r"set self\.example_input_array"):
+        example_input(module, DictBatches())

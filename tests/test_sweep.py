@@ -127,21 +127,47 @@ def test_max_failures_stops_the_sweep_naming_the_reason(tmp_path):
     assert [r.info.status for r in parent] == ["FAILED"]
 
 
-def test_nan_objective_fails_the_trial_and_max_failures_stops(tmp_path):
-    # SGD at lr=1e6 diverges: the validation loss is NaN and cannot be ranked.
+def test_diverged_trial_is_pruned_at_once_even_without_a_pruner(tmp_path):
+    # SGD at lr=1e6 diverges: the validation loss is NaN after the first epoch.
+    outcome = sweep("n_trials=2", "metric=val_loss", "direction=minimize", "pruner=none",
+                    "trainer.max_epochs=5", "model.lr=1.0e6", "model.optimizer=sgd",
+                    "~search.model.lr", "~search.model.optimizer", "~search.model.momentum",
+                    run_dir=tmp_path / "runs")
+    assert states(outcome.study) == {"PRUNED": 2}
+    for trial in outcome.study.trials:
+        assert list(trial.intermediate_values) == [1]
+        assert math.isnan(trial.intermediate_values[1])
+    for run in trial_runs(tmp_path / "runs", "digits-mlp"):
+        assert run.info.status == "FINISHED" and run.data.tags[tags.PRUNED_AT_EPOCH] == "1"
+
+
+def test_nan_final_value_fails_a_multi_objective_trial(tmp_path):
+    # Multi-objective studies have no epoch reports, so divergence shows at the end.
     with pytest.raises(SweepStopped) as excinfo:
-        sweep("n_trials=5", "metric=val_loss", "direction=minimize", "pruner=none",
-              "model.lr=1.0e6", "model.optimizer=sgd", "~search.model.lr",
-              "~search.model.optimizer", "~search.model.momentum", "max_failures=2",
-              run_dir=tmp_path / "runs")
+        sweep("experiment=tradeoff", "n_trials=5", "metric=[val_loss,param_count]",
+              "direction=[minimize,minimize]", "model.lr=1.0e6", "model.optimizer=sgd",
+              "~search.model.lr", "~search.model.optimizer", "~search.model.momentum",
+              "max_failures=2", run_dir=tmp_path / "runs")
     message = str(excinfo.value)
     assert "stopped after 2 failed trials" in message
-    assert "objective val_loss is nan" in message
-    study = optuna.load_study(study_name="digits-mlp", storage=optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(tmp_path / "runs" / "optuna.journal"))))
-    assert states(study) == {"FAIL": 2}
-    runs = trial_runs(tmp_path / "runs", "digits-mlp")
+    assert "(2x): FloatingPointError: objective val_loss is nan" in message
+    runs = trial_runs(tmp_path / "runs", "digits-mlp-tradeoff")
     assert sorted(r.info.status for r in runs) == ["FAILED", "FAILED"]
+
+
+def test_interpolated_keys_follow_searched_values(tmp_path):
+    from tests.conftest import plan
+
+    sweep_plan = plan("experiment=shakespeare",
+                      "+search.data.block_size={type:categorical,choices:[16,32]}",
+                      run_dir=tmp_path / "runs")
+    cfg = sweep_plan.trial_config({"data.block_size": 16, "model.n_embd": 32})
+    assert cfg.data.block_size == cfg.model.block_size == 16
+    assert cfg.model.n_embd == 32
+    outcome = sweep("experiment=shakespeare", "n_trials=2", "trainer.max_epochs=1",
+                    "data.batch_size=64", "+search.data.block_size={type:categorical,"
+                    "choices:[16,32]}", run_dir=tmp_path / "runs")
+    assert states(outcome.study) in ({"COMPLETE": 2}, {"COMPLETE": 1, "PRUNED": 1})
 
 
 SAMPLERS = ["tpe", "random", "cmaes", "gp", "qmc", "nsga2"]
@@ -212,8 +238,12 @@ def test_champion_alias_moves_only_when_beaten(shared_run_dir):
     worse = promote(client, "champion", uri, run_id, best.values[0] - 0.1, "maximize", 99)
     assert worse.version == "1" and not worse.promoted
     better = promote(client, "champion", uri, run_id, best.values[0] + 0.01, "maximize", 98)
+    assert not better.promoted  # the same run is the champion already, whatever its value
+    other_run = client.create_run(client.get_experiment_by_name("champion").experiment_id)
+    better = promote(client, "champion", uri, other_run.info.run_id, best.values[0] + 0.01,
+                     "maximize", best.number)  # a recreated study: same number, new run
     assert better.version == "2" and better.promoted
-    assert current_champion(client, "champion").trial_number == 98
+    assert current_champion(client, "champion").run_id == other_run.info.run_id
     # Re-running the finished sweep keeps the better champion.
     sweep("n_trials=2", "study_name=champion", run_dir=shared_run_dir)
     assert current_champion(client, "champion").version == "2"

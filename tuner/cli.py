@@ -25,7 +25,7 @@ Hydra overrides: GROUP=OPTION picks a config (model=cnn), KEY=VALUE sets a value
 
 
 def _groups_epilog() -> str:
-    from tuner.config.compose import GROUPS, group_options
+    from tuner.config.locate import GROUPS, group_options
 
     lines = ["config groups (GROUP=OPTION; defaults in conf/sweep.yaml):"]
     lines += [f"  {g:<11}{', '.join(group_options(g))}" for g in GROUPS]
@@ -159,12 +159,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                    f"{counts['PRUNED']} pruned, {counts['FAIL']} failed")
     for line in describe_best(plan, outcome.summary):
         reporter.print(line)
-    reporter.print("browse the runs: tuner ui" + _overrides_suffix(args.overrides))
+    reporter.print("browse the runs: tuner ui" + _where_suffix(args))
     return 0
 
 
-def _overrides_suffix(overrides: list[str]) -> str:
-    keep = [o for o in overrides if o.split("=", 1)[0] in ("run_dir", "tracking", "storage")]
+def _where_suffix(args: argparse.Namespace) -> str:
+    """The arguments that say where the records are, to repeat in a follow-up command."""
+    from tuner.config.locate import override_key
+
+    keep = [o for o in args.overrides
+            if override_key(o).split(".")[0] in ("run_dir", "tracking", "storage")]
+    if args.config_dir:
+        keep.insert(0, f"--config-dir {args.config_dir}")
     return "".join(f" {o}" for o in keep)
 
 

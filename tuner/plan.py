@@ -54,11 +54,20 @@ class SweepPlan:
         return len(self.metrics) > 1
 
     @property
-    def prunes(self) -> bool:
-        return not self.multi_objective and not _is_nop_pruner(self.cfg.pruner)
+    def reports_epochs(self) -> bool:
+        """Trials report each epoch's metric to Optuna (for pruning and learning curves);
+        Optuna takes intermediate values for single-objective studies only."""
+        return not self.multi_objective
 
     def locate(self, key: str) -> str:
         return self.composed.locate(key)
+
+    def trial_config(self, values: dict[str, Any]) -> DictConfig:
+        """The config one trial trains with: sampled values set, then resolved, so that
+        keys interpolating a searched key (``${data.block_size}``) follow it."""
+        cfg = self.space.apply(self.composed.raw, values)
+        OmegaConf.resolve(cfg)
+        return cfg
 
     def build_sampler(self, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
         """The configured sampler; its seed moves on by the trials the study already has,
@@ -116,16 +125,17 @@ def make_plan(composed: Composed) -> SweepPlan:
     _budget(composed, problems)
     _targets(composed, problems)
     _run_dir(composed, problems)
-    space = None
     try:
-        space = parse(cfg.search, composed.locate("search"))
+        space = parse(cfg.search, composed.locate("search"), composed.locate)
         space.check_against(cfg, composed.locate)
     except ConfigError as error:
         problems.extend(error.problems)
+        space = None
+    plan = SweepPlan(composed, metrics, directions, space)
+    if space is not None:  # the sampler needs the space (grid), the checks need both
+        problems.extend(_sampler_and_pruner(plan))
     if problems:
         raise ConfigError(problems)
-    plan = SweepPlan(composed, metrics, directions, space)
-    _sampler_and_pruner(plan)
     return plan
 
 
@@ -231,9 +241,17 @@ def _run_dir(composed: Composed, problems: list[Problem]) -> None:
                                 "choose a writable folder, e.g. run_dir=./runs"))
 
 
-def _sampler_and_pruner(plan: SweepPlan) -> None:
+def _sampler_and_pruner(plan: SweepPlan) -> list[Problem]:
     """Build both once, without a study, to catch bad arguments before anything runs."""
     problems = []
+    is_grid = _target(plan.cfg.sampler) == "optuna.samplers.GridSampler"
+    if is_grid and any(p.when for p in plan.space.params):
+        conditional = next(p.path for p in plan.space.params if p.when)
+        problems.append(Problem(
+            plan.space.where(f"search.{conditional}.when"), f"search.{conditional}.when",
+            "the grid sampler crosses every value of every entry, so a conditional entry "
+            "repeats the same configuration for each of its values",
+            "drop `when` from the search space, or use another sampler"))
     try:
         sampler = plan.build_sampler()
         if not isinstance(sampler, optuna.samplers.BaseSampler):
@@ -260,14 +278,9 @@ def _sampler_and_pruner(plan: SweepPlan) -> None:
             problems.append(Problem(plan.locate("pruner"), "pruner",
                                     f"Optuna cannot prune a multi-objective study "
                                     f"({len(plan.metrics)} metrics)", "use pruner=none"))
-    if problems:
-        raise ConfigError(problems)
+    return problems
 
 
 def _instantiate_message(error: Exception) -> str:
     cause = error.__cause__ or error
     return f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}"
-
-
-def resolved_yaml(cfg: DictConfig) -> str:
-    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -33,8 +33,9 @@ def preflight(plan: SweepPlan) -> None:
         raise ConfigError(Problem(plan.locate(error.group), error.group,
                                   f"cannot be built: {_message(error.cause)}",
                                   f"fix the {error.group} settings or its class")) from error
+    seen = MetricsAtValidationEnd()
     try:
-        trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False)
+        trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False, callbacks=[seen])
     except Exception as error:
         raise ConfigError(Problem(plan.locate("trainer"), "trainer",
                                   f"Lightning refused the settings: {_message(error)}",
@@ -47,12 +48,23 @@ def preflight(plan: SweepPlan) -> None:
                                   f"training one batch failed: {_message(error)}",
                                   "check that the model and the data fit together (shapes, "
                                   "dtypes) and that the module's steps run")) from error
-    logged = sorted(trainer.callback_metrics)
+    logged = sorted(seen.names)
     missing = [m for m in plan.metrics if m not in logged]
     if missing:
         raise ConfigError(Problem(
             plan.locate("metric"), "metric",
-            f"'{missing[0]}' is never logged by {cfg.model._target_}; it logs: "
-            f"{', '.join(logged) or 'nothing'}",
+            f"'{missing[0]}' is not logged by {cfg.model._target_} by the end of validation, "
+            f"where trials read it; by then it has logged: {', '.join(logged) or 'nothing'}",
             f"set metric to one of those (e.g. metric={logged[0]})" if logged else
             "log the metric with self.log(...) in validation_step or on_validation_epoch_end"))
+
+
+class MetricsAtValidationEnd(pl.Callback):
+    """Records which metrics exist when validation ends: trials read the objective there
+    (train metrics logged at the end of the epoch come later, and would be one behind)."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.names |= set(trainer.callback_metrics)

@@ -5,12 +5,19 @@ samples a larger batch or more gradient accumulation takes fewer optimizer steps
 epoch, and comparing trials at equal optimizer steps would compare them after unequal
 amounts of data. Hyperband and successive halving count their resources in epochs too.
 
+A metric that is NaN or infinite stops the trial at once, whatever the pruner (even
+``pruner=none``): a diverged model does not recover, and training it on is waste. The
+trial ends PRUNED, which counts toward ``n_trials``, and Optuna's TPE sampler ranks a
+pruned trial whose last value is NaN as the worst, so it learns to avoid that region.
+
 The callback does not raise ``TrialPruned`` inside Lightning's loop (that would run
 Lightning's exception teardown); it asks the Trainer to stop and records the decision,
 and the trial raises once ``fit`` has returned.
 """
 
 from __future__ import annotations
+
+import math
 
 import lightning.pytorch as pl
 import optuna
@@ -25,7 +32,6 @@ class OptunaPruning(pl.Callback):
         self.trial = trial
         self.monitor = monitor
         self.pruned_at: int | None = None  # epoch of the pruning decision, if any
-        self.last_value: float | None = None
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -36,12 +42,9 @@ class OptunaPruning(pl.Callback):
             raise MetricNotLogged(f"metric '{self.monitor}' was not logged in validation; "
                                   f"the module logged: {logged}")
         value = float(metric)
-        self.last_value = value
         epoch = trainer.current_epoch + 1
-        # A NaN is reported as it is: Optuna's pruners (all but NopPruner) prune it at
-        # once, so a diverged trial stops instead of training to the end.
         self.trial.report(value, step=epoch)
-        if self.trial.should_prune():
+        if not math.isfinite(value) or self.trial.should_prune():
             self.pruned_at = epoch
             trainer.should_stop = True
 

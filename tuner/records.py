@@ -20,7 +20,7 @@ from tuner.tracking import tags
 SQLITE_PREFIX = "sqlite:///"
 
 
-def _no_records(composed: Composed, what: str, where: str) -> ConfigError:
+def _no_records(what: str, where: str) -> ConfigError:
     return ConfigError(Problem(where, "", f"no {what} there yet",
                                "run `tuner sweep` first, or point at the right place with "
                                "run_dir=... (and the same storage/tracking options the sweep "
@@ -31,11 +31,11 @@ def load_study(composed: Composed) -> optuna.Study:
     cfg = composed.cfg
     path = journal_path(cfg.storage)
     if path is not None and not path.is_file():
-        raise _no_records(composed, "study journal", str(path))
+        raise _no_records("study journal", str(path))
     if str(cfg.storage.get("url", "")).startswith(SQLITE_PREFIX):
         db = Path(cfg.storage.url.removeprefix(SQLITE_PREFIX))
         if not db.is_file():
-            raise _no_records(composed, "study database", str(db))
+            raise _no_records("study database", str(db))
     storage = open_storage(cfg.storage)
     if find_study_id(storage, cfg.study_name) is None:
         names = optuna.study.get_all_study_names(storage)
@@ -77,7 +77,7 @@ def existing_tracking_uri(composed: Composed) -> str:
     if uri.startswith(SQLITE_PREFIX):
         db = Path(uri.removeprefix(SQLITE_PREFIX))
         if not db.is_file():
-            raise _no_records(composed, "MLflow store", str(db))
+            raise _no_records("MLflow store", str(db))
     return uri
 
 

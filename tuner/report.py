@@ -45,10 +45,12 @@ def leaderboard(study: optuna.Study, metrics: tuple[str, ...]) -> list[dict]:
     order = {TrialState.COMPLETE: 0, TrialState.PRUNED: 1, TrialState.FAIL: 2}
 
     def key(t: FrozenTrial):
-        value = t.values[0] if t.values else t.intermediate_values.get(
-            max(t.intermediate_values, default=0), math.nan)
-        value = -math.inf if math.isnan(value) else value
-        return order.get(t.state, 3), -value if maximize else value
+        if t.values:
+            value = t.values[0]
+        else:  # a pruned trial ranks by its last reported value
+            value = t.intermediate_values.get(max(t.intermediate_values, default=0), math.nan)
+        score = value if not maximize else -value
+        return order.get(t.state, 3), math.inf if math.isnan(score) else score  # NaN last
 
     rows = []
     for t in sorted(study.get_trials(deepcopy=False, states=tuple(order)), key=key):
@@ -107,6 +109,11 @@ def _log_parent(plan: SweepPlan, tracker: Tracker, best: FrozenTrial | None,
         run_tags.append(RunTag(tags.BEST_TRIAL, str(best.number)))
         run_tags += [RunTag(f"{tags.BEST_PARAM_PREFIX}{k}", str(v)) for k, v in
                      best.params.items()]
+        # A conditional param of an earlier best (momentum under sgd) must not linger.
+        current = {t.key for t in run_tags}
+        for key in client.get_run(run_id).data.tags:
+            if key.startswith(tags.BEST_PARAM_PREFIX) and key not in current:
+                client.delete_tag(run_id, key)
     client.log_batch(run_id, metrics=metrics, tags=run_tags)
     client.log_text(run_id, json.dumps(rows, indent=1, default=str), "leaderboard.json")
     client.log_text(run_id, _csv(rows), "leaderboard.csv")
@@ -162,7 +169,7 @@ def _plots(plan: SweepPlan, study: optuna.Study) -> list[tuple[str, str]]:
                           study, target_names=list(plan.metrics)))]
     else:
         candidates = [("Optimisation history", lambda: vis.plot_optimization_history(study))]
-        if plan.prunes:
+        if plan.reports_epochs:
             candidates.append(("Learning curves (per epoch)",
                                lambda: vis.plot_intermediate_values(study)))
     if len(plan.space) > 1:

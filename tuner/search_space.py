@@ -24,7 +24,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import optuna
@@ -83,6 +83,11 @@ class SearchSpace:
 
     params: tuple[Param, ...]
     source: str  # the file it was read from, for error messages
+    # Finds where one entry came from (an override, a preset); defaults to `source`.
+    locate: Callable[[str], str] | None = field(default=None, compare=False, repr=False)
+
+    def where(self, key: str) -> str:
+        return self.locate(key) if self.locate else self.source
 
     def __len__(self) -> int:
         return len(self.params)
@@ -131,7 +136,7 @@ class SearchSpace:
                 grid[p.path] = [round(d.low + i * d.step, 12) for i in range(n + 1)]
             else:
                 problems.append(Problem(
-                    self.source, f"search.{p.path}",
+                    self.where(f"search.{p.path}"), f"search.{p.path}",
                     "the grid sampler needs a finite set of values",
                     "give it a `step` (and no `log`), make it categorical, or use another "
                     "sampler"))
@@ -140,7 +145,9 @@ class SearchSpace:
         return grid
 
     def check_against(self, cfg: DictConfig, locate: Callable[[str], str] | None = None) -> None:
-        """Check that every path exists in ``cfg`` and accepts every value it may take."""
+        """Check that every path exists in ``cfg`` and accepts every value it may take.
+
+        ``locate`` finds the file of a config key, to say where the valid keys are."""
         problems = []
         scratch = copy.deepcopy(cfg)
         for p in self.params:
@@ -148,7 +155,7 @@ class SearchSpace:
             root = p.path.split(".", 1)[0]
             if root not in SEARCHABLE_ROOTS or "." not in p.path:
                 problems.append(Problem(
-                    self.source, key, f"'{p.path}' cannot be searched",
+                    self.where(key), key, f"'{p.path}' cannot be searched",
                     f"search keys under {', '.join(r + '.' for r in SEARCHABLE_ROOTS)} "
                     "e.g. model.lr"))
                 continue
@@ -158,7 +165,7 @@ class SearchSpace:
                 known = sorted(node.keys()) if isinstance(node, DictConfig) else []
                 where = f" ({locate(parent)})" if locate and known else ""
                 problems.append(Problem(
-                    self.source, key, f"'{p.path}' is not a key of the composed config",
+                    self.where(key), key, f"'{p.path}' is not a key of the composed config",
                     f"check the spelling; keys under {parent}{where}: {', '.join(known)}"
                     if known else f"'{parent}' has no keys to search; check the path"))
                 continue
@@ -167,7 +174,7 @@ class SearchSpace:
                     OmegaConf.update(scratch, p.path, value, merge=False)
                 except OmegaConfBaseException as error:
                     problems.append(Problem(
-                        self.source, key,
+                        self.where(key), key,
                         f"value {value!r} cannot be set at {p.path}: "
                         f"{str(error).splitlines()[0]}",
                         "make the distribution produce values of that key's type"))
@@ -185,8 +192,11 @@ def _suggest(trial: optuna.Trial, name: str, d: BaseDistribution) -> Any:
     return trial.suggest_categorical(name, d.choices)
 
 
-def parse(node: Mapping[str, Any] | DictConfig | None, source: str) -> SearchSpace:
-    """Read a search-space mapping; raise one ConfigError listing every problem."""
+def parse(node: Mapping[str, Any] | DictConfig | None, source: str,
+          locate: Callable[[str], str] | None = None) -> SearchSpace:
+    """Read a search-space mapping; raise one ConfigError listing every problem.
+
+    Problems name ``source`` as their file, or what ``locate`` says for their key."""
     if isinstance(node, DictConfig):
         node = OmegaConf.to_container(node, resolve=True)
     problems: list[Problem] = []
@@ -203,11 +213,16 @@ def parse(node: Mapping[str, Any] | DictConfig | None, source: str) -> SearchSpa
             params[path] = Param(path, distribution)
     conditions = {path: _conditions(path, entries[path].get("when"), params, problems, source)
                   for path in params}
-    if problems:
-        raise ConfigError(problems)
-    ordered = _order({path: Param(path, params[path].distribution, conditions[path])
-                      for path in params}, source)
-    return SearchSpace(tuple(ordered), source)
+    try:
+        if problems:
+            raise ConfigError(problems)
+        ordered = _order({path: Param(path, params[path].distribution, conditions[path])
+                          for path in params}, source)
+    except ConfigError as error:
+        if locate is not None:
+            error = ConfigError([replace(p, where=locate(p.key)) for p in error.problems])
+        raise error from None
+    return SearchSpace(tuple(ordered), source, locate)
 
 
 def _collect(node: Mapping[str, Any], prefix: str, out: dict[str, dict[str, Any]],

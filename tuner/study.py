@@ -11,7 +11,6 @@ refused with a message saying how to start a new study instead.
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -86,6 +85,14 @@ def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
             f"study '{name}' was created to {', '.join(d.name.lower() for d in stored)}; "
             f"this config asks to {', '.join(plan.directions)}",
             f"start a new study ({new_name}) or restore the original direction"))
+    stored_metrics = optuna.load_study(study_name=name, storage=storage).metric_names
+    if stored_metrics is not None and list(stored_metrics) != list(plan.metrics):
+        raise ConfigError(Problem(
+            plan.locate("metric"), "metric",
+            f"study '{name}' optimises {', '.join(stored_metrics)}; this config asks for "
+            f"{', '.join(plan.metrics)}, and mixing them would rank trials by different "
+            "measures", f"start a new study ({new_name}) or restore metric="
+                        f"{','.join(stored_metrics)}"))
     attrs = storage.get_study_user_attrs(study_id)
     fingerprint = attrs.get(tags.SPACE_FINGERPRINT_ATTR)
     if fingerprint is not None and fingerprint != plan.space.fingerprint():
@@ -98,18 +105,16 @@ def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
             "search space to resume"))
 
 
-def finished_count(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
-
-
-def best_trial(study: optuna.Study) -> FrozenTrial | None:
+def best_trial(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
+               ) -> FrozenTrial | None:
     """The COMPLETE trial with the best value of the study's first metric.
 
     For one metric this is Optuna's best trial; for several it is the point of the
     Pareto front that is best on the first metric (the one the champion is chosen by).
+    Pass ``trials`` when they were just read, to save reading them again.
     """
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.values and not math.isnan(t.values[0])]
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return None
     maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE

@@ -17,7 +17,6 @@ next identical command resumes the study.
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections import Counter
@@ -26,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import SweepInterrupted, SweepStopped
 from tuner.plan import SweepPlan
@@ -45,7 +44,6 @@ class SweepOutcome:
     study: optuna.Study
     summary: Summary
     stop_reason: str  # "budget", "timeout", "grid exhausted" or "failures"
-    tracker: Tracker
 
 
 def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
@@ -70,7 +68,7 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
         raise SweepStopped(f"stopped after {sum(failures.values())} failed trials "
                            f"(max_failures={plan.cfg.max_failures}); most common reason "
                            f"({n}x): {reason}")
-    return SweepOutcome(study, summary, stop_reason, tracker)
+    return SweepOutcome(study, summary, stop_reason)
 
 
 @contextmanager
@@ -85,19 +83,21 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def tally(study: optuna.Study, plan: SweepPlan) -> Tally:
+def tally(study: optuna.Study, plan: SweepPlan) -> tuple[Tally, FrozenTrial | None]:
+    """Counts for display, and the best trial: one read of the study per trial."""
     trials = study.get_trials(deepcopy=False)
-    best = best_trial(study)
-    return Tally(done=sum(t.state in FINISHED for t in trials), total=plan.cfg.n_trials,
-                 pruned=sum(t.state == TrialState.PRUNED for t in trials),
-                 failed=sum(t.state == TrialState.FAIL for t in trials),
-                 best=format_values(plan.metrics, best.values) if best else "-")
+    best = best_trial(study, trials)
+    counts = Tally(done=sum(t.state in FINISHED for t in trials), total=plan.cfg.n_trials,
+                   pruned=sum(t.state == TrialState.PRUNED for t in trials),
+                   failed=sum(t.state == TrialState.FAIL for t in trials),
+                   best=format_values(plan.metrics, best.values) if best else "-")
+    return counts, best
 
 
 def _trial_loop(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
                 reporter: PlainReporter, failures: Counter[str]) -> str:
     deadline = None if plan.cfg.timeout is None else time.monotonic() + plan.cfg.timeout
-    counts = tally(study, plan)
+    counts, best = tally(study, plan)
     reporter.start(plan.study_name, counts)
     while True:
         if counts.done >= plan.cfg.n_trials:
@@ -106,8 +106,8 @@ def _trial_loop(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
             return "timeout"
         if grid_exhausted(study):
             return "grid exhausted"
-        result = _one_trial(plan, study, tracker)
-        counts = tally(study, plan)
+        result = _one_trial(plan, study, tracker, best)
+        counts, best = tally(study, plan)
         reporter.trial_done(result, plan.metrics, counts)
         if result.state == TrialState.FAIL:
             failures[result.reason or "unknown"] += 1
@@ -115,33 +115,44 @@ def _trial_loop(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
                 return "failures"
 
 
-def _one_trial(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> TrialResult:
-    trial = study.ask()
-    best = best_trial(study)
-
+def _one_trial(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
+               best: FrozenTrial | None) -> TrialResult:
     def beats_best(value: float) -> bool:
         return best is None or is_better(value, best.values[0], plan.directions[0])
 
+    trial = None
     try:
+        trial = study.ask()
         result = run_trial(plan, trial, tracker, beats_best)
+        if result.state == TrialState.COMPLETE:
+            tell(study, trial, values=result.values)
+        else:
+            if result.reason:
+                trial.set_user_attr(tags.FAIL_REASON_ATTR, result.reason)
+            tell(study, trial, state=result.state)
+        if result.run_id is not None:
+            tracker.end_trial(result.run_id, result.state, reason=result.reason,
+                              pruned_at=result.pruned_at)
+        return result
     except BaseException as error:  # Ctrl-C, SIGTERM, or Lightning's exit on Ctrl-C
-        reason = f"interrupted ({type(error).__name__})"
+        if trial is not None:
+            _record_interruption(study, trial, tracker, f"interrupted ({type(error).__name__})")
+        raise
+
+
+def _record_interruption(study: optuna.Study, trial: optuna.Trial, tracker: Tracker,
+                         reason: str) -> None:
+    """Leave nothing RUNNING, wherever in the trial the interruption landed."""
+    stored = study.get_trials(deepcopy=False)[trial.number]
+    state = stored.state
+    if state == TrialState.RUNNING:
         trial.set_user_attr(tags.FAIL_REASON_ATTR, reason)
         tell(study, trial, state=TrialState.FAIL)
-        run_id = trial.user_attrs.get(tags.RUN_ID_ATTR)
-        if run_id is not None:
-            tracker.end_trial(run_id, TrialState.FAIL, reason=reason, interrupted=True)
-        raise
-    if result.state == TrialState.COMPLETE:
-        tell(study, trial, values=result.values)
-    else:
-        if result.reason:
-            trial.set_user_attr(tags.FAIL_REASON_ATTR, result.reason)
-        tell(study, trial, state=result.state)
-    if result.run_id is not None:
-        tracker.end_trial(result.run_id, result.state, reason=result.reason,
-                          pruned_at=result.pruned_at)
-    return result
+        state = TrialState.FAIL
+    run_id = stored.user_attrs.get(tags.RUN_ID_ATTR)
+    if run_id is not None and tracker.client.get_run(run_id).info.status == "RUNNING":
+        failed = state == TrialState.FAIL
+        tracker.end_trial(run_id, state, reason=reason if failed else None, interrupted=failed)
 
 
 def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:
@@ -150,8 +161,8 @@ def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:
     if best is None:
         return ["no trial completed"]
     lines = [f"best trial {best.number}: {format_values(plan.metrics, best.values)}"]
-    lines += [f"  {k} = {v:.6g}" if isinstance(v, float) and math.isfinite(v)
-              else f"  {k} = {v}" for k, v in best.params.items()]
+    lines += [f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}"
+              for k, v in best.params.items()]
     champion = summary.champion
     if champion is not None:
         moved = "promoted to" if champion.promoted else "still"

@@ -11,6 +11,7 @@ import warnings
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -90,11 +91,24 @@ def build_trainer(trainer_cfg: DictConfig, *, callbacks: list[pl.Callback] | Non
     return pl.Trainer(**kwargs)
 
 
-def example_input(module: pl.LightningModule, datamodule: pl.LightningDataModule):
-    """A small input batch for exporting ``module``: its ``example_input_array`` if it
-    sets one, else the first two rows of the first validation batch."""
-    if getattr(module, "example_input_array", None) is not None:
-        return module.example_input_array
-    batch = next(iter(datamodule.val_dataloader()))
-    x = batch[0] if isinstance(batch, list | tuple) else batch
-    return x[:2]
+def example_input(module: pl.LightningModule, datamodule: pl.LightningDataModule
+                  ) -> tuple[torch.Tensor, ...]:
+    """A small input for exporting ``module``: its ``example_input_array`` if it sets one,
+    else the first two rows of the first validation batch's input (``batch[0]`` of a
+    tuple or list batch, or the batch itself if it is a tensor).
+
+    Raises ValueError when neither gives tensors (e.g. dict batches): the module then
+    needs an ``example_input_array``; the trial records why its model was not logged.
+    """
+    given = getattr(module, "example_input_array", None)
+    if given is None:
+        batch = next(iter(datamodule.val_dataloader()))
+        given = batch[0] if isinstance(batch, list | tuple) else batch
+        if isinstance(given, torch.Tensor):
+            given = given[:2]
+    inputs = tuple(given) if isinstance(given, list | tuple) else (given,)
+    if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
+        raise ValueError(
+            f"cannot tell {type(module).__name__}'s input from a {type(given).__name__}; set "
+            "self.example_input_array to a tensor (or a tuple of tensors) that forward() takes")
+    return inputs

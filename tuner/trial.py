@@ -15,8 +15,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import lightning.pytorch as pl
 import optuna
@@ -38,7 +37,6 @@ class TrialResult:
     values: list[float] | None = None
     reason: str | None = None  # why it failed
     pruned_at: int | None = None  # epoch at which it was pruned
-    params: dict[str, Any] = field(default_factory=dict)
     run_id: str | None = None
     seconds: float = 0.0
 
@@ -54,8 +52,8 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
     start = time.monotonic()
     result = TrialResult(trial.number, TrialState.FAIL)
     try:
-        result.params = params = plan.space.sample(trial)
-        cfg = plan.space.apply(plan.cfg, params)
+        params = plan.space.sample(trial)
+        cfg = plan.trial_config(params)
         seed = plan.cfg.seed + trial.number
         config_yaml = OmegaConf.to_yaml(cfg)
         trial.set_user_attr(tags.SEED_ATTR, seed)
@@ -76,7 +74,7 @@ def _fit(plan, trial, tracker, cfg, seed, result, beats_best) -> None:
     run_id = result.run_id
     pl.seed_everything(seed, workers=True, verbose=False)
     datamodule, module = build_objects(cfg)
-    pruning = OptunaPruning(trial, plan.metrics[0]) if plan.prunes else None
+    pruning = OptunaPruning(trial, plan.metrics[0]) if plan.reports_epochs else None
     trainer = build_trainer(
         cfg.trainer, callbacks=[pruning] if pruning else [],
         logger=tracker.trial_logger(run_id),
@@ -93,7 +91,8 @@ def _fit(plan, trial, tracker, cfg, seed, result, beats_best) -> None:
         values.append(float(value))
     bad = [m for m, v in zip(plan.metrics, values, strict=True) if not math.isfinite(v)]
     if bad:
-        # NaN or inf cannot be ranked; the trial fails (see "what happens when things fail").
+        # Without epoch reports (multi-objective) a diverged trial reaches this point;
+        # NaN or inf cannot be ranked, so it fails (README: "what happens when things fail").
         raise FloatingPointError(f"objective {bad[0]} is {values[plan.metrics.index(bad[0])]}")
     result.state, result.values = TrialState.COMPLETE, values
     if plan.cfg.tracking.log_models and beats_best(values[0]):

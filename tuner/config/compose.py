@@ -8,6 +8,7 @@ group and name as a built-in one would be silently ignored. We refuse that inste
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -21,22 +22,33 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-import tuner.conf
-from tuner.config.schema import SCHEMA_NAMES, SweepSchema, register_schemas
+from tuner.config.locate import (
+    BUILTIN_CONF_DIR,
+    GROUPS,
+    PRIMARY,
+    default_choices,
+    display_path,
+    group_file,
+    group_options,
+    locate,
+    override_key,
+    yaml_has_key,
+)
+from tuner.config.schema import register_schemas
 from tuner.errors import ConfigError, Problem
-
-BUILTIN_CONF_DIR = Path(tuner.conf.__file__).resolve().parent
-PRIMARY = "sweep"
-GROUPS = ("model", "data", "trainer", "search", "sampler", "pruner", "storage", "tracking",
-          "experiment")
-ROOT_KEYS = frozenset(f.name for f in dataclasses.fields(SweepSchema))
 
 
 @dataclass
 class Composed:
-    """A composed, resolved configuration and where each part of it came from."""
+    """A composed configuration, resolved and not, and where each part came from.
+
+    ``raw`` keeps its interpolations (``${data.num_features}``): a trial sets its sampled
+    values there and resolves afterwards, so that keys which interpolate a searched key
+    follow it. ``cfg`` is ``raw`` resolved, for everything that does not depend on a trial.
+    """
 
     cfg: DictConfig
+    raw: DictConfig
     choices: dict[str, str | None]  # group -> chosen option, e.g. {"model": "mlp"}
     config_dir: Path | None = None  # the user's --config-dir, if any
     overrides: list[str] = field(default_factory=list)
@@ -44,68 +56,6 @@ class Composed:
     def locate(self, key: str) -> str:
         """The file (or command-line override) a config key most likely came from."""
         return locate(key, self.choices, self.config_dir, self.overrides)
-
-
-def display_path(path: Path) -> str:
-    """A path relative to the working directory when it is below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def group_file(group: str, option: str, config_dir: Path | None) -> Path | None:
-    for root in (BUILTIN_CONF_DIR, config_dir):
-        if root is not None and (root / group / f"{option}.yaml").is_file():
-            return root / group / f"{option}.yaml"
-    return None
-
-
-def group_options(group: str, config_dir: Path | None = None) -> list[str]:
-    """The options a user can pick for a group, built-in and their own."""
-    names: set[str] = set()
-    for root in (BUILTIN_CONF_DIR, config_dir):
-        if root is not None and (root / group).is_dir():
-            names.update(p.stem for p in (root / group).glob("*.yaml"))
-    return sorted(names - SCHEMA_NAMES)
-
-
-def _override_key(override: str) -> str:
-    return override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
-
-
-def locate(key: str, choices: dict[str, str | None], config_dir: Path | None,
-           overrides: Sequence[str]) -> str:
-    for override in overrides:
-        okey = _override_key(override)
-        if okey in GROUPS:
-            continue  # `model=cnn` picks a file; the file, found below, holds the value
-        if key == okey or key.startswith(okey + "."):  # the override set it or a parent
-            return f"command line ({override})"
-    experiment = choices.get("experiment")
-    if experiment:
-        path = group_file("experiment", experiment, config_dir)
-        if path is not None and _yaml_has_key(path, key):
-            return display_path(path)
-    group = key.split(".", 1)[0]
-    option = choices.get(group)
-    if group in GROUPS and option:
-        path = group_file(group, option, config_dir)
-        if path is not None:
-            return display_path(path)
-    return display_path(BUILTIN_CONF_DIR / f"{PRIMARY}.yaml")
-
-
-def _yaml_has_key(path: Path, dotted: str) -> bool:
-    try:
-        node = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
-        return False
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _check_config_dir(config_dir: Path) -> None:
@@ -139,6 +89,7 @@ _IN_CONFIG = re.compile(r"In '([^']+)'")
 
 
 def _where_composition_failed(error: Exception, config_dir: Path | None) -> str:
+    """The file named in Hydra's "In 'model/typo': ..." messages."""
     match = _IN_CONFIG.search(str(error))
     if match and "/" in match.group(1):
         group, option = match.group(1).rsplit("/", 1)
@@ -159,7 +110,7 @@ def _failed_override(text: str, overrides: Sequence[str]) -> str | None:
         return match.group(1).strip()
     match = re.search(r"Could not override '([^']+)'", text)
     if match:
-        return next((o for o in overrides if _override_key(o) == match.group(1)),
+        return next((o for o in overrides if override_key(o) == match.group(1)),
                     match.group(1))
     return None
 
@@ -201,7 +152,8 @@ def _translate(error: Exception, overrides: Sequence[str], config_dir: Path | No
         if merging:
             where = f"command line ({merging})"
         elif isinstance(error, ConfigCompositionException) and error.__cause__ is not None:
-            where = locate(key, {}, config_dir, overrides) if key else "command line"
+            where = (locate(key, default_choices(overrides), config_dir, overrides) if key
+                     else "command line")
         else:
             where = _where_composition_failed(error, config_dir)
         fix = _fix_for(message)
@@ -255,8 +207,9 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
         del cfg["hydra"]
-    composed = Composed(cfg=cfg, choices=choices, config_dir=user_dir, overrides=overrides)
-    _check_root_keys(composed)
+    composed = Composed(cfg=cfg, raw=cfg, choices=choices, config_dir=user_dir,
+                        overrides=overrides)
+    _check_unknown_keys(composed)
     try:
         _check_missing(composed)
         _resolve(composed)
@@ -268,24 +221,28 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
     return composed
 
 
-def _interpolation_fix(message: str, key: str, config_dir: Path | None) -> str:
-    match = re.search(r"Interpolation key '(data\.[^']+)' not found", message)
-    if match:
-        wanted = match.group(1)
-        providers = [o for o in group_options("data", config_dir)
-                     if _yaml_has_key(group_file("data", o, config_dir), wanted.split(".", 1)[1])]
-        if providers:
-            options = ", ".join(f"data={o}" for o in providers)
-            return f"choose data that provides {wanted} ({options}), or set {key} directly"
-    return "point the interpolation at a key that exists, or set the value directly"
+def _check_unknown_keys(composed: Composed) -> None:
+    """Keys a typed node does not declare. Hydra refuses them in files and plain
+    overrides, but ``+trainer.max_epoch=3`` would add one that nothing reads."""
+    problems = []
 
+    def walk(node: DictConfig, prefix: str) -> None:
+        schema = OmegaConf.get_type(node)
+        fields = ({f.name for f in dataclasses.fields(schema)}
+                  if dataclasses.is_dataclass(schema) else None)
+        for key in node:
+            full = f"{prefix}{key}"
+            if fields is not None and key not in fields:
+                what = "a sweep setting" if not prefix else f"a setting of {schema.__name__}"
+                problems.append(Problem(composed.locate(full), full, f"is not {what}",
+                                        f"valid keys: {', '.join(sorted(fields))}"))
+            child = node._get_node(key)
+            if isinstance(child, DictConfig) and not child._is_missing():
+                walk(child, f"{full}.")
 
-def _check_root_keys(composed: Composed) -> None:
-    unknown = sorted(set(composed.cfg.keys()) - ROOT_KEYS)
-    if unknown:
-        raise ConfigError([Problem(composed.locate(k), k, "not a sweep setting",
-                                   f"valid top-level keys: {', '.join(sorted(ROOT_KEYS))}")
-                           for k in unknown])
+    walk(composed.cfg, "")
+    if problems:
+        raise ConfigError(problems)
 
 
 def _check_missing(composed: Composed) -> None:
@@ -297,10 +254,23 @@ def _check_missing(composed: Composed) -> None:
 
 
 def _resolve(composed: Composed) -> None:
-    cfg = composed.cfg
+    raw = composed.raw
     # Paths interpolate ${run_dir}; make it absolute first so that every process and
     # every later `tuner best` or `tuner ui` agrees on where the stores are.
-    cfg.run_dir = os.path.abspath(os.path.expanduser(cfg.run_dir))
-    if cfg.study_name is None:
-        cfg.study_name = f"{composed.choices.get('data')}-{composed.choices.get('model')}"
-    OmegaConf.resolve(cfg)
+    raw.run_dir = os.path.abspath(os.path.expanduser(raw.run_dir))
+    if raw.study_name is None:
+        raw.study_name = f"{composed.choices.get('data')}-{composed.choices.get('model')}"
+    composed.cfg = copy.deepcopy(raw)
+    OmegaConf.resolve(composed.cfg)
+
+
+def _interpolation_fix(message: str, key: str, config_dir: Path | None) -> str:
+    match = re.search(r"Interpolation key '(data\.[^']+)' not found", message)
+    if match:
+        wanted = match.group(1)
+        providers = [o for o in group_options("data", config_dir)
+                     if yaml_has_key(group_file("data", o, config_dir), wanted.split(".", 1)[1])]
+        if providers:
+            options = ", ".join(f"data={o}" for o in providers)
+            return f"choose data that provides {wanted} ({options}), or set {key} directly"
+    return "point the interpolation at a key that exists, or set the value directly"

@@ -30,6 +30,10 @@ class EpochMeans:
         self.sums[name] = self.sums[name] + value if name in self.sums else value
         self.counts[name] = self.counts.get(name, 0) + n
 
+    def mean(self, name: str) -> torch.Tensor | None:
+        """The running mean of ``name`` so far this epoch, if anything was added."""
+        return self.sums[name] / self.counts[name] if name in self.sums else None
+
     def pop(self) -> dict[str, torch.Tensor]:
         means = {k: v / self.counts[k] for k, v in self.sums.items()}
         self.sums, self.counts = {}, {}
@@ -68,20 +72,40 @@ class TunableModule(pl.LightningModule):
         self.log("param_count", float(self.param_count))
 
 
-class ClassifierModule(TunableModule):
-    """Cross-entropy training; logs train_loss, val_loss and val_acc per epoch."""
+class SupervisedModule(TunableModule):
+    """Batches of (input, target): subclasses give ``forward`` and ``loss``.
+
+    Logs ``train_loss`` and ``val_loss`` per epoch, plus whatever ``val_metrics`` adds.
+    """
+
+    def loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def val_metrics(self, output: torch.Tensor, target: torch.Tensor
+                    ) -> dict[str, torch.Tensor]:
+        return {"val_loss": self.loss(output, target)}
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = F.cross_entropy(self(x), y)
+        loss = self.loss(self(x), y)
         self.train_means.add("train_loss", loss, len(y))
         return loss
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        logits = self(x)
-        self.val_means.add("val_loss", F.cross_entropy(logits, y), len(y))
-        self.val_means.add("val_acc", (logits.argmax(dim=-1) == y).float().mean(), len(y))
+        for name, value in self.val_metrics(self(x), y).items():
+            self.val_means.add(name, value, len(y))
+
+
+class ClassifierModule(SupervisedModule):
+    """Cross-entropy over class logits; also logs val_acc."""
+
+    def loss(self, output, target):
+        return F.cross_entropy(output, target)
+
+    def val_metrics(self, output, target):
+        return {"val_loss": self.loss(output, target),
+                "val_acc": (output.argmax(dim=-1) == target).float().mean()}
 
     def predict_step(self, batch, batch_idx):
         return self(batch[0]).softmax(dim=-1)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tuner.models.base import TunableModule
+from tuner.models.base import SupervisedModule
 
 
 class CausalSelfAttention(nn.Module):
@@ -44,7 +44,7 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
-class CharGPT(TunableModule):
+class CharGPT(SupervisedModule):
     def __init__(self, vocab_size: int = 256, block_size: int = 64, n_layer: int = 2,
                  n_head: int = 4, n_embd: int = 64, dropout: float = 0.0, **optim):
         super().__init__(**optim)
@@ -75,18 +75,9 @@ class CharGPT(TunableModule):
         x = self.drop(self.tok(idx) + self.pos(pos))
         return self.head(self.ln_f(self.blocks(x)))
 
-    def _loss(self, batch):
-        x, y = batch
-        logits = self(x)
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-
-    def training_step(self, batch, batch_idx):
-        loss = self._loss(batch)
-        self.train_means.add("train_loss", loss, len(batch[0]))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        self.val_means.add("val_loss", self._loss(batch), len(batch[0]))
+    def loss(self, output, target):
+        """Mean cross-entropy of next-character logits (nats per character)."""
+        return F.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, new_tokens: int, temperature: float = 1.0

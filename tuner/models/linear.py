@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import nn
 
-from tuner.models.base import TunableModule
+from tuner.models.base import SupervisedModule
 
 
-class LinearRegression(TunableModule):
+class LinearRegression(SupervisedModule):
     """Logs train_loss and val_loss (MSE) and val_rmse per epoch."""
 
     def __init__(self, input_dim: int, **optim):
@@ -18,18 +18,11 @@ class LinearRegression(TunableModule):
     def forward(self, x):
         return self.linear(x)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.mse_loss(self(x), y)
-        self.train_means.add("train_loss", loss, len(y))
-        return loss
-
-    def validation_step(self, batch, batch_idx):
-        x, y = batch
-        self.val_means.add("val_loss", F.mse_loss(self(x), y), len(y))
+    def loss(self, output, target):
+        return F.mse_loss(output, target)
 
     def on_validation_epoch_end(self) -> None:
-        if "val_loss" in self.val_means.sums:
-            self.log("val_rmse", (self.val_means.sums["val_loss"]
-                                  / self.val_means.counts["val_loss"]).sqrt())
+        mse = self.val_means.mean("val_loss")  # read before the base class logs and clears
+        if mse is not None:
+            self.log("val_rmse", mse.sqrt())
         super().on_validation_epoch_end()

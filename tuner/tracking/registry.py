@@ -21,7 +21,8 @@ from mlflow.exceptions import MlflowException
 from tuner.tracking import tags
 
 
-def log_trial_model(module: torch.nn.Module, example_input: torch.Tensor, run_id: str) -> str:
+def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, ...],
+                    run_id: str) -> str:
     """Export ``module`` (on CPU, eval mode) into the trial's run; return the model URI.
 
     Raises whatever ``torch.export`` raises for a module it cannot trace (data-dependent
@@ -30,8 +31,9 @@ def log_trial_model(module: torch.nn.Module, example_input: torch.Tensor, run_id
     was_training = module.training
     module.eval()
     try:
+        arrays = [x.detach().cpu().numpy() for x in example_input]
         info = mlflow.pytorch.log_model(
-            module.cpu(), name="model", input_example=example_input.cpu().numpy(),
+            module.cpu(), name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
             serialization_format="pt2", run_id=run_id,
             # Stated, not inferred: inference starts a subprocess and takes ~15 s.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
@@ -52,6 +54,7 @@ class Champion:
     version: str
     value: float
     trial_number: int
+    run_id: str  # the trial's MLflow run: identifies the trial across recreated studies
     promoted: bool  # True when this sweep moved the alias
 
 
@@ -61,14 +64,14 @@ def current_champion(client: MlflowClient, name: str) -> Champion | None:
     except MlflowException:
         return None
     return Champion(name, str(mv.version), float(mv.tags.get(tags.VERSION_VALUE, "nan")),
-                    int(mv.tags.get(tags.TRIAL_NUMBER, "-1")), promoted=False)
+                    int(mv.tags.get(tags.TRIAL_NUMBER, "-1")), mv.run_id, promoted=False)
 
 
 def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value: float,
             direction: str, trial_number: int) -> Champion:
     """Register ``model_uri`` as the new champion if it beats the current one."""
     current = current_champion(client, name)
-    if current is not None and (current.trial_number == trial_number
+    if current is not None and (current.run_id == run_id
                                 or not is_better(value, current.value, direction)):
         return current
     try:
@@ -81,4 +84,4 @@ def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value:
         tags={tags.VERSION_VALUE: repr(value), tags.TRIAL_NUMBER: str(trial_number),
               tags.STUDY: name})
     client.set_registered_model_alias(name, tags.CHAMPION_ALIAS, mv.version)
-    return Champion(name, str(mv.version), value, trial_number, promoted=True)
+    return Champion(name, str(mv.version), value, trial_number, run_id, promoted=True)

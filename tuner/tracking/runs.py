@@ -58,7 +58,7 @@ class Tracker:
 
     # -- the study -------------------------------------------------------------------
 
-    def open(self, study: optuna.Study, study_params: Mapping[str, Any]) -> str:
+    def open(self, study: optuna.Study, study_params: Mapping[str, Any]) -> None:
         """Find or create the experiment and the parent run; mark the parent RUNNING."""
         self.experiment_id = self._experiment()
         # Logged models belong to the *active* experiment, whatever run they attach to;
@@ -78,7 +78,6 @@ class Tracker:
         else:
             self.client.update_run(run_id, status="RUNNING")
         self.parent_run_id = run_id
-        return run_id
 
     def _experiment(self) -> str:
         experiment = self.client.get_experiment_by_name(self.study_name)

@@ -1,0 +1,57 @@
+"""What a user sees while a sweep runs: a live bar on a terminal, one line per trial elsewhere."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from optuna.trial import TrialState
+from rich.console import Console
+
+from tuner.progress import PlainReporter, RichReporter, Tally, make_reporter
+from tuner.trial import TrialResult
+
+METRICS = ("val_acc",)
+
+
+def test_plain_lines_say_state_value_best_and_counts():
+    out = io.StringIO()
+    reporter = PlainReporter(out)
+    tally = Tally(done=3, total=10, pruned=1, failed=1, best="val_acc=0.95")
+    reporter.trial_done(TrialResult(2, TrialState.COMPLETE, values=[0.9312], seconds=1.25),
+                        METRICS, tally)
+    reporter.trial_done(TrialResult(3, TrialState.PRUNED, pruned_at=2), METRICS, tally)
+    reporter.trial_done(TrialResult(4, TrialState.FAIL, reason="ValueError: boom"), METRICS,
+                        tally)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("trial 2 COMPLETE val_acc=0.9312 | best val_acc=0.95 | 3/10 done, "
+                        "1 pruned, 1 failed | 1.2s")
+    assert lines[1].startswith("trial 3 PRUNED at epoch 2 |")
+    assert lines[2].startswith("trial 4 FAIL ValueError: boom |")
+
+
+def test_terminal_gets_a_live_bar_with_best_counts_and_eta():
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, force_terminal=True, width=150))
+    reporter.start("digits-mlp", Tally(done=2, total=5))
+    reporter.trial_done(TrialResult(2, TrialState.COMPLETE, values=[0.9]), METRICS,
+                        Tally(done=3, total=5, pruned=1, failed=0, best="val_acc=0.9"))
+    reporter.trial_done(TrialResult(3, TrialState.FAIL, reason="RuntimeError: x"), METRICS,
+                        Tally(done=3, total=5, pruned=1, failed=1, best="val_acc=0.9"))
+    reporter.stop()
+    raw = out.getvalue()
+    assert "\x1b[" in raw  # drawn with terminal control codes
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
+    assert "digits-mlp" in text and "3/5" in text
+    assert "best val_acc=0.9" in text and "pruned 1 failed 1" in text
+    assert "trial 3 FAIL RuntimeError: x" in text  # failures are printed above the bar
+
+
+def test_reporter_follows_the_stream():
+    assert type(make_reporter(io.StringIO())) is PlainReporter
+
+    class FakeTerminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert isinstance(make_reporter(FakeTerminal()), RichReporter)

@@ -1,0 +1,89 @@
+"""MLflow records: metrics go in batches; the parent run and leaderboard stay truthful."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from mlflow import MlflowClient
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from tests.conftest import plan
+from tuner.report import _log_parent, leaderboard
+from tuner.tracking import tags
+from tuner.tracking.logger import MlflowBatchLogger
+from tuner.tracking.runs import Tracker
+
+
+class CountingClient(MlflowClient):
+    """A real MLflow client (real SQLite store) that counts its log_batch requests."""
+
+    def __init__(self, uri: str):
+        super().__init__(uri)
+        self.batches = 0
+
+    def log_batch(self, *args, **kwargs):
+        self.batches += 1
+        return super().log_batch(*args, **kwargs)
+
+
+def test_metrics_are_written_in_batches_not_per_call(tmp_path):
+    client = CountingClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    logger = MlflowBatchLogger(client, run_id, flush_interval=3600)
+    for step in range(300):  # 300 steps x 2 metrics
+        logger.log_metrics({"train_loss": 1.0 / (step + 1), "lr": 0.1}, step=step)
+    assert client.batches == 0  # nothing written while training
+    logger.finalize("success")
+    assert client.batches == 1  # 600 values, one request
+    history = client.get_metric_history(run_id, "train_loss")
+    assert len(history) == 300 and [m.step for m in history] == list(range(300))
+
+
+def test_logger_flushes_on_interval_and_batch_limit(tmp_path):
+    client = CountingClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    logger = MlflowBatchLogger(client, run_id, flush_interval=0.0)
+    logger.log_metrics({"a": 1.0}, step=0)
+    assert client.batches == 1  # interval elapsed: written
+    big = MlflowBatchLogger(client, run_id, flush_interval=3600)
+    big.log_metrics({f"m{i}": float(i) for i in range(1200)}, step=0)
+    assert client.batches == 3  # 1000 per request at most
+    big.finalize("success")
+    assert len(client.get_run(run_id).data.metrics) == 1201
+
+
+def _trial(state, value=None, intermediate=None, params=None):
+    return create_trial(state=state, value=value, params=params or {"model.lr": 0.1},
+                        distributions={"model.lr": FloatDistribution(0.0, 1.0)},
+                        intermediate_values=intermediate or {})
+
+
+def test_leaderboard_ranks_complete_then_pruned_with_nan_last():
+    study = optuna.create_study(direction="minimize")
+    study.add_trial(_trial(TrialState.PRUNED, intermediate={1: math.nan}))
+    study.add_trial(_trial(TrialState.COMPLETE, value=0.5))
+    study.add_trial(_trial(TrialState.PRUNED, intermediate={1: 0.3}))
+    study.add_trial(_trial(TrialState.COMPLETE, value=0.2))
+    study.add_trial(_trial(TrialState.FAIL))
+    rows = leaderboard(study, ("val_loss",))
+    assert [r["trial"] for r in rows] == [3, 1, 2, 0, 4]
+
+
+def test_parent_run_drops_best_params_the_new_best_lacks(tmp_path):
+    sweep_plan = plan(run_dir=tmp_path)
+    tracker = Tracker(sweep_plan.cfg.tracking, "stale-tags")
+    study = optuna.create_study(direction="maximize")
+    tracker.open(study, {})
+    counts = {"COMPLETE": 1, "PRUNED": 0, "FAIL": 0}
+    sgd = create_trial(state=TrialState.COMPLETE, values=[0.8],
+                       params={"model.lr": 0.1, "model.momentum": 0.9},
+                       distributions={"model.lr": FloatDistribution(0.0, 1.0),
+                                      "model.momentum": FloatDistribution(0.0, 1.0)})
+    _log_parent(sweep_plan, tracker, sgd, [], counts)
+    adam = _trial(TrialState.COMPLETE, value=0.9, params={"model.lr": 0.2})
+    _log_parent(sweep_plan, tracker, adam, [], counts)
+    run_tags = tracker.client.get_run(tracker.parent_run_id).data.tags
+    assert run_tags[f"{tags.BEST_PARAM_PREFIX}model.lr"] == "0.2"
+    assert f"{tags.BEST_PARAM_PREFIX}model.momentum" not in run_tags
