@@ -252,33 +252,36 @@ def _sampler_and_pruner(plan: SweepPlan) -> list[Problem]:
             "the grid sampler crosses every value of every entry, so a conditional entry "
             "repeats the same configuration for each of its values",
             "drop `when` from the search space, or use another sampler"))
-    try:
-        sampler = plan.build_sampler()
-        if not isinstance(sampler, optuna.samplers.BaseSampler):
-            raise TypeError(f"{type(sampler).__name__} is not an Optuna sampler")
-    except ConfigError as error:
-        problems.extend(error.problems)
-    except Exception as error:
+    sampler, sampler_problems = _build(plan, "sampler", plan.build_sampler,
+                                       optuna.samplers.BaseSampler)
+    pruner, pruner_problems = _build(plan, "pruner", plan.build_pruner,
+                                     optuna.pruners.BasePruner)
+    problems += sampler_problems + pruner_problems
+    if plan.multi_objective and isinstance(sampler, optuna.samplers.CmaEsSampler):
         problems.append(Problem(plan.locate("sampler"), "sampler",
-                                _instantiate_message(error), "fix the sampler's arguments"))
-    else:
-        if plan.multi_objective and isinstance(sampler, optuna.samplers.CmaEsSampler):
-            problems.append(Problem(plan.locate("sampler"), "sampler",
-                                    "CMA-ES cannot optimise several metrics at once",
-                                    "use sampler=nsga2 or sampler=tpe for multi-objective"))
-    try:
-        pruner = plan.build_pruner()
-        if not isinstance(pruner, optuna.pruners.BasePruner):
-            raise TypeError(f"{type(pruner).__name__} is not an Optuna pruner")
-    except Exception as error:
+                                "CMA-ES cannot optimise several metrics at once",
+                                "use sampler=nsga2 or sampler=tpe for multi-objective"))
+    if plan.multi_objective and pruner is not None and not _is_nop_pruner(plan.cfg.pruner):
         problems.append(Problem(plan.locate("pruner"), "pruner",
-                                _instantiate_message(error), "fix the pruner's arguments"))
-    else:
-        if plan.multi_objective and not _is_nop_pruner(plan.cfg.pruner):
-            problems.append(Problem(plan.locate("pruner"), "pruner",
-                                    f"Optuna cannot prune a multi-objective study "
-                                    f"({len(plan.metrics)} metrics)", "use pruner=none"))
+                                f"Optuna cannot prune a multi-objective study "
+                                f"({len(plan.metrics)} metrics)", "use pruner=none"))
     return problems
+
+
+def _build(plan: SweepPlan, group: str, build, base: type) -> tuple[Any, list[Problem]]:
+    """Build the sampler or pruner; on failure, the problems that say why."""
+    try:
+        built = build()
+    except ConfigError as error:  # e.g. a grid the search space cannot give
+        return None, error.problems
+    except Exception as error:
+        return None, [Problem(plan.locate(group), group, _instantiate_message(error),
+                              f"fix the {group}'s arguments")]
+    if not isinstance(built, base):
+        return None, [Problem(plan.locate(group), f"{group}._target_",
+                              f"builds a {type(built).__name__}, not an Optuna {group}",
+                              f"point it at a class from optuna.{group}s")]
+    return built, []
 
 
 def _instantiate_message(error: Exception) -> str:

@@ -1,0 +1,63 @@
+"""Time `tuner sweep` with no arguments, the way the README's first command runs it.
+
+Each run starts in a new empty folder, so each pays what a first sweep pays (imports,
+creating the MLflow store, the preflight, 30 trials, the report). Prints every wall
+time, the median, and the machine it ran on.
+
+    python benchmarks/time_default_sweep.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+
+
+def tuner_command() -> list[str]:
+    script = shutil.which("tuner")
+    return [script] if script else [sys.executable, "-m", "tuner"]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    packages = ", ".join(f"{p} {version(p)}" for p in ("torch", "lightning", "optuna", "mlflow"))
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {packages}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    times = []
+    for i in range(args.runs):
+        with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
+            start = time.perf_counter()
+            result = subprocess.run([*tuner_command(), "sweep"], cwd=cwd, capture_output=True,
+                                    text=True)
+            elapsed = time.perf_counter() - start
+        if result.returncode != 0:
+            sys.exit(f"run {i + 1} failed:\n{result.stdout}\n{result.stderr}")
+        summary = next((ln for ln in result.stdout.splitlines() if ln.startswith("done")), "")
+        best = next((ln for ln in result.stdout.splitlines() if ln.startswith("best")), "")
+        print(f"run {i + 1}: {elapsed:.1f} s  ({summary}; {best})", flush=True)
+        times.append(elapsed)
+    print(f"median of {len(times)}: {statistics.median(times):.1f} s")
+    print(f"date: {datetime.date.today()}; machine: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
