@@ -35,7 +35,8 @@ def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, 
         info = mlflow.pytorch.log_model(
             module.cpu(), name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
             serialization_format="pt2", run_id=run_id,
-            # Stated, not inferred: inference starts a subprocess and takes ~15 s.
+            # Stated, not inferred: inference starts a subprocess that imports the model's
+            # dependencies, which takes seconds per logged model.
             pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     finally:
         module.train(was_training)
