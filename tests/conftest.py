@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+FIXTURE_CONF = Path(__file__).parent / "fixtures" / "conf"  # test-only config groups
+
 # Small enough for a few seconds per sweep on 2 cores, large enough to train and prune.
 FAST = ("trainer.max_epochs=2", "tracking.report=false")
 
@@ -54,6 +56,23 @@ def sweep(*overrides: str, run_dir: Path, config_dir: Path | None = None):
 
     return run_sweep(plan(*FAST, *overrides, run_dir=run_dir, config_dir=config_dir),
                      PlainReporter(io.StringIO()))
+
+
+def client_for(run_dir: Path, uri: str | None = None):
+    from mlflow import MlflowClient
+
+    uri = uri or f"sqlite:///{run_dir}/mlflow.db"
+    return MlflowClient(uri, registry_uri=uri)
+
+
+def trial_runs(run_dir: Path, study: str, uri: str | None = None):
+    """Every trial run of a study's experiment in the MLflow store."""
+    from tuner.tracking import tags
+
+    client = client_for(run_dir, uri)
+    experiment = client.get_experiment_by_name(study)
+    runs = client.search_runs([experiment.experiment_id], max_results=5000)
+    return [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
 
 
 def files_under(path: Path) -> list[Path]:

@@ -7,27 +7,12 @@ from pathlib import Path
 
 import optuna
 import pytest
-from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from tests.conftest import sweep
+from tests.conftest import FIXTURE_CONF, client_for, sweep, trial_runs
 from tuner.errors import SweepStopped
 from tuner.tracking import tags
 from tuner.tracking.registry import current_champion, promote
-
-FIXTURE_CONF = Path(__file__).parent / "fixtures" / "conf"
-
-
-def client_for(run_dir: Path) -> MlflowClient:
-    uri = f"sqlite:///{run_dir}/mlflow.db"
-    return MlflowClient(uri, registry_uri=uri)
-
-
-def trial_runs(run_dir: Path, study: str):
-    client = client_for(run_dir)
-    experiment = client.get_experiment_by_name(study)
-    runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    return [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
 
 
 def states(study: optuna.Study) -> dict[str, int]:

@@ -4,4 +4,5 @@ import sys
 
 from tuner.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # slot processes (spawn) import this module again as __mp_main__
+    sys.exit(main())

@@ -44,6 +44,14 @@ examples:
 Re-running the same command resumes the study and tops it up to n_trials."""
 
 
+WORKER_EXAMPLES = """examples (PGPASSWORD and MLFLOW_TRACKING_URI set in the environment):
+  tuner sweep storage=postgres tracking=server n_trials=200      # machine 1: the study
+  tuner worker storage=postgres tracking=server n_trials=200     # machines 2..N: join it
+
+A worker needs the study to exist and checks that its config matches (search space,
+metrics, directions). The sweep that started the study writes the report at the end."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuner", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="print the composed, resolved config and exit (writes nothing)")
     sweep.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDES_HELP)
     sweep.set_defaults(func=cmd_sweep)
+
+    worker = command("worker", "Join a study that `tuner sweep` started: this machine's "
+                               "slots train trials until the study's budget is spent.",
+                     WORKER_EXAMPLES)
+    worker.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                        help="the same overrides as the sweep it joins; " + OVERRIDES_HELP)
+    worker.set_defaults(func=cmd_worker)
 
     best = command("best", "Show a study's best trial: value, params and composed config.",
                    "examples:\n  tuner best\n  tuner best digits-cnn\n"
@@ -160,6 +175,21 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for line in describe_best(plan, outcome.summary):
         reporter.print(line)
     reporter.print("browse the runs: tuner ui" + _where_suffix(args))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from tuner.plan import make_plan
+    from tuner.progress import make_reporter
+    from tuner.sweep import run_worker
+
+    plan = make_plan(_compose(args.config_dir, args.overrides))
+    reporter = make_reporter()
+    reporter.print(f"worker for study {plan.study_name}: trials until n_trials="
+                   f"{plan.cfg.n_trials} are done")
+    outcome = run_worker(plan, reporter)
+    reporter.print(f"worker done ({outcome.stop_reason}): trained {outcome.trained} trial(s) "
+                   "here")
     return 0
 
 

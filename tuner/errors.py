@@ -31,6 +31,9 @@ class ConfigError(Exception):
         self.problems = [problems] if isinstance(problems, Problem) else list(problems)
         super().__init__("\n".join(str(p) for p in self.problems))
 
+    def __reduce__(self):  # rebuilt from its problems when a slot sends it to the driver
+        return (ConfigError, (self.problems,))
+
 
 class SweepStopped(Exception):
     """The sweep stopped before its budget was spent (too many failures)."""

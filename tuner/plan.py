@@ -27,6 +27,7 @@ from tuner.errors import ConfigError, Problem
 from tuner.search_space import SearchSpace, parse
 
 DIRECTIONS = ("maximize", "minimize")
+SLOT_SEED_STRIDE = 100_003  # a prime: slot seeds stay apart from resume offsets
 STUDY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 
 
@@ -54,6 +55,11 @@ class SweepPlan:
         return len(self.metrics) > 1
 
     @property
+    def ranks_per_trial(self) -> int:
+        """Processes one trial trains on in this machine's slots (DDP ranks)."""
+        return int(self.cfg.devices_per_trial)
+
+    @property
     def reports_epochs(self) -> bool:
         """Trials report each epoch's metric to Optuna (for pruning and learning curves);
         Optuna takes intermediate values for single-objective studies only."""
@@ -69,12 +75,14 @@ class SweepPlan:
         OmegaConf.resolve(cfg)
         return cfg
 
-    def build_sampler(self, trials_so_far: int = 0) -> optuna.samplers.BaseSampler:
+    def build_sampler(self, trials_so_far: int = 0, slot: int = 0
+                      ) -> optuna.samplers.BaseSampler:
         """The configured sampler; its seed moves on by the trials the study already has,
-        so that a resumed random or QMC sampler does not propose the same points again."""
+        so that a resumed random or QMC sampler does not propose the same points again,
+        and differs per slot, so that slots sampling at once do not propose the same."""
         kwargs: dict[str, Any] = {}
         if self.cfg.sampler.get("seed") is not None:
-            kwargs["seed"] = int(self.cfg.sampler.seed) + trials_so_far
+            kwargs["seed"] = int(self.cfg.sampler.seed) + trials_so_far + SLOT_SEED_STRIDE * slot
         if _target(self.cfg.sampler) == "optuna.samplers.GridSampler":
             kwargs["search_space"] = self.space.grid()
         with _no_experimental_warnings():
@@ -125,6 +133,7 @@ def make_plan(composed: Composed) -> SweepPlan:
     _budget(composed, problems)
     _targets(composed, problems)
     _run_dir(composed, problems)
+    _slots(composed, problems)
     try:
         space = parse(cfg.search, composed.locate("search"), composed.locate)
         space.check_against(cfg, composed.locate)
@@ -192,6 +201,56 @@ def _budget(composed: Composed, problems: list[Problem]) -> None:
                                 f"validates every {trainer.check_val_every_n_epoch} epochs but "
                                 f"trials train for {trainer.max_epochs}: the metric is never "
                                 "computed", "make it <= trainer.max_epochs"))
+
+
+def _slots(composed: Composed, problems: list[Problem]) -> None:
+    """Workers, devices per trial and packing; they must fit this machine."""
+    from tuner.devices import slot_specs, uses_gpus, visible_gpus
+
+    cfg = composed.cfg
+    before = len(problems)
+    workers = cfg.workers
+    if workers != "auto" and (not isinstance(workers, int) or isinstance(workers, bool)
+                              or workers < 1):
+        problems.append(Problem(composed.locate("workers"), "workers",
+                                f"must be a positive number of slots or auto, got {workers}",
+                                "e.g. workers=2 (CPU), or workers=auto"))
+    for key in ("devices_per_trial", "slots_per_gpu"):
+        if cfg[key] < 1:
+            problems.append(Problem(composed.locate(key), key,
+                                    f"must be at least 1, got {cfg[key]}", f"set {key} >= 1"))
+    if cfg.slots_per_gpu > 1 and cfg.devices_per_trial > 1:
+        problems.append(Problem(composed.locate("slots_per_gpu"), "slots_per_gpu",
+                                f"packs trials onto one GPU, but each trial takes "
+                                f"{cfg.devices_per_trial} (devices_per_trial)",
+                                "use slots_per_gpu=1 with DDP trials"))
+    if cfg.trainer.devices != cfg.devices_per_trial:
+        problems.append(Problem(composed.locate("trainer.devices"), "trainer.devices",
+                                f"is {cfg.trainer.devices} but devices_per_trial is "
+                                f"{cfg.devices_per_trial}; slots hand out devices by "
+                                "devices_per_trial", f"set devices_per_trial="
+                                f"{cfg.trainer.devices} instead of trainer.devices"))
+    if cfg.trainer.num_nodes != 1:
+        problems.append(Problem(composed.locate("trainer.num_nodes"), "trainer.num_nodes",
+                                "a trial across machines is launched by torchrun or SLURM, "
+                                "not by tuner sweep", "run `tuner worker` under torchrun or "
+                                "srun (README, Many machines); it reads the node count from "
+                                "their environment"))
+    if len(problems) > before:
+        return
+    if uses_gpus(str(cfg.trainer.accelerator)) and not visible_gpus():
+        problems.append(Problem(composed.locate("trainer.accelerator"), "trainer",
+                                f"asks for accelerator={cfg.trainer.accelerator}, but this "
+                                "machine has no visible GPU",
+                                "use trainer=default (or trainer.accelerator=cpu) here"))
+        return
+    try:
+        slot_specs(cfg)
+    except ValueError as error:
+        problems.append(Problem(composed.locate("workers"), "workers / devices_per_trial",
+                                f"do not fit this machine: {error}",
+                                "lower workers or devices_per_trial, or use "
+                                "trainer.accelerator=cpu"))
 
 
 def _targets(composed: Composed, problems: list[Problem]) -> None:

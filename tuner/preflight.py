@@ -35,7 +35,10 @@ def preflight(plan: SweepPlan) -> None:
                                   f"fix the {error.group} settings or its class")) from error
     seen = MetricsAtValidationEnd()
     try:
-        trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False, callbacks=[seen])
+        # One process even for DDP trials: a launcher here would start ranks that re-enter
+        # the sweep. The batch checks the model and data; the ranks share their code.
+        trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False, callbacks=[seen],
+                                devices=1, num_nodes=1, strategy="auto")
     except Exception as error:
         raise ConfigError(Problem(plan.locate("trainer"), "trainer",
                                   f"Lightning refused the settings: {_message(error)}",

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from tuner.trial import TrialResult
+from tuner.outcome import TrialResult
 
 
 @dataclass

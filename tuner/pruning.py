@@ -28,7 +28,14 @@ class MetricNotLogged(RuntimeError):
 
 
 class OptunaPruning(pl.Callback):
-    def __init__(self, trial: optuna.Trial, monitor: str):
+    """Reports each validation epoch to ``trial`` and stops training when Optuna says so.
+
+    Under DDP only rank 0 holds the trial (``trial=None`` on the other ranks): it alone
+    reports and decides, and the decision is broadcast so that every rank stops after
+    the same epoch (a rank that trained on alone would hang in its next all-reduce).
+    """
+
+    def __init__(self, trial: optuna.Trial | None, monitor: str):
         self.trial = trial
         self.monitor = monitor
         self.pruned_at: int | None = None  # epoch of the pruning decision, if any
@@ -36,15 +43,22 @@ class OptunaPruning(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metric = trainer.callback_metrics.get(self.monitor)
-        if metric is None:
-            logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
-            raise MetricNotLogged(f"metric '{self.monitor}' was not logged in validation; "
-                                  f"the module logged: {logged}")
-        value = float(metric)
         epoch = trainer.current_epoch + 1
-        self.trial.report(value, step=epoch)
-        if not math.isfinite(value) or self.trial.should_prune():
+        prune = False
+        if trainer.is_global_zero:
+            metric = trainer.callback_metrics.get(self.monitor)
+            if metric is None:
+                logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
+                raise MetricNotLogged(f"metric '{self.monitor}' was not logged in validation; "
+                                      f"the module logged: {logged}")
+            value = float(metric)
+            if self.trial is not None:
+                self.trial.report(value, step=epoch)
+            prune = not math.isfinite(value) or (self.trial is not None
+                                                 and self.trial.should_prune())
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
             self.pruned_at = epoch
             trainer.should_stop = True
 

@@ -74,6 +74,21 @@ def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
     return study
 
 
+def join_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
+    """The plan's study, which must exist already and match the config (``tuner worker``)."""
+    study_id = find_study_id(storage, plan.study_name)
+    if study_id is None:
+        raise ConfigError(Problem(
+            plan.locate("study_name"), "study_name",
+            f"there is no study '{plan.study_name}' in the storage to join",
+            "start it with `tuner sweep` (same config) first, or check storage and "
+            "study_name"))
+    directions = [optuna.study.StudyDirection[d.upper()] for d in plan.directions]
+    _check_resumable(plan, storage, study_id, directions)
+    return optuna.load_study(study_name=plan.study_name, storage=storage,
+                             sampler=plan.build_sampler(), pruner=plan.build_pruner())
+
+
 def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
                      directions: Sequence[optuna.study.StudyDirection]) -> None:
     name = plan.study_name

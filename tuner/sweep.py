@@ -1,18 +1,21 @@
 """The sweep driver: a plan in, a finished (or topped-up) study and its records out.
 
-    preflight                      train one batch; nothing is written before this passes
-    open the study and the runs    the storage, the MLflow experiment and parent run
-    until the budget is spent      ask a trial -> train it -> tell Optuna -> end its run
-    finalize                       champion, leaderboard and report on the parent run
+    start the slots                 processes that import torch while the driver goes on
+    preflight (in slot 0)           train one batch; nothing is written before this passes
+    open the study and the runs     the storage, the MLflow experiment and parent run
+    slots claim and train trials    each slot: claim -> train -> tell Optuna -> end its run
+    finalize                        champion, leaderboard and report on the parent run
 
-The budget is ``n_trials`` COMPLETE + PRUNED trials in the study, counted afresh before
-each trial, so a rerun tops up. The loop also ends at ``timeout`` seconds (no new trial
-starts after it), when a grid sampler has run out of points, or after ``max_failures``
-failed trials in this invocation.
+The driver never trains and never imports torch: it opens the records, watches the slots
+(:mod:`tuner.pool`) and shows progress. The budget is ``n_trials`` COMPLETE + PRUNED
+trials in the study, claimed under a lock (:mod:`tuner.budget`), so a rerun tops up and
+several slots or machines never overshoot it. The sweep also ends at ``timeout`` seconds
+(no new trial starts after it), when a grid sampler has run out of points, or after
+``max_failures`` failed trials in this invocation.
 
-Interruptions: Ctrl-C or SIGTERM while a trial trains marks that trial FAIL (reason
-"interrupted"), its MLflow run KILLED, and the parent run KILLED, then re-raises; the
-next identical command resumes the study.
+Interruptions: Ctrl-C or SIGTERM marks the running trials FAIL (reason "interrupted"),
+their MLflow runs KILLED, and the parent run KILLED, then re-raises; the next identical
+command resumes the study.
 """
 
 from __future__ import annotations
@@ -20,23 +23,23 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.devices import slot_specs
 from tuner.errors import SweepInterrupted, SweepStopped
+from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
-from tuner.preflight import preflight
+from tuner.pool import SlotPool
 from tuner.progress import PlainReporter, Tally, format_values
 from tuner.report import Summary, finalize
-from tuner.study import FINISHED, best_trial, grid_exhausted, open_storage, open_study, tell
-from tuner.tracking import tags
-from tuner.tracking.registry import is_better
+from tuner.slot import Go
+from tuner.study import FINISHED, best_trial, join_study, open_storage, open_study
 from tuner.tracking.runs import Tracker
-from tuner.trial import TrialResult, run_trial
 
 
 @dataclass(frozen=True)
@@ -47,20 +50,22 @@ class SweepOutcome:
 
 
 def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
-    preflight(plan)
-    plan.run_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(plan, open_storage(plan.cfg.storage))
-    tracker = Tracker(plan.cfg.tracking, plan.study_name)
-    tracker.open(study, plan.study_params())
-    failures: Counter[str] = Counter()
-    try:
-        with _sigterm_raises():
-            stop_reason = _trial_loop(plan, study, tracker, reporter, failures)
-    except BaseException:
-        tracker.close("KILLED")
-        raise
-    finally:
-        reporter.stop()
+    with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
+        pool.preflight()
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        study = open_study(plan, open_storage(plan.cfg.storage))
+        tracker = Tracker(plan.cfg.tracking, plan.study_name)
+        tracker.open(study, plan.study_params())
+        failures: Counter[str] = Counter()
+        try:
+            reasons = _run_slots(plan, pool, study, tracker, reporter, failures)
+        except BaseException:
+            pool.interrupt(study, tracker)
+            tracker.close("KILLED")
+            raise
+        finally:
+            reporter.stop()
+    stop_reason = _stop_reason(reasons, failures, plan)
     summary = finalize(plan, study, tracker)
     tracker.close("FAILED" if stop_reason == "failures" else "FINISHED")
     if stop_reason == "failures":
@@ -69,6 +74,39 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
                            f"(max_failures={plan.cfg.max_failures}); most common reason "
                            f"({n}x): {reason}")
     return SweepOutcome(study, summary, stop_reason)
+
+
+@dataclass(frozen=True)
+class WorkerOutcome:
+    study: optuna.Study
+    trained: int  # trials this worker's slots finished
+    stop_reason: str
+
+
+def run_worker(plan: SweepPlan, reporter: PlainReporter) -> WorkerOutcome:
+    """Join a study that ``tuner sweep`` started (on this machine or another): same
+    config, same budget; this machine's slots claim trials until it is spent. The sweep
+    that started the study keeps the parent run and writes the report at its end."""
+    with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
+        pool.preflight()
+        storage = open_storage(plan.cfg.storage)
+        study = join_study(plan, storage)
+        tracker = Tracker(plan.cfg.tracking, plan.study_name)
+        tracker.join(study)
+        failures: Counter[str] = Counter()
+        trained = Counter()
+
+        def count(result: TrialResult) -> None:
+            trained[result.state.name] += 1
+
+        try:
+            reasons = _run_slots(plan, pool, study, tracker, reporter, failures, count)
+        except BaseException:
+            pool.interrupt(study, tracker)
+            raise
+        finally:
+            reporter.stop()
+    return WorkerOutcome(study, sum(trained.values()), _stop_reason(reasons, failures, plan))
 
 
 @contextmanager
@@ -94,65 +132,34 @@ def tally(study: optuna.Study, plan: SweepPlan) -> tuple[Tally, FrozenTrial | No
     return counts, best
 
 
-def _trial_loop(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
-                reporter: PlainReporter, failures: Counter[str]) -> str:
-    deadline = None if plan.cfg.timeout is None else time.monotonic() + plan.cfg.timeout
-    counts, best = tally(study, plan)
+def _run_slots(plan: SweepPlan, pool: SlotPool, study: optuna.Study, tracker: Tracker,
+               reporter: PlainReporter, failures: Counter[str],
+               also: Callable[[TrialResult], None] | None = None) -> list[str]:
+    counts, _ = tally(study, plan)
     reporter.start(plan.study_name, counts)
-    while True:
-        if counts.done >= plan.cfg.n_trials:
-            return "budget"
-        if deadline is not None and time.monotonic() >= deadline:
-            return "timeout"
-        if grid_exhausted(study):
-            return "grid exhausted"
-        result = _one_trial(plan, study, tracker, best)
-        counts, best = tally(study, plan)
+    deadline = None if plan.cfg.timeout is None else time.time() + plan.cfg.timeout
+
+    def on_finished(result: TrialResult) -> bool:
+        counts, _ = tally(study, plan)
         reporter.trial_done(result, plan.metrics, counts)
-        if result.state == TrialState.FAIL:
-            failures[result.reason or "unknown"] += 1
-            if plan.cfg.max_failures and sum(failures.values()) >= plan.cfg.max_failures:
-                return "failures"
+        if also is not None:
+            also(result)
+        if result.state != TrialState.FAIL:
+            return False
+        failures[result.reason or "unknown"] += 1
+        return bool(plan.cfg.max_failures) and sum(failures.values()) >= plan.cfg.max_failures
+
+    go = Go(tracker.experiment_id, tracker.parent_run_id, deadline)
+    return pool.run(go, study, tracker, on_finished)
 
 
-def _one_trial(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
-               best: FrozenTrial | None) -> TrialResult:
-    def beats_best(value: float) -> bool:
-        return best is None or is_better(value, best.values[0], plan.directions[0])
-
-    trial = None
-    try:
-        trial = study.ask()
-        result = run_trial(plan, trial, tracker, beats_best)
-        if result.state == TrialState.COMPLETE:
-            tell(study, trial, values=result.values)
-        else:
-            if result.reason:
-                trial.set_user_attr(tags.FAIL_REASON_ATTR, result.reason)
-            tell(study, trial, state=result.state)
-        if result.run_id is not None:
-            tracker.end_trial(result.run_id, result.state, reason=result.reason,
-                              pruned_at=result.pruned_at)
-        return result
-    except BaseException as error:  # Ctrl-C, SIGTERM, or Lightning's exit on Ctrl-C
-        if trial is not None:
-            _record_interruption(study, trial, tracker, f"interrupted ({type(error).__name__})")
-        raise
-
-
-def _record_interruption(study: optuna.Study, trial: optuna.Trial, tracker: Tracker,
-                         reason: str) -> None:
-    """Leave nothing RUNNING, wherever in the trial the interruption landed."""
-    stored = study.get_trials(deepcopy=False)[trial.number]
-    state = stored.state
-    if state == TrialState.RUNNING:
-        trial.set_user_attr(tags.FAIL_REASON_ATTR, reason)
-        tell(study, trial, state=TrialState.FAIL)
-        state = TrialState.FAIL
-    run_id = stored.user_attrs.get(tags.RUN_ID_ATTR)
-    if run_id is not None and tracker.client.get_run(run_id).info.status == "RUNNING":
-        failed = state == TrialState.FAIL
-        tracker.end_trial(run_id, state, reason=reason if failed else None, interrupted=failed)
+def _stop_reason(reasons: list[str], failures: Counter[str], plan: SweepPlan) -> str:
+    if plan.cfg.max_failures and sum(failures.values()) >= plan.cfg.max_failures:
+        return "failures"
+    for reason in ("timeout", "grid exhausted", "budget"):
+        if reason in reasons:
+            return reason
+    return reasons[0] if reasons else "budget"
 
 
 def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:

@@ -59,6 +59,11 @@ def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
         "max_epochs": t["max_epochs"],
         "accelerator": t["accelerator"],
         "devices": t["devices"],
+        "num_nodes": t["num_nodes"],
+        # One process per device and rank 0 reports: tuner launches ranks with
+        # Lightning's default (subprocess) launcher, never ddp_spawn's pickling.
+        "strategy": ("ddp" if t["strategy"] == "auto" and t["devices"] * t["num_nodes"] > 1
+                     else t["strategy"]),
         "precision": t["precision"],
         # Lightning clips after unscaling the (accumulated) gradients and before the
         # optimizer step, i.e. once per optimizer step, not per micro-batch.

@@ -16,34 +16,22 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from tuner.masking import mask
+from tuner.outcome import TrialResult, reason_of
 from tuner.plan import SweepPlan
 from tuner.pruning import OptunaPruning
 from tuner.tracking import tags
 from tuner.tracking.registry import log_trial_model
 from tuner.tracking.runs import Tracker
 from tuner.training import build_objects, build_trainer, example_input
-
-
-@dataclass
-class TrialResult:
-    number: int
-    state: TrialState
-    values: list[float] | None = None
-    reason: str | None = None  # why it failed
-    pruned_at: int | None = None  # epoch at which it was pruned
-    run_id: str | None = None
-    seconds: float = 0.0
-
-
-def reason_of(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
 
 
 def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
@@ -55,12 +43,17 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
         params = plan.space.sample(trial)
         cfg = plan.trial_config(params)
         seed = plan.cfg.seed + trial.number
-        config_yaml = OmegaConf.to_yaml(cfg)
+        config_yaml = mask(OmegaConf.to_yaml(cfg))
         trial.set_user_attr(tags.SEED_ATTR, seed)
         trial.set_user_attr(tags.CONFIG_ATTR, config_yaml)
         result.run_id = tracker.start_trial(trial.number, {**params, "seed": seed}, config_yaml)
         trial.set_user_attr(tags.RUN_ID_ATTR, result.run_id)
-        _fit(plan, trial, tracker, cfg, seed, result, beats_best)
+        if plan.ranks_per_trial > 1:
+            from tuner.ddp import fit_in_ranks
+
+            fit_in_ranks(plan, trial, tracker, result)
+        else:
+            _fit(plan, trial, tracker, cfg, seed, result, beats_best)
     except Exception as error:
         result.state, result.values = TrialState.FAIL, None
         result.reason = reason_of(error)
@@ -70,38 +63,72 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
     return result
 
 
+def trial_dir(plan: SweepPlan, number: int) -> Path:
+    """Where a trial's Lightning files (and DDP ranks' reports) go."""
+    return plan.run_dir / "trials" / plan.study_name / str(number)
+
+
 def _fit(plan, trial, tracker, cfg, seed, result, beats_best) -> None:
-    run_id = result.run_id
+    fitted = fit(cfg, seed, trial=trial, metrics=plan.metrics,
+                 reports_epochs=plan.reports_epochs, logger=tracker.trial_logger(result.run_id),
+                 root_dir=trial_dir(plan, trial.number))
+    result.state, result.values, result.pruned_at = fitted.state, fitted.values, fitted.pruned_at
+    if (fitted.state == TrialState.COMPLETE and plan.cfg.tracking.log_models
+            and beats_best(fitted.values[0])):
+        log_model(fitted, trial._trial_id, trial.study._storage, result.run_id, tracker)
+
+
+@dataclass
+class Fitted:
+    """What ``fit`` left: the outcome, and the objects for logging the model."""
+
+    state: TrialState
+    values: list[float] | None
+    pruned_at: int | None
+    trainer: pl.Trainer
+    module: pl.LightningModule
+    datamodule: pl.LightningDataModule
+
+
+def fit(cfg, seed: int, *, trial: optuna.Trial | None, metrics: tuple[str, ...],
+        reports_epochs: bool, logger: Any, root_dir: Path, **trainer_overrides: Any) -> Fitted:
+    """Build the trial's objects from its config and train them.
+
+    ``trial`` is the Optuna handle that epoch reports go to; in a DDP trial only rank 0
+    has one (the other ranks follow its pruning decision). Raises on anything that makes
+    the trial FAIL; returns PRUNED or COMPLETE with the objective values.
+    """
     pl.seed_everything(seed, workers=True, verbose=False)
     datamodule, module = build_objects(cfg)
-    pruning = OptunaPruning(trial, plan.metrics[0]) if plan.reports_epochs else None
-    trainer = build_trainer(
-        cfg.trainer, callbacks=[pruning] if pruning else [],
-        logger=tracker.trial_logger(run_id),
-        root_dir=str(plan.run_dir / "trials" / plan.study_name / str(trial.number)))
+    pruning = OptunaPruning(trial, metrics[0]) if reports_epochs else None
+    trainer = build_trainer(cfg.trainer, callbacks=[pruning] if pruning else [],
+                            logger=logger, root_dir=str(root_dir), **trainer_overrides)
     trainer.fit(module, datamodule=datamodule)
     if pruning is not None and pruning.pruned:
-        result.state, result.pruned_at = TrialState.PRUNED, pruning.pruned_at
-        return
+        return Fitted(TrialState.PRUNED, None, pruning.pruned_at, trainer, module, datamodule)
     values = []
-    for metric in plan.metrics:
+    for metric in metrics:
         value = trainer.callback_metrics.get(metric)
         if value is None:
             raise RuntimeError(f"metric '{metric}' was not logged in validation")
         values.append(float(value))
-    bad = [m for m, v in zip(plan.metrics, values, strict=True) if not math.isfinite(v)]
+    bad = [m for m, v in zip(metrics, values, strict=True) if not math.isfinite(v)]
     if bad:
         # Without epoch reports (multi-objective) a diverged trial reaches this point;
         # NaN or inf cannot be ranked, so it fails (README: "what happens when things fail").
-        raise FloatingPointError(f"objective {bad[0]} is {values[plan.metrics.index(bad[0])]}")
-    result.state, result.values = TrialState.COMPLETE, values
-    if plan.cfg.tracking.log_models and beats_best(values[0]):
-        try:
-            uri = log_trial_model(module, example_input(module, datamodule), run_id)
-        except Exception as error:
-            # The trial itself succeeded; only its model cannot be exported (e.g. code
-            # torch.export cannot trace). Keep the result, say why there is no model.
-            trial.set_user_attr(tags.MODEL_ERROR_ATTR, reason_of(error))
-            tracker.log_error(run_id, traceback.format_exc())
-        else:
-            trial.set_user_attr(tags.MODEL_URI_ATTR, uri)
+        raise FloatingPointError(f"objective {bad[0]} is {values[metrics.index(bad[0])]}")
+    return Fitted(TrialState.COMPLETE, values, None, trainer, module, datamodule)
+
+
+def log_model(fitted: Fitted, trial_id: int, storage, run_id: str, tracker: Tracker) -> None:
+    """Log the trained module to its run; record the URI (or why not) on the trial."""
+    try:
+        uri = log_trial_model(fitted.module, example_input(fitted.module, fitted.datamodule),
+                              run_id)
+    except Exception as error:
+        # The trial itself succeeded; only its model cannot be exported (e.g. code
+        # torch.export cannot trace). Keep the result, say why there is no model.
+        storage.set_trial_user_attr(trial_id, tags.MODEL_ERROR_ATTR, reason_of(error))
+        tracker.log_error(run_id, traceback.format_exc())
+    else:
+        storage.set_trial_user_attr(trial_id, tags.MODEL_URI_ATTR, uri)

@@ -147,6 +147,8 @@ class TrainerSchema:
     max_epochs: int = MISSING
     accelerator: str = MISSING
     devices: Any = MISSING
+    num_nodes: int = MISSING
+    strategy: str = MISSING
     precision: str = MISSING
     gradient_clip_val: float | None = MISSING
     gradient_clip_algorithm: GradientClipAlgorithm = MISSING
@@ -188,6 +190,9 @@ class SweepSchema:
     seed: int = MISSING
     run_dir: str = MISSING
     max_failures: int = MISSING
+    workers: Any = MISSING  # an int, or "auto"
+    devices_per_trial: int = MISSING
+    slots_per_gpu: int = MISSING
 
 
 # Schema names end in `_schema` so that they read as such in `defaults:` lists.

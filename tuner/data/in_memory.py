@@ -35,9 +35,16 @@ class InMemoryDataModule(pl.LightningDataModule):
             self.train_tensors, self.val_tensors = self.load()
 
     def train_dataloader(self) -> TensorBatches:
-        return TensorBatches(*self.train_tensors, batch_size=self.batch_size, shuffle=True)
+        # Under DDP each rank trains on its own shard (batch_size is per rank, as with
+        # Lightning's DistributedSampler: the effective batch is world_size x batch_size).
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        return TensorBatches(*self.train_tensors, batch_size=self.batch_size, shuffle=True,
+                             rank=rank, world_size=world)
 
     def val_dataloader(self) -> TensorBatches:
+        # Not sharded: every rank validates on all rows, so the metric rank 0 reports is
+        # the metric of the whole validation set without a cross-rank reduction.
         return TensorBatches(*self.val_tensors, batch_size=max(self.batch_size, MIN_VAL_BATCH))
 
 

@@ -63,11 +63,18 @@ class TunableModule(pl.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    @property
+    def _distributed(self) -> bool:
+        return self.trainer.world_size > 1
+
     def on_train_epoch_end(self) -> None:
-        self.log_dict(self.train_means.pop())
+        # Under DDP each rank trained on its own shard: average the ranks' means.
+        self.log_dict(self.train_means.pop(), sync_dist=self._distributed)
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_means.pop())
+        # Every rank validates on all rows (tuner.data.in_memory), so the ranks agree;
+        # sync_dist keeps that true for data modules that do shard validation.
+        self.log_dict(self.val_means.pop(), sync_dist=self._distributed)
         # Logged as a metric so that a multi-objective study can minimise it.
         self.log("param_count", float(self.param_count))
 

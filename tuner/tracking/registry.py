@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import mlflow
-import mlflow.pytorch
-import torch
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from tuner.tracking import tags
+
+if TYPE_CHECKING:
+    import torch
 
 
 def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, ...],
@@ -28,6 +29,9 @@ def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, 
     Raises whatever ``torch.export`` raises for a module it cannot trace (data-dependent
     control flow, non-tensor inputs); the caller records that and goes on.
     """
+    import mlflow.pytorch  # imports torch: only slots log models, never the driver
+    import torch
+
     was_training = module.training
     module.eval()
     try:

@@ -12,7 +12,9 @@ interrupted   KILLED (Ctrl-C or SIGTERM while it trained)
 ============  ================================================
 
 The parent run is found again through the study's ``mlflow_parent_run_id`` user
-attribute, so re-running a sweep adds its trials under the same parent.
+attribute, so re-running a sweep adds its trials under the same parent. The driver
+opens it (:meth:`Tracker.open`); slot processes and workers on other machines attach to
+it (:meth:`Tracker.attach`) and write only their own trials' runs.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from mlflow.entities import Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
+from tuner.errors import ConfigError, Problem
+from tuner.masking import mask
 from tuner.tracking import tags
 from tuner.tracking.logger import MlflowBatchLogger
 
@@ -73,11 +77,26 @@ class Tracker:
                 tags={tags.ROLE: "study", tags.STUDY: self.study_name})
             run_id = run.info.run_id
             self.client.log_batch(run_id, params=[
-                Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in study_params.items()])
+                Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in study_params.items()])
             study.set_user_attr(tags.PARENT_RUN_ATTR, run_id)
         else:
             self.client.update_run(run_id, status="RUNNING")
         self.parent_run_id = run_id
+
+    def join(self, study: optuna.Study) -> None:
+        """Attach to the parent run of a study that a ``tuner sweep`` opened."""
+        run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
+        if run_id is None or not self._run_exists(run_id):
+            raise ConfigError(Problem(
+                self.tracking.tracking_uri, "tracking",
+                f"study '{self.study_name}' has no parent run in this MLflow store",
+                "give the worker the same tracking settings as the sweep it joins"))
+        self.attach(self.client.get_run(run_id).info.experiment_id, run_id)
+
+    def attach(self, experiment_id: str, parent_run_id: str) -> None:
+        """Write trial runs under a parent run that another process opened."""
+        self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+        mlflow.set_experiment(experiment_id=experiment_id)
 
     def _experiment(self) -> str:
         experiment = self.client.get_experiment_by_name(self.study_name)
@@ -112,8 +131,8 @@ class Tracker:
         run_id = run.info.run_id
         if params:
             self.client.log_batch(run_id, params=[
-                Param(k, str(v)[:MAX_PARAM_VALUE]) for k, v in params.items()])
-        self.client.log_text(run_id, config_yaml, "config.yaml")
+                Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in params.items()])
+        self.client.log_text(run_id, mask(config_yaml), "config.yaml")
         return run_id
 
     def trial_logger(self, run_id: str) -> MlflowBatchLogger:
@@ -128,7 +147,7 @@ class Tracker:
             if pruned_at is not None:
                 run_tags.append(RunTag(tags.PRUNED_AT_EPOCH, str(pruned_at)))
         if reason:
-            run_tags.append(RunTag(tags.FAIL_REASON, reason[:MAX_TAG_VALUE]))
+            run_tags.append(RunTag(tags.FAIL_REASON, mask(reason)[:MAX_TAG_VALUE]))
         self.client.log_batch(run_id, tags=run_tags)
         if interrupted:
             status = RunStatus.to_string(RunStatus.KILLED)
@@ -139,4 +158,14 @@ class Tracker:
         self.client.set_terminated(run_id, status=status)
 
     def log_error(self, run_id: str, text: str) -> None:
-        self.client.log_text(run_id, text, "error.txt")
+        self.client.log_text(run_id, mask(text), "error.txt")
+
+    def end_abandoned(self, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+        """End the run of a trial whose process died (reaped): KILLED, with the reason.
+        Does nothing when the trial never got a run or its run already ended."""
+        run_id = trial.user_attrs.get(tags.RUN_ID_ATTR)
+        if run_id is None or not self._run_exists(run_id):
+            return
+        if self.client.get_run(run_id).info.status == "RUNNING":
+            self.end_trial(run_id, optuna.trial.TrialState.FAIL, reason=reason,
+                           interrupted=True)

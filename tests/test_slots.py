@@ -1,0 +1,160 @@
+"""Worker slots: trials in separate processes, an exact budget, crashes that end one trial."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing as mp
+import socket
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from tests.conftest import FAST, FIXTURE_CONF, client_for, compose, plan, sweep, trial_runs
+from tuner import PlainReporter, run_sweep
+from tuner.devices import slot_specs
+from tuner.errors import ConfigError
+from tuner.study import open_storage
+from tuner.tracking import tags
+
+
+def assert_budget_invariant(study: optuna.Study, n_trials: int) -> None:
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == n_trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    numbers = [t.number for t in trials]
+    assert len(numbers) == len(set(numbers))
+
+
+def test_two_workers_finish_exactly_n_trials_with_one_run_each(tmp_path):
+    run_dir = tmp_path / "runs"
+    outcome = sweep("n_trials=8", "workers=2", run_dir=run_dir)
+    assert_budget_invariant(outcome.study, 8)
+    runs = trial_runs(run_dir, "digits-mlp")
+    by_number = {}
+    for run in runs:
+        by_number.setdefault(run.data.tags[tags.TRIAL_NUMBER], []).append(run)
+    assert sorted(by_number, key=int) == [str(t.number) for t in outcome.study.trials]
+    assert all(len(v) == 1 for v in by_number.values())
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    # Two processes trained: each trial records the slot process that owned it.
+    owners = {t.user_attrs[tags.OWNER_ATTR] for t in outcome.study.trials}
+    assert len(owners) == 2
+    assert all(o.startswith(socket.gethostname() + ":") for o in owners)
+
+
+@pytest.mark.parametrize("how", ["segfault", "sigkill"])
+def test_a_trial_that_kills_its_process_fails_alone(how, tmp_path):
+    run_dir = tmp_path / "runs"
+    outcome = sweep("n_trials=5", "workers=2", "model=crashing_mlp", f"model.how={how}",
+                    "search=width_only", "sampler=random", "max_failures=0",
+                    run_dir=run_dir, config_dir=FIXTURE_CONF)
+    assert_budget_invariant(outcome.study, 5)
+    crashed = [t for t in outcome.study.trials if t.state == TrialState.FAIL]
+    assert crashed, "no trial sampled the crashing width"
+    signal_name = {"segfault": "SIGSEGV", "sigkill": "SIGKILL"}[how]
+    runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in trial_runs(run_dir, "digits-crashing_mlp")}
+    for trial in crashed:
+        assert trial.params["model.width"] == 512
+        reason = trial.user_attrs[tags.FAIL_REASON_ATTR]
+        assert reason == f"slot process killed by {signal_name} while training"
+        run = runs[str(trial.number)]
+        # Killed from outside (the OOM killer's SIGKILL) reads KILLED; a crash, FAILED.
+        assert run.info.status == ("KILLED" if how == "sigkill" else "FAILED")
+        assert run.data.tags[tags.FAIL_REASON] == reason
+    # Every trial that did not crash completed, in replacement slots as needed.
+    assert all(t.params["model.width"] == 64 for t in outcome.study.trials
+               if t.state != TrialState.FAIL)
+
+
+def test_trial_left_running_by_a_dead_process_is_reaped(tmp_path):
+    """A RUNNING trial whose process died (here: a process that exited) is marked FAIL
+    and its run KILLED by the next sweep, which then tops the study up."""
+    run_dir = tmp_path / "runs"
+    sweep("n_trials=2", run_dir=run_dir)
+    dead = mp.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    study = optuna.load_study(study_name="digits-mlp",
+                              storage=open_storage(compose(f"run_dir={run_dir}",
+                                                           run_dir=run_dir).cfg.storage))
+    orphan = study.ask()
+    orphan.set_user_attr(tags.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    client = client_for(run_dir)
+    experiment = client.get_experiment_by_name("digits-mlp").experiment_id
+    run = client.create_run(experiment, tags={tags.ROLE: "orphan"})
+    orphan.set_user_attr(tags.RUN_ID_ATTR, run.info.run_id)
+
+    outcome = sweep("n_trials=3", run_dir=run_dir)
+    assert_budget_invariant(outcome.study, 3)
+    reaped = outcome.study.trials[orphan.number]
+    assert reaped.state == TrialState.FAIL
+    assert reaped.user_attrs[tags.FAIL_REASON_ATTR].startswith("abandoned: its process")
+    assert client.get_run(run.info.run_id).info.status == "KILLED"
+
+
+def test_cpu_slots_split_the_cores(tmp_path):
+    specs = slot_specs(compose("workers=2", run_dir=tmp_path).cfg)
+    assert [s.index for s in specs] == [0, 1]
+    assert all(s.gpus is None and s.threads >= 1 for s in specs)
+    one = slot_specs(compose(run_dir=tmp_path).cfg)
+    assert len(one) == 1 and one[0].threads >= specs[0].threads
+
+
+def test_gpu_slots_get_disjoint_devices(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    gpu = ("trainer.accelerator=gpu",)
+    pairs = slot_specs(compose(*gpu, "devices_per_trial=2", run_dir=tmp_path).cfg)
+    assert [s.gpus for s in pairs] == [("0", "1"), ("2", "3")]
+    packed = slot_specs(compose(*gpu, "slots_per_gpu=3", run_dir=tmp_path).cfg)
+    assert len(packed) == 12
+    assert [s.gpus for s in packed[:4]] == [("0",), ("1",), ("2",), ("3",)]
+    for gpu_id in "0123":
+        assert sum(s.gpus == (gpu_id,) for s in packed) == 3
+    two = slot_specs(compose(*gpu, "workers=2", "slots_per_gpu=2", run_dir=tmp_path).cfg)
+    assert [s.gpus for s in two] == [("0",), ("1",)]  # spread before packing
+
+
+def test_more_gpu_slots_than_gpus_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    with pytest.raises(ConfigError) as excinfo:
+        plan("trainer.accelerator=gpu", "workers=3", run_dir=tmp_path / "runs")
+    assert "workers=3 but 2 GPU(s) hold 2 slot(s)" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(("overrides", "says"), [
+    (("workers=0",), "workers: must be a positive number of slots or auto"),
+    (("workers=many",), "workers: must be a positive number of slots or auto"),
+    (("devices_per_trial=0",), "devices_per_trial: must be at least 1"),
+    (("trainer.accelerator=gpu",), "this machine has no visible GPU"),
+    (("trainer.devices=2",), "set devices_per_trial=2 instead of trainer.devices"),
+    (("trainer.num_nodes=2",), "run `tuner worker` under torchrun or srun"),
+])
+def test_bad_slot_settings_are_refused(overrides, says, tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # as on a machine without GPUs
+    with pytest.raises(ConfigError) as excinfo:
+        plan(*overrides, run_dir=tmp_path / "runs")
+    assert says in str(excinfo.value)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_preflight_failure_in_a_slot_writes_nothing(tmp_path):
+    run_dir = tmp_path / "runs"
+    with pytest.raises(ConfigError) as excinfo:
+        run_sweep(plan(*FAST, "metric=val_accuracy", "workers=2", run_dir=run_dir),
+                  PlainReporter(io.StringIO()))
+    assert "'val_accuracy' is not logged" in str(excinfo.value)
+    assert excinfo.value.problems[0].key == "metric"
+    assert not run_dir.exists()
+
+
+def test_trial_config_records_no_password(tmp_path):
+    """A password written into a storage URL never reaches a record tuner writes."""
+    from tuner.masking import mask
+
+    cfg = compose("storage=sqlite", "storage.url=postgresql://me:hunter2@db/x",
+                  run_dir=tmp_path).cfg
+    text = mask(OmegaConf.to_yaml(cfg))
+    assert "hunter2" not in text and "postgresql://me:***@db/x" in text

@@ -1,0 +1,130 @@
+"""A trial across several processes with Lightning's DDP, launched from a slot.
+
+The slot has claimed the trial and created its MLflow run. It then starts rank 0 as
+``python -m tuner.rank`` with the trial's address in the environment (storage, study,
+trial id; see :mod:`tuner.rank`). Rank 0 builds a Trainer with ``strategy="ddp"``, and
+Lightning's default launcher starts ranks 1..k-1 by running that same command again:
+each rank re-enters :mod:`tuner.rank`, never the sweep, so no rank asks for a trial and
+every rank rebuilds the same one (config and seed) from the study by its id.
+
+Only rank 0 reports epochs to Optuna and logs to MLflow; it broadcasts each pruning
+decision so that all ranks stop after the same epoch. When rank 0 exits, the slot reads
+the trial's result from the file rank 0 wrote, tells Optuna and ends the run as for any
+trial. Ranks run in their own process group: if the trial is interrupted the slot
+stops the whole group, and if the slot itself dies, rank 0 does (it watches its parent).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from contextlib import suppress
+from pathlib import Path
+
+import optuna
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from tuner.outcome import TrialResult
+from tuner.plan import SweepPlan
+from tuner.study import best_trial
+from tuner.tracking import tags
+from tuner.tracking.runs import Tracker
+
+SPEC_ENV = "TUNER_TRIAL_SPEC"  # JSON: where the trial is and how to report it
+RESULT_FILE = "result.json"  # written by rank 0
+RANKS_LOG = "ranks.log"  # every rank's stdout and stderr
+STOP_GRACE = 10.0  # seconds ranks get after SIGTERM before SIGKILL
+
+
+class RanksFailed(RuntimeError):
+    """The trial's ranks ended without a result (a crash, a kill, a hung collective)."""
+
+
+def rank_report_file(root: Path, rank: int) -> Path:
+    return root / f"rank-{rank}.json"
+
+
+def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
+                 result: TrialResult) -> None:
+    """Train ``trial`` on ``plan.ranks_per_trial`` processes; fill ``result`` in."""
+    from tuner.trial import trial_dir
+
+    root = trial_dir(plan, trial.number)
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in (root / RESULT_FILE, *root.glob("rank-*.json")):
+        stale.unlink(missing_ok=True)  # a retried trial number never reads an old result
+    best = best_trial(trial.study)
+    cfg = plan.cfg
+    spec = {
+        "storage": OmegaConf.to_container(cfg.storage, resolve=True),
+        "study_name": plan.study_name, "trial_id": trial._trial_id,
+        "pruner": OmegaConf.to_container(cfg.pruner, resolve=True),
+        "metrics": list(plan.metrics), "reports_epochs": plan.reports_epochs,
+        "tracking": OmegaConf.to_container(cfg.tracking, resolve=True),
+        "experiment_id": tracker.experiment_id, "parent_run_id": tracker.parent_run_id,
+        "run_id": result.run_id, "root_dir": str(root),
+        "threads": max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))),
+        "best_value": None if best is None else best.values[0],
+        "direction": plan.directions[0],
+    }
+    world = plan.ranks_per_trial
+    trial.set_user_attr(tags.WORLD_SIZE_ATTR, world)
+    tracker.client.set_tag(result.run_id, tags.WORLD_SIZE, str(world))
+    code = _run_ranks(root, spec)
+    reports = [json.loads(p.read_text()) for p in sorted(root.glob("rank-*.json"))]
+    if reports:
+        tracker.client.log_text(result.run_id, json.dumps(reports, indent=2), "ranks.json")
+    outcome_file = root / RESULT_FILE
+    if not outcome_file.is_file():
+        tracker.client.log_artifact(result.run_id, str(root / RANKS_LOG))
+        raise RanksFailed(f"rank 0 {_exit_reason(code)} without a result; "
+                          f"{_last_error(root / RANKS_LOG)}")
+    outcome = json.loads(outcome_file.read_text())
+    if outcome["state"] == "FAIL":
+        tracker.client.log_artifact(result.run_id, str(root / RANKS_LOG))
+        raise RanksFailed(outcome["reason"])
+    result.state = TrialState[outcome["state"]]
+    result.values, result.pruned_at = outcome.get("values"), outcome.get("pruned_at")
+
+
+def _run_ranks(root: Path, spec: dict) -> int:
+    env = {**os.environ, SPEC_ENV: json.dumps(spec),
+           # Ranks import the user's modules (_target_) from where this process does.
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    with (root / RANKS_LOG).open("w") as log:
+        rank0 = subprocess.Popen([sys.executable, "-m", "tuner.rank"], env=env, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return rank0.wait()
+        except BaseException:
+            _stop_group(rank0)
+            raise
+        finally:
+            # Ranks 1..k-1 are rank 0's children; none may outlive the trial.
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(rank0.pid, signal.SIGKILL)
+
+
+def _stop_group(rank0: subprocess.Popen) -> None:
+    with suppress(ProcessLookupError, PermissionError):
+        os.killpg(rank0.pid, signal.SIGTERM)
+    try:
+        rank0.wait(STOP_GRACE)
+    except subprocess.TimeoutExpired:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(rank0.pid, signal.SIGKILL)
+        rank0.wait()
+
+
+def _exit_reason(code: int) -> str:
+    return f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with {code}"
+
+
+def _last_error(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return (errors or lines or ["the ranks wrote nothing"])[-1].strip()[:300]

@@ -1,0 +1,29 @@
+"""What a trial ended with, as slots report it to the sweep driver.
+
+Kept free of torch and Lightning imports: the driver unpickles these from its slot
+processes and never imports either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from optuna.trial import TrialState
+
+from tuner.masking import mask
+
+
+@dataclass
+class TrialResult:
+    number: int
+    state: TrialState
+    values: list[float] | None = None
+    reason: str | None = None  # why it failed
+    pruned_at: int | None = None  # epoch at which it was pruned
+    run_id: str | None = None
+    seconds: float = 0.0
+
+
+def reason_of(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return mask(f"{type(error).__name__}: {text[0] if text else ''}")[:500]
