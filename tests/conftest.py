@@ -58,6 +58,14 @@ def sweep(*overrides: str, run_dir: Path, config_dir: Path | None = None):
                      PlainReporter(io.StringIO()))
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def client_for(run_dir: Path, uri: str | None = None):
     from mlflow import MlflowClient
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import optuna
 import torch
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from tests.conftest import FIXTURE_CONF, client_for, sweep, trial_runs
@@ -70,3 +75,37 @@ def test_ranks_train_on_disjoint_equal_shards():
     assert len(shard0) == len(shard1) == 51  # the odd row out is dropped on every rank
     assert not set(shard0.tolist()) & set(shard1.tolist())
     assert len(TensorBatches(x, batch_size=8, rank=1, world_size=2)) == 7
+
+
+def test_tuner_worker_under_torchrun_trains_each_trial_across_two_nodes(tmp_path):
+    """Two torchrun "nodes" on this machine (one process each, gloo): every trial the
+    worker trains is one Optuna trial and one MLflow run, trained by both ranks."""
+    from tests.conftest import free_port, run_tuner
+
+    common = ("trainer.max_epochs=2", "trainer.accelerator=cpu", "tracking.report=false",
+              "search=width_only")
+    started = run_tuner("sweep", "n_trials=1", *common, "--config-dir", str(FIXTURE_CONF),
+                        cwd=tmp_path)
+    assert started.returncode == 0, started.stderr
+    port = str(free_port())
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+         str(rank), "--nproc-per-node", "1", "--master-addr", "127.0.0.1", "--master-port",
+         port, "-m", "tuner", "worker", "n_trials=3", *common, "--config-dir",
+         str(FIXTURE_CONF)], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True) for rank in (0, 1)]
+    outputs = [node.communicate(timeout=300)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], outputs
+    assert "worker done (budget): trained 2 trial(s) here" in outputs[0]
+
+    run_dir = tmp_path / "runs"
+    study = optuna.load_study(study_name="digits-mlp", storage=JournalStorage(
+        JournalFileBackend(str(run_dir / "optuna.journal"))))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in trial_runs(run_dir, "digits-mlp")}
+    assert sorted(runs) == ["0", "1", "2"]
+    for number in ("1", "2"):
+        assert runs[number].data.tags[tags.WORLD_SIZE] == "2"
+        ranks = ranks_of(run_dir, runs[number].info.run_id)
+        assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)]
+        assert ranks[0]["global_step"] == ranks[1]["global_step"] > 0

@@ -188,6 +188,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     reporter.print(f"worker for study {plan.study_name}: trials until n_trials="
                    f"{plan.cfg.n_trials} are done")
     outcome = run_worker(plan, reporter)
+    if outcome is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
     reporter.print(f"worker done ({outcome.stop_reason}): trained {outcome.trained} trial(s) "
                    "here")
     return 0

@@ -28,6 +28,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from tuner import torchrun
 from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
 from tuner.study import best_trial
@@ -74,18 +75,22 @@ def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
     world = plan.ranks_per_trial
     trial.set_user_attr(tags.WORLD_SIZE_ATTR, world)
     tracker.client.set_tag(result.run_id, tags.WORLD_SIZE, str(world))
-    code = _run_ranks(root, spec)
+    # Under torchrun the ranks already run, on this machine and others.
+    code = torchrun.lead(spec) if torchrun.launched() else _run_ranks(root, spec)
     reports = [json.loads(p.read_text()) for p in sorted(root.glob("rank-*.json"))]
     if reports:
         tracker.client.log_text(result.run_id, json.dumps(reports, indent=2), "ranks.json")
     outcome_file = root / RESULT_FILE
+    log = root / RANKS_LOG
     if not outcome_file.is_file():
-        tracker.client.log_artifact(result.run_id, str(root / RANKS_LOG))
+        if log.is_file():
+            tracker.client.log_artifact(result.run_id, str(log))
         raise RanksFailed(f"rank 0 {_exit_reason(code)} without a result; "
                           f"{_last_error(root / RANKS_LOG)}")
     outcome = json.loads(outcome_file.read_text())
     if outcome["state"] == "FAIL":
-        tracker.client.log_artifact(result.run_id, str(root / RANKS_LOG))
+        if log.is_file():
+            tracker.client.log_artifact(result.run_id, str(log))
         raise RanksFailed(outcome["reason"])
     result.state = TrialState[outcome["state"]]
     result.values, result.pruned_at = outcome.get("values"), outcome.get("pruned_at")
@@ -125,6 +130,8 @@ def _exit_reason(code: int) -> str:
 
 
 def _last_error(log: Path) -> str:
+    if not log.is_file():
+        return "see the ranks' own output"
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     errors = [line for line in lines if "Error" in line or "Exception" in line]
     return (errors or lines or ["the ranks wrote nothing"])[-1].strip()[:300]

@@ -56,8 +56,11 @@ class SweepPlan:
 
     @property
     def ranks_per_trial(self) -> int:
-        """Processes one trial trains on in this machine's slots (DDP ranks)."""
-        return int(self.cfg.devices_per_trial)
+        """Processes one trial trains on (DDP ranks): its devices on every node. Nodes
+        other than one exist only under torchrun (``tuner worker``, tuner.torchrun)."""
+        from tuner import torchrun
+
+        return int(self.cfg.devices_per_trial) * torchrun.nodes()
 
     @property
     def reports_epochs(self) -> bool:

@@ -25,11 +25,18 @@ def main() -> int:
     spec = json.loads(os.environ[SPEC_ENV])
     # Lightning's launcher sets LOCAL_RANK for the ranks it starts; rank 0 has none.
     rank = int(os.environ.get("LOCAL_RANK", "0"))
-    root = Path(spec["root_dir"])
     if rank == 0:
         _die_with_parent()
+    run_rank(spec, rank)
+    return 0
+
+
+def run_rank(spec: dict, rank: int, **trainer_overrides) -> None:
+    """Train this rank's part of the trial; rank 0 also writes the result (FAIL with the
+    reason when training raises, before re-raising)."""
+    root = Path(spec["root_dir"])
     try:
-        _train(spec, rank, root)
+        _train(spec, rank, root, **trainer_overrides)
     except Exception as error:
         if rank == 0:
             from tuner.outcome import reason_of
@@ -37,10 +44,9 @@ def main() -> int:
             _write(root / RESULT_FILE, {"state": "FAIL", "reason": reason_of(error),
                                         "traceback": traceback.format_exc()})
         raise
-    return 0
 
 
-def _train(spec: dict, rank: int, root: Path) -> None:
+def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
     import optuna
     import torch
     from hydra.utils import instantiate
@@ -70,7 +76,7 @@ def _train(spec: dict, rank: int, root: Path) -> None:
         logger = tracker.trial_logger(spec["run_id"])
     fitted = fit(cfg, stored.user_attrs[tags.SEED_ATTR], trial=trial,
                  metrics=tuple(spec["metrics"]), reports_epochs=spec["reports_epochs"],
-                 logger=logger, root_dir=root)
+                 logger=logger, root_dir=root, **trainer_overrides)
     trainer = fitted.trainer
     _write(rank_report_file(root, trainer.global_rank),
            {"rank": trainer.global_rank, "world_size": trainer.world_size,

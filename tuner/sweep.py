@@ -86,7 +86,13 @@ class WorkerOutcome:
 def run_worker(plan: SweepPlan, reporter: PlainReporter) -> WorkerOutcome:
     """Join a study that ``tuner sweep`` started (on this machine or another): same
     config, same budget; this machine's slots claim trials until it is spent. The sweep
-    that started the study keeps the parent run and writes the report at its end."""
+    that started the study keeps the parent run and writes the report at its end.
+
+    Under torchrun the processes are the ranks of every trial (tuner.torchrun)."""
+    from tuner import torchrun
+
+    if torchrun.launched():
+        return torchrun.run(plan, reporter)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
         storage = open_storage(plan.cfg.storage)

@@ -27,6 +27,8 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Per-epoch logging is tuner's design (tuner.models.base.EpochMeans), not a mistake.
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
 
 
 class BuildError(Exception):

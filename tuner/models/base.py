@@ -76,7 +76,7 @@ class TunableModule(pl.LightningModule):
         # sync_dist keeps that true for data modules that do shard validation.
         self.log_dict(self.val_means.pop(), sync_dist=self._distributed)
         # Logged as a metric so that a multi-objective study can minimise it.
-        self.log("param_count", float(self.param_count))
+        self.log("param_count", float(self.param_count), sync_dist=self._distributed)
 
 
 class SupervisedModule(TunableModule):
