@@ -58,12 +58,29 @@ def sweep(*overrides: str, run_dir: Path, config_dir: Path | None = None):
                      PlainReporter(io.StringIO()))
 
 
-def free_port() -> int:
-    import socket
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server on 127.0.0.1 (installed from Debian's packages if missing)."""
+    from tests.servers import PostgresServer
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    with PostgresServer(tmp_path_factory.mktemp("postgres")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(postgres, tmp_path_factory):
+    """A real `mlflow server` on 127.0.0.1 with its backend store in that PostgreSQL."""
+    from tests.servers import MlflowServer
+
+    with MlflowServer(postgres, tmp_path_factory.mktemp("mlflow")) as server:
+        yield server
+
+
+@pytest.fixture
+def pg_env(postgres, monkeypatch):
+    """libpq's PG* variables (the password among them) in this process's environment."""
+    for name, value in postgres.env().items():
+        monkeypatch.setenv(name, value)
 
 
 def client_for(run_dir: Path, uri: str | None = None):

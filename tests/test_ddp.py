@@ -80,7 +80,8 @@ def test_ranks_train_on_disjoint_equal_shards():
 def test_tuner_worker_under_torchrun_trains_each_trial_across_two_nodes(tmp_path):
     """Two torchrun "nodes" on this machine (one process each, gloo): every trial the
     worker trains is one Optuna trial and one MLflow run, trained by both ranks."""
-    from tests.conftest import free_port, run_tuner
+    from tests.conftest import run_tuner
+    from tests.servers import free_port
 
     common = ("trainer.max_epochs=2", "trainer.accelerator=cpu", "tracking.report=false",
               "search=width_only")

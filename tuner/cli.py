@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from tuner.errors import ConfigError, Problem, SweepInterrupted, SweepStopped
+from tuner.masking import mask
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -48,8 +49,9 @@ WORKER_EXAMPLES = """examples (PGPASSWORD and MLFLOW_TRACKING_URI set in the env
   tuner sweep storage=postgres tracking=server n_trials=200      # machine 1: the study
   tuner worker storage=postgres tracking=server n_trials=200     # machines 2..N: join it
 
-A worker needs the study to exist and checks that its config matches (search space,
-metrics, directions). The sweep that started the study writes the report at the end."""
+A worker waits up to --wait seconds for the study to exist, then checks that its config
+matches (search space, metrics, directions). The sweep that started the study writes
+the report at the end."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker = command("worker", "Join a study that `tuner sweep` started: this machine's "
                                "slots train trials until the study's budget is spent.",
                      WORKER_EXAMPLES)
+    worker.add_argument("--wait", type=float, default=300.0, metavar="SECONDS",
+                        help="how long to wait for the sweep to create the study "
+                             "(default: 300)")
     worker.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                         help="the same overrides as the sweep it joins; " + OVERRIDES_HELP)
     worker.set_defaults(func=cmd_worker)
@@ -187,7 +192,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     reporter = make_reporter()
     reporter.print(f"worker for study {plan.study_name}: trials until n_trials="
                    f"{plan.cfg.n_trials} are done")
-    outcome = run_worker(plan, reporter)
+    outcome = run_worker(plan, reporter, args.wait)
     if outcome is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     reporter.print(f"worker done ({outcome.stop_reason}): trained {outcome.trained} trial(s) "
@@ -272,11 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(mask(f"error: {error}"), file=sys.stderr)
         print("nothing was written.", file=sys.stderr)
         return 2
     except SweepStopped as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(mask(f"error: {error}"), file=sys.stderr)
         return 1
     except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:
         # SystemExit: Lightning answers Ctrl-C inside fit() with sys.exit(1).

@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from tuner.masking import mask
 from tuner.outcome import TrialResult
 
 
@@ -39,7 +40,7 @@ class PlainReporter:
         self.stream = stream or sys.stdout
 
     def print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(mask(text), file=self.stream, flush=True)
 
     def start(self, study_name: str, tally: Tally) -> None:
         pass
@@ -72,7 +73,7 @@ class RichReporter(PlainReporter):
         self.task = None
 
     def print(self, text: str) -> None:
-        self.console.print(text, highlight=False, markup=False)
+        self.console.print(mask(text), highlight=False, markup=False)
 
     def start(self, study_name: str, tally: Tally) -> None:
         self.progress.start()

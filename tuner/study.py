@@ -11,6 +11,7 @@ refused with a message saying how to start a new study instead.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,9 +75,14 @@ def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
     return study
 
 
-def join_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
-    """The plan's study, which must exist already and match the config (``tuner worker``)."""
-    study_id = find_study_id(storage, plan.study_name)
+def join_study(plan: SweepPlan, storage: BaseStorage, wait: float = 0.0) -> optuna.Study:
+    """The plan's study, which must exist (within ``wait`` seconds: workers may start
+    before the sweep has created it) and match the config (``tuner worker``)."""
+    deadline = time.monotonic() + wait
+    while (study_id := find_study_id(storage, plan.study_name)) is None:
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(1.0)
     if study_id is None:
         raise ConfigError(Problem(
             plan.locate("study_name"), "study_name",
@@ -85,6 +91,10 @@ def join_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
             "study_name"))
     directions = [optuna.study.StudyDirection[d.upper()] for d in plan.directions]
     _check_resumable(plan, storage, study_id, directions)
+    # The sweep opens the study's MLflow parent run just after creating the study.
+    while (tags.PARENT_RUN_ATTR not in storage.get_study_user_attrs(study_id)
+           and time.monotonic() < deadline):
+        time.sleep(1.0)
     return optuna.load_study(study_name=plan.study_name, storage=storage,
                              sampler=plan.build_sampler(), pruner=plan.build_pruner())
 

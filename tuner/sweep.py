@@ -83,7 +83,8 @@ class WorkerOutcome:
     stop_reason: str
 
 
-def run_worker(plan: SweepPlan, reporter: PlainReporter) -> WorkerOutcome:
+def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
+               ) -> WorkerOutcome | None:
     """Join a study that ``tuner sweep`` started (on this machine or another): same
     config, same budget; this machine's slots claim trials until it is spent. The sweep
     that started the study keeps the parent run and writes the report at its end.
@@ -92,11 +93,11 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter) -> WorkerOutcome:
     from tuner import torchrun
 
     if torchrun.launched():
-        return torchrun.run(plan, reporter)
+        return torchrun.run(plan, reporter, wait)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
         storage = open_storage(plan.cfg.storage)
-        study = join_study(plan, storage)
+        study = join_study(plan, storage, wait)
         tracker = Tracker(plan.cfg.tracking, plan.study_name)
         tracker.join(study)
         failures: Counter[str] = Counter()

@@ -48,7 +48,7 @@ def _overrides() -> dict:
     return {"num_nodes": world // local, "devices": local}
 
 
-def run(plan, reporter):
+def run(plan, reporter, wait: float = 0.0):
     """The worker on this process; returns a WorkerOutcome on rank 0, None elsewhere."""
     import torch.distributed as dist
 
@@ -63,7 +63,7 @@ def run(plan, reporter):
     # Objects travel over gloo whatever the training backend (NCCL moves only tensors).
     _control.group = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
     try:
-        return _lead_worker(plan, reporter) if rank == 0 else _follow()
+        return _lead_worker(plan, reporter, wait) if rank == 0 else _follow()
     finally:
         dist.destroy_process_group()
 
@@ -74,7 +74,7 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def _lead_worker(plan, reporter):
+def _lead_worker(plan, reporter, wait: float):
     import time
     from collections import Counter
 
@@ -84,7 +84,7 @@ def _lead_worker(plan, reporter):
     from tuner.sweep import WorkerOutcome, tally
     from tuner.tracking.runs import Tracker
 
-    study = join_study(plan, open_storage(plan.cfg.storage))
+    study = join_study(plan, open_storage(plan.cfg.storage), wait)
     tracker = Tracker(plan.cfg.tracking, plan.study_name)
     tracker.join(study)
     trained: Counter[str] = Counter()

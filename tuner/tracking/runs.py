@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,22 @@ def quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def _write_ahead_log(tracking_uri: str) -> None:
+    """Switch an SQLite MLflow store to write-ahead logging (a setting stored in the file).
+
+    Every slot writes its trials' runs into the one file; in SQLite's default rollback
+    mode each commit locks out readers and syncs twice, so slots queue behind each
+    other. With WAL, readers never wait and a commit is one append.
+    """
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return
+    import sqlite3
+
+    with closing(sqlite3.connect(tracking_uri[len(prefix):], timeout=20)) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+
+
 class Tracker:
     """Writes one study's experiment, its parent run and its trials' runs."""
 
@@ -65,6 +82,7 @@ class Tracker:
     def open(self, study: optuna.Study, study_params: Mapping[str, Any]) -> None:
         """Find or create the experiment and the parent run; mark the parent RUNNING."""
         self.experiment_id = self._experiment()
+        _write_ahead_log(self.tracking.tracking_uri)
         # Logged models belong to the *active* experiment, whatever run they attach to;
         # without this they would land in MLflow's default experiment (./mlruns).
         mlflow.set_experiment(experiment_id=self.experiment_id)
