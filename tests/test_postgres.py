@@ -42,7 +42,7 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for command in ("sweep", "worker", "worker", "worker")]
     outputs = [p.communicate(timeout=600)[0] for p in processes]
-    assert [p.returncode for p in processes] == [0] * 4, outputs
+    assert [p.returncode for p in processes] == [0] * 4, "\n---\n".join(outputs)
 
     study = load(postgres, database, "four")
     trials = study.get_trials(deepcopy=False)

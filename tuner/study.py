@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -26,6 +27,7 @@ from tuner.plan import SweepPlan
 from tuner.tracking import tags
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SCHEMA_LOCK_KEY = 0x7475_6E65_7200  # "tuner" in ASCII: one advisory lock per database
 
 
 def quiet_optuna() -> None:
@@ -34,7 +36,36 @@ def quiet_optuna() -> None:
 
 def open_storage(storage_cfg) -> BaseStorage:
     quiet_optuna()
+    url = storage_cfg.get("url") if hasattr(storage_cfg, "get") else None
+    if url is not None and str(url).startswith("postgresql"):
+        with _schema_lock(str(url), storage_cfg.get("engine_kwargs") or {}):
+            return instantiate(storage_cfg)
     return instantiate(storage_cfg)
+
+
+@contextmanager
+def _schema_lock(url: str, engine_kwargs) -> Iterator[None]:
+    """Serialise RDBStorage's first connection, which creates Optuna's tables: processes
+    that start at once on an empty PostgreSQL database otherwise race on CREATE TABLE
+    and all but one fail with a unique violation."""
+    import sqlalchemy
+    from omegaconf import OmegaConf
+
+    kwargs = OmegaConf.to_container(engine_kwargs) if OmegaConf.is_config(engine_kwargs) \
+        else dict(engine_kwargs)
+    engine = sqlalchemy.create_engine(url, **kwargs)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
+                               {"key": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": SCHEMA_LOCK_KEY})
+                connection.commit()
+    finally:
+        engine.dispose()
 
 
 def journal_path(storage_cfg) -> Path | None:
