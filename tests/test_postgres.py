@@ -65,6 +65,7 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     assert {r.data.tags[tags.PARENT_RUN] for r in children} == {parent.info.run_id}
     assert {r.info.status for r in children} <= {"FINISHED", "FAILED"}
     # The champion went through the server's registry and artifact proxy.
+    assert "champion: promoted to models:/four@champion" in outputs[0], outputs[0]
     version = client.get_model_version_by_alias("four", tags.CHAMPION_ALIAS)
     assert version.run_id in {r.info.run_id for r in children}
 

@@ -158,3 +158,14 @@ def test_trial_config_records_no_password(tmp_path):
                   run_dir=tmp_path).cfg
     text = mask(OmegaConf.to_yaml(cfg))
     assert "hunter2" not in text and "postgresql://me:***@db/x" in text
+
+
+@pytest.mark.gpu
+def test_packed_gpu_slots_share_one_gpu_and_train_in_bf16(tmp_path, monkeypatch):
+    """Two slots packed onto GPU 0 (slots_per_gpu=2), bf16: both train trials at once."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    outcome = sweep("trainer=gpu", "slots_per_gpu=2", "n_trials=6", run_dir=tmp_path / "runs")
+    assert_budget_invariant(outcome.study, 6)
+    assert len({t.user_attrs[tags.OWNER_ATTR] for t in outcome.study.trials}) == 2
+    config = OmegaConf.create(outcome.study.trials[0].user_attrs[tags.CONFIG_ATTR])
+    assert config.trainer.precision == "bf16-mixed"

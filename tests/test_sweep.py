@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import FIXTURE_CONF, client_for, sweep, trial_runs
 from tuner.errors import SweepStopped
+from tuner.study import best_trial
 from tuner.tracking import tags
 from tuner.tracking.registry import current_champion, promote
 
@@ -241,3 +242,17 @@ def test_trial_seed_and_config_are_recorded(shared_run_dir):
         config = trial.user_attrs[tags.CONFIG_ATTR]
         assert f"lr: {trial.params['model.lr']}" in config
     assert not math.isnan(outcome.summary.best.values[0])
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_a_tie_for_best_goes_to_the_trial_whose_model_was_logged(direction):
+    """With parallel slots a later-numbered trial can log its model first; an equal
+    value finishing after it logs nothing, and the champion must still have a model."""
+    study = optuna.create_study(direction=direction)
+    worse = 0.5 if direction == "maximize" else 0.99
+    for value, attrs in [(worse, {tags.MODEL_URI_ATTR: "models:/m-1"}), (0.9, {}),
+                         (0.9, {tags.MODEL_URI_ATTR: "models:/m-3"}), (0.9, {})]:
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+    assert best_trial(study).number == 2
+    study.add_trial(optuna.trial.create_trial(value=0.95 if direction == "maximize" else 0.85))
+    assert best_trial(study).number == 4  # a strictly better value wins, model or not

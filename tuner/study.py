@@ -168,13 +168,19 @@ def best_trial(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
     For one metric this is Optuna's best trial; for several it is the point of the
     Pareto front that is best on the first metric (the one the champion is chosen by).
     Pass ``trials`` when they were just read, to save reading them again.
+
+    Ties (common for accuracy on a small validation set) go to a trial whose model was
+    logged, then to the lowest number. A trial logs its model only when it beats the
+    best it saw at its start, so with parallel slots the tied trial that logged is not
+    always the first by number, and the champion must be one that has a model.
     """
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return None
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    return (max if maximize else min)(complete, key=lambda t: t.values[0])
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(complete, key=lambda t: (sign * t.values[0], tags.MODEL_URI_ATTR in t.user_attrs,
+                                        -t.number))
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:
