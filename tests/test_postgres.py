@@ -65,7 +65,9 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     assert {r.data.tags[tags.PARENT_RUN] for r in children} == {parent.info.run_id}
     assert {r.info.status for r in children} <= {"FINISHED", "FAILED"}
     # The champion went through the server's registry and artifact proxy.
-    assert "champion: promoted to models:/four@champion" in outputs[0], outputs[0]
+    server_log = mlflow_server.log_path.read_text(errors="replace")[-4000:]
+    assert "champion: promoted to models:/four@champion" in outputs[0], (
+        f"{outputs[0]}\n--- mlflow server log (tail) ---\n{server_log}")
     version = client.get_model_version_by_alias("four", tags.CHAMPION_ALIAS)
     assert version.run_id in {r.info.run_id for r in children}
 
