@@ -319,3 +319,27 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     finished = [t for t in study.trials if t.state != optuna.trial.TrialState.FAIL]
     assert len(finished) == done + 1
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+
+
+@pytest.mark.parametrize("server", ["nothing listening", "listening but silent"])
+@pytest.mark.parametrize("command", ["sweep", "worker"])
+def test_an_unreachable_tracking_server_is_refused_within_seconds(server, command, tmp_path):
+    from tests.servers import free_port
+
+    with socket.socket() as silent:
+        if server == "nothing listening":
+            port = free_port()
+        else:  # the kernel completes the handshake, and no one ever answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(8)
+            port = silent.getsockname()[1]
+        start = time.monotonic()
+        result = run_tuner(command, "tracking=server", "n_trials=1", cwd=tmp_path,
+                           env={"MLFLOW_TRACKING_URI": f"http://me:hunter2@127.0.0.1:{port}"})
+        seconds = time.monotonic() - start
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert seconds < 10, f"took {seconds:.1f} s to give up"
+    assert "tracking.tracking_uri: no MLflow tracking server answers at " \
+           f"http://me:***@127.0.0.1:{port}" in result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    assert files_under(tmp_path) == []  # no study, no MLflow store, no folder

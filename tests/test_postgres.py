@@ -53,7 +53,7 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     owners = {t.user_attrs[tags.OWNER_ATTR] for t in trials}
     assert len(owners) >= 2, "the workers did not share the study"
 
-    client = MlflowClient(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     experiment = client.get_experiment_by_name("four")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     [parent] = [r for r in runs if r.data.tags.get(tags.ROLE) == "study"]
@@ -90,7 +90,7 @@ def test_a_password_in_the_storage_url_appears_in_no_record(postgres, mlflow_ser
         assert secret not in str(trial.user_attrs) + str(trial.params)
         assert "tuner:***@" in trial.user_attrs[tags.CONFIG_ATTR]
     assert secret not in str(study.user_attrs)
-    client = MlflowClient(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     experiment = client.get_experiment_by_name("masked")
     for run in client.search_runs([experiment.experiment_id]):
         assert secret not in str(run.data.params) + str(run.data.tags)

@@ -55,7 +55,7 @@ def test_mlflow_server_on_postgres(mlflow_server, postgres, tmp_path):
     import psycopg2
     from mlflow import MlflowClient
 
-    client = MlflowClient(mlflow_server.url)
+    client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     experiment_id = client.create_experiment("smoke")
     run = client.create_run(experiment_id)
     client.log_metric(run.info.run_id, "loss", 0.25, step=1)

@@ -81,6 +81,7 @@ def test_trial_left_running_by_a_dead_process_is_reaped(tmp_path):
                               storage=open_storage(compose(f"run_dir={run_dir}",
                                                            run_dir=run_dir).cfg.storage))
     orphan = study.ask()
+    params = plan(f"run_dir={run_dir}", run_dir=run_dir).space.sample(orphan)
     orphan.set_user_attr(tags.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
     client = client_for(run_dir)
     experiment = client.get_experiment_by_name("digits-mlp").experiment_id
@@ -93,6 +94,11 @@ def test_trial_left_running_by_a_dead_process_is_reaped(tmp_path):
     assert reaped.state == TrialState.FAIL
     assert reaped.user_attrs[tags.FAIL_REASON_ATTR].startswith("abandoned: its process")
     assert client.get_run(run.info.run_id).info.status == "KILLED"
+    # Cut short from outside: repeated with the same params, whatever retry_failed says.
+    [repeat] = [t for t in outcome.study.trials
+                if t.user_attrs.get(tags.RETRY_OF_ATTR) == orphan.number]
+    assert repeat.params == params and repeat.state == TrialState.COMPLETE
+    assert repeat.user_attrs[tags.SEED_ATTR] == 0 + orphan.number  # seed=0 + first number
 
 
 def test_cpu_slots_split_the_cores(tmp_path):

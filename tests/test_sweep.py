@@ -98,6 +98,34 @@ def test_failed_trials_are_recorded_and_replaced(tmp_path):
         assert "Traceback" in Path(error).read_text()
 
 
+def test_a_failed_trial_is_repeated_with_the_same_params_and_seed(tmp_path):
+    run_dir = tmp_path / "runs"
+    outcome = sweep("n_trials=4", "model=flaky_mlp", "search=width_only", "sampler=random",
+                    "max_failures=0", "retry_failed=2", run_dir=run_dir,
+                    config_dir=FIXTURE_CONF)
+    trials = outcome.study.trials
+    firsts = [t for t in trials if t.state == TrialState.FAIL
+              and tags.RETRY_OF_ATTR not in t.user_attrs]
+    assert firsts, "no sampled width exceeded the limit"
+    runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in trial_runs(run_dir, "digits-flaky_mlp")}
+    for first in firsts:
+        chain = [t for t in trials if t.user_attrs.get(tags.RETRY_OF_ATTR) == first.number]
+        # Width 512 always fails: the first attempt and exactly two repeats, then no more.
+        assert [t.user_attrs[tags.ATTEMPT_ATTR] for t in chain] == [2, 3]
+        for repeat in chain:
+            assert repeat.state == TrialState.FAIL
+            assert repeat.params == first.params
+            assert repeat.user_attrs[tags.SEED_ATTR] == first.user_attrs[tags.SEED_ATTR]
+            assert runs[str(repeat.number)].data.tags[tags.RETRY_OF] == str(first.number)
+    assert sum(t.state != TrialState.FAIL for t in trials) == 4
+
+
+def test_without_retry_failed_a_failed_trial_is_not_repeated(tmp_path):
+    outcome = sweep("n_trials=4", "model=flaky_mlp", "search=width_only", "sampler=random",
+                    "max_failures=0", run_dir=tmp_path / "runs", config_dir=FIXTURE_CONF)
+    assert not [t for t in outcome.study.trials if tags.RETRY_OF_ATTR in t.user_attrs]
+
+
 def test_max_failures_stops_the_sweep_naming_the_reason(tmp_path):
     run_dir = tmp_path / "runs"
     with pytest.raises(SweepStopped) as excinfo:
@@ -246,8 +274,7 @@ def test_trial_seed_and_config_are_recorded(shared_run_dir):
 
 @pytest.mark.parametrize("direction", ["maximize", "minimize"])
 def test_a_tie_for_best_goes_to_the_trial_whose_model_was_logged(direction):
-    """With parallel slots a later-numbered trial can log its model first; an equal
-    value finishing after it logs nothing, and the champion must still have a model."""
+    """Among equal values the champion must be chosen from a trial that has a model."""
     study = optuna.create_study(direction=direction)
     worse = 0.5 if direction == "maximize" else 0.99
     for value, attrs in [(worse, {tags.MODEL_URI_ATTR: "models:/m-1"}), (0.9, {}),

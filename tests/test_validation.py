@@ -29,6 +29,8 @@ BAD_INPUTS = [
     (["sampler=grid"], "search.model.lr", "grid sampler needs a finite set"),
     (["n_trials=0"], "n_trials", "at least 1"),
     (["timeout=-5"], "timeout", "positive"),
+    (["retry_failed=-1"], "retry_failed", "must be >= 0"),
+    (["max_failures=-2"], "max_failures", "must be >= 0"),
     (["trainer.max_epochs=0"], "trainer.max_epochs", "at least 1"),
     (["trainer.check_val_every_n_epoch=5"], "trainer.check_val_every_n_epoch", "never"),
     (["study_name='my study/1'"], "study_name", "not a usable name"),

@@ -29,6 +29,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner import leases
+from tuner.retries import next_retry
 from tuner.study import FINISHED, grid_exhausted, tell
 from tuner.tracking import tags
 
@@ -98,11 +99,12 @@ def _advisory_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
 
 
 def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
-          lock: Lock, reap: Reaper) -> Claim:
-    """Ask for a trial if the budget has room; see the module docstring."""
+          lock: Lock, reap: Reaper, retry_failed: int = 0) -> Claim:
+    """Ask for a trial if the budget has room; see the module docstring. The trial is a
+    repeat of a failed one when :func:`tuner.retries.next_retry` says one is due."""
     with lock():
         trials = study.get_trials(deepcopy=False)
-        running = []
+        running, reaped = [], False
         for trial in trials:
             if trial.state != TrialState.RUNNING:
                 continue
@@ -111,6 +113,9 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
                 running.append(trial)
             else:
                 _reap(study, storage, trial, reason, reap)
+                reaped = True
+        if reaped:
+            trials = study.get_trials(deepcopy=False)
         finished = sum(t.state in FINISHED for t in trials)
         if finished >= n_trials:
             return Claim(stop="budget")
@@ -118,6 +123,11 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
             return Claim(stop="grid exhausted")
         if finished + len(running) >= n_trials:
             return Claim()
+        retry = next_retry(trials, retry_failed)
+        if retry is not None:
+            # ask() takes the oldest WAITING trial first: this one, or one that an
+            # earlier claimant enqueued and did not live to ask for.
+            study.enqueue_trial(retry.params, user_attrs=retry.user_attrs)
         trial = study.ask()
         leases.take(storage, trial._trial_id)
         return Claim(trial=trial)

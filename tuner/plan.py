@@ -186,6 +186,10 @@ def _budget(composed: Composed, problems: list[Problem]) -> None:
         problems.append(Problem(composed.locate("max_failures"), "max_failures",
                                 f"must be >= 0, got {cfg.max_failures}",
                                 "0 never stops on failures"))
+    if cfg.retry_failed < 0:
+        problems.append(Problem(composed.locate("retry_failed"), "retry_failed",
+                                f"must be >= 0, got {cfg.retry_failed}",
+                                "0 repeats no failed trial; e.g. retry_failed=2"))
     if not STUDY_NAME.match(cfg.study_name):
         problems.append(Problem(composed.locate("study_name"), "study_name",
                                 f"'{cfg.study_name}' is not a usable name",

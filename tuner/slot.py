@@ -174,7 +174,7 @@ class Slot:
             if self.go.deadline is not None and time.time() >= self.go.deadline:
                 return "timeout"
             claimed = claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
-                            self.tracker.end_abandoned)
+                            self.tracker.end_abandoned, self.plan.cfg.retry_failed)
             if claimed.stop is not None:
                 return claimed.stop
             if claimed.wait:

@@ -170,9 +170,9 @@ def best_trial(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
     Pass ``trials`` when they were just read, to save reading them again.
 
     Ties (common for accuracy on a small validation set) go to a trial whose model was
-    logged, then to the lowest number. A trial logs its model only when it beats the
-    best it saw at its start, so with parallel slots the tied trial that logged is not
-    always the first by number, and the champion must be one that has a model.
+    logged, then to the lowest number: the champion is chosen from this trial, and with
+    parallel slots two tied trials can both have tried to log their model, only one
+    successfully.
     """
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

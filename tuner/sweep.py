@@ -40,6 +40,7 @@ from tuner.report import Summary, finalize
 from tuner.slot import Go
 from tuner.study import FINISHED, best_trial, join_study, open_storage, open_study
 from tuner.tracking.runs import Tracker
+from tuner.tracking.server import check_tracking_server
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SweepOutcome:
 
 
 def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
+    check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
         plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -92,6 +94,7 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
     Under torchrun the processes are the ranks of every trial (tuner.torchrun)."""
     from tuner import torchrun
 
+    check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
     if torchrun.launched():
         return torchrun.run(plan, reporter, wait)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():

@@ -42,11 +42,14 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
     try:
         params = plan.space.sample(trial)
         cfg = plan.trial_config(params)
-        seed = plan.cfg.seed + trial.number
+        # A repeat of a failed trial (tuner.retries) trains with its first attempt's seed.
+        first = int(trial.user_attrs.get(tags.RETRY_OF_ATTR, trial.number))
+        seed = plan.cfg.seed + first
         config_yaml = mask(OmegaConf.to_yaml(cfg))
         trial.set_user_attr(tags.SEED_ATTR, seed)
         trial.set_user_attr(tags.CONFIG_ATTR, config_yaml)
-        result.run_id = tracker.start_trial(trial.number, {**params, "seed": seed}, config_yaml)
+        result.run_id = tracker.start_trial(trial.number, {**params, "seed": seed}, config_yaml,
+                                            retry_of=first if first != trial.number else None)
         trial.set_user_attr(tags.RUN_ID_ATTR, result.run_id)
         if plan.ranks_per_trial > 1:
             from tuner.ddp import fit_in_ranks

@@ -190,6 +190,7 @@ class SweepSchema:
     seed: int = MISSING
     run_dir: str = MISSING
     max_failures: int = MISSING
+    retry_failed: int = MISSING
     workers: Any = MISSING  # an int, or "auto"
     devices_per_trial: int = MISSING
     slots_per_gpu: int = MISSING

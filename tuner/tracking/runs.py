@@ -140,12 +140,15 @@ class Tracker:
 
     # -- trials ----------------------------------------------------------------------
 
-    def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str) -> str:
+    def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str,
+                    retry_of: int | None = None) -> str:
         """Create the trial's child run with its sampled params and composed config."""
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{number}",
-            tags={tags.PARENT_RUN: self.parent_run_id, tags.ROLE: "trial",
-                  tags.STUDY: self.study_name, tags.TRIAL_NUMBER: str(number)})
+        run_tags = {tags.PARENT_RUN: self.parent_run_id, tags.ROLE: "trial",
+                    tags.STUDY: self.study_name, tags.TRIAL_NUMBER: str(number)}
+        if retry_of is not None:
+            run_tags[tags.RETRY_OF] = str(retry_of)
+        run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}",
+                                     tags=run_tags)
         run_id = run.info.run_id
         if params:
             self.client.log_batch(run_id, params=[

@@ -13,6 +13,7 @@ STATE = "tuner.state"  # the Optuna state: COMPLETE, PRUNED or FAIL
 PRUNED = "tuner.pruned"  # "true" on pruned trials (their MLflow status is FINISHED)
 PRUNED_AT_EPOCH = "tuner.pruned_at_epoch"
 FAIL_REASON = "tuner.fail_reason"
+RETRY_OF = "tuner.retry_of"  # on a repeat of a failed trial: the first attempt's number
 WORLD_SIZE = "tuner.world_size"  # DDP processes the trial trained on; only rank 0 logs
 BEST_TRIAL = "tuner.best_trial_number"
 BEST_PARAM_PREFIX = "tuner.best_param."
@@ -27,6 +28,8 @@ FAIL_REASON_ATTR = "fail_reason"
 OWNER_ATTR = "owner"  # "host:pid" of the slot process training the trial
 LEASE_ATTR = "lease_until"  # unix seconds; its owner renews it while the trial trains
 WORLD_SIZE_ATTR = "world_size"  # processes the trial trained on (DDP ranks)
+RETRY_OF_ATTR = "retry_of"  # a repeat of a failed trial: the number of the first attempt
+ATTEMPT_ATTR = "attempt"  # 1 for a trial's first attempt, 2 for its first repeat, ...
 
 # Optuna study user attributes
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
