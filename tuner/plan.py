@@ -260,16 +260,30 @@ def _slots(composed: Composed, problems: list[Problem]) -> None:
                                 "trainer.accelerator=cpu"))
 
 
+TARGET_GROUPS = ("model", "data", "sampler", "pruner", "storage")
+# Model and data classes import torch and Lightning: the slot imports them in its
+# preflight (tuner.preflight calls check_targets), and the driver stays light and quick.
+IMPORTED_IN_SLOT = ("model", "data")
+
+
 def _targets(composed: Composed, problems: list[Problem]) -> None:
-    """Every `_target_` must import; configs are code, so this runs their imports."""
-    cfg = composed.cfg
-    for group in ("model", "data", "sampler", "pruner", "storage"):
-        node = cfg.get(group)
+    for group in TARGET_GROUPS:
+        node = composed.cfg.get(group)
         if not isinstance(node, DictConfig) or "_target_" not in node:
             problems.append(Problem(composed.locate(group), f"{group}._target_",
                                     "is missing", "name the class to build, e.g. "
                                     "_target_: my_package.MyModule"))
-            continue
+    check_targets(composed, problems,
+                  [g for g in TARGET_GROUPS if g not in IMPORTED_IN_SLOT])
+
+
+def check_targets(composed: Composed, problems: list[Problem], groups) -> None:
+    """Every `_target_` under ``groups`` must import; configs are code, so this runs
+    their imports."""
+    for group in groups:
+        node = composed.cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" not in node:
+            continue  # reported by _targets
         for key, target in _all_targets(node, group):
             try:
                 get_object(target)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from tuner.errors import ConfigError, Problem
-from tuner.plan import SweepPlan
+from tuner.plan import IMPORTED_IN_SLOT, SweepPlan, check_targets
 from tuner.training import BuildError, build_objects, build_trainer, quiet_lightning
 
 
@@ -25,6 +25,10 @@ def _message(error: BaseException) -> str:
 
 def preflight(plan: SweepPlan) -> None:
     quiet_lightning()
+    problems: list[Problem] = []
+    check_targets(plan.composed, problems, IMPORTED_IN_SLOT)
+    if problems:
+        raise ConfigError(problems)
     cfg = plan.cfg
     pl.seed_everything(cfg.seed, verbose=False)
     try:

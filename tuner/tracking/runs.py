@@ -23,7 +23,7 @@ import logging
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import optuna
@@ -35,7 +35,9 @@ from omegaconf import DictConfig
 from tuner.errors import ConfigError, Problem
 from tuner.masking import mask
 from tuner.tracking import tags
-from tuner.tracking.logger import MlflowBatchLogger
+
+if TYPE_CHECKING:
+    from tuner.tracking.logger import MlflowBatchLogger
 
 MAX_TAG_VALUE = 5000  # MLflow accepts 8000 characters; keep reasons readable
 MAX_PARAM_VALUE = 6000
@@ -157,6 +159,10 @@ class Tracker:
         return run_id
 
     def trial_logger(self, run_id: str) -> MlflowBatchLogger:
+        # Imported here: the logger is a Lightning logger, and the driver, which only
+        # opens and closes runs, should not pay for importing torch and Lightning.
+        from tuner.tracking.logger import MlflowBatchLogger
+
         return MlflowBatchLogger(self.client, run_id, self.tracking.flush_interval)
 
     def end_trial(self, run_id: str, state: optuna.trial.TrialState, *,
