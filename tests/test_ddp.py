@@ -110,3 +110,26 @@ def test_tuner_worker_under_torchrun_trains_each_trial_across_two_nodes(tmp_path
         ranks = ranks_of(run_dir, runs[number].info.run_id)
         assert [(r["rank"], r["world_size"]) for r in ranks] == [(0, 2), (1, 2)]
         assert ranks[0]["global_step"] == ranks[1]["global_step"] > 0
+
+
+def test_gradient_accumulation_steps_as_in_one_process(tmp_path):
+    """Two ranks with batch 32 each accumulating two batches per optimizer step take as
+    many steps as one process with batch 64 does (1437 training rows: 23 batches, 12
+    steps an epoch); if a rank ignored the accumulation it would take 23. Clipping is on
+    in both; its value is not compared here."""
+    common = ("trainer.accelerator=cpu", "n_trials=1", "search=width_only",
+              "tracking.log_models=false", "trainer.max_epochs=2", "pruner=none",
+              "trainer.accumulate_grad_batches=2", "trainer.gradient_clip_val=0.5")
+    steps = {}
+    for name, overrides in (("ddp", ("devices_per_trial=2", "data.batch_size=32")),
+                            ("one", ("devices_per_trial=1", "data.batch_size=64"))):
+        run_dir = tmp_path / name
+        sweep(*common, *overrides, run_dir=run_dir, config_dir=FIXTURE_CONF)
+        [run] = trial_runs(run_dir, "digits-mlp")
+        history = client_for(run_dir).get_metric_history(run.info.run_id, "val_acc")
+        steps[name] = [m.step for m in sorted(history, key=lambda m: m.step)]
+        if name == "ddp":
+            assert [r["global_step"] for r in ranks_of(run_dir, run.info.run_id)] == [24, 24]
+    # Lightning logs an epoch's validation metrics at the index of its last step
+    # (global_step - 1): epoch 1 ends after step 12, epoch 2 after step 24.
+    assert steps["ddp"] == steps["one"] == [11, 23]
