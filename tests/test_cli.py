@@ -319,6 +319,9 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     finished = [t for t in study.trials if t.state != optuna.trial.TrialState.FAIL]
     assert len(finished) == done + 1
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+    [repeat] = [t for t in study.trials
+                if t.user_attrs.get(tags.RETRY_OF_ATTR) == interrupted[0].number]
+    assert repeat.params == interrupted[0].params  # the rerun starts with the cut-short trial
 
 
 @pytest.mark.parametrize("server", ["nothing listening", "listening but silent"])
