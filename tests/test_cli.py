@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -253,9 +254,55 @@ def test_ui_serves_the_study_on_loopback(default_sweep):
         stop(process)
 
 
-def test_ui_refuses_a_public_host(tmp_path):
+def test_ui_refuses_a_public_host_without_a_password(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
     result = run_tuner("ui", "--host", "0.0.0.0", cwd=tmp_path)
-    assert result.returncode == 2 and "refusing to bind 0.0.0.0" in result.stderr
+    assert result.returncode == 2
+    assert "refusing to bind 0.0.0.0 without authentication" in result.stderr
+    assert "set MLFLOW_AUTH_ADMIN_PASSWORD" in result.stderr
+    short = run_tuner("ui", "--host", "0.0.0.0", cwd=tmp_path,
+                      env={"MLFLOW_AUTH_ADMIN_PASSWORD": "hunter2"})
+    assert short.returncode == 2 and "shorter than 12 characters" in short.stderr
+    assert files_under(tmp_path) == []
+
+
+def test_ui_on_a_public_host_asks_for_the_admin_password(default_sweep):
+    cwd, _, _ = default_sweep
+    port = free_port()
+    password = "correct horse battery"
+    process = start(["ui", "--host", "0.0.0.0", "--port", str(port)], cwd,
+                    env={"MLFLOW_AUTH_ADMIN_PASSWORD": password})
+    url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50"
+
+    def get(user: str | None, secret: str | None) -> tuple[int, bytes]:
+        request = urllib.request.Request(url)
+        if user is not None:
+            token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, b""
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # up once it answers at all (401 included)
+            assert process.poll() is None, process.stdout.read()
+            try:
+                status, _ = get(None, None)
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert time.monotonic() < deadline, "the UI did not start"
+                time.sleep(0.5)
+        assert status == 401
+        assert get("admin", "wrong")[0] == 401
+        status, body = get("admin", password)
+        assert status == 200
+        assert "digits-mlp" in [e["name"] for e in json.loads(body)["experiments"]]
+    finally:
+        stop(process)
+    assert password not in (cwd / "runs" / "basic_auth.ini").read_text()
 
 
 def test_serve_answers_predictions_for_the_champion(default_sweep):

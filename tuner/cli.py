@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tuner.errors import ConfigError, Problem, SweepInterrupted, SweepStopped
 from tuner.masking import mask
@@ -94,9 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     best.add_argument("--json", action="store_true", help="print JSON instead of text")
     best.set_defaults(func=cmd_best)
 
-    ui = command("ui", "Open the MLflow UI over the study records (loopback only).",
+    ui = command("ui", "Open the MLflow UI over the study records (loopback, or basic-auth).",
                  "examples:\n  tuner ui\n  tuner ui --port 5001 run_dir=/data/runs")
-    ui.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="interface to bind; one other than loopback needs "
+                         "MLFLOW_AUTH_ADMIN_PASSWORD (basic-auth)")
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                     help="overrides that locate the MLflow store, e.g. run_dir=...")
@@ -242,16 +246,35 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    _check_loopback(args.host)
     from tuner.records import existing_tracking_uri
+    from tuner.ui_auth import ADMIN_PASSWORD_ENV, MIN_PASSWORD_LENGTH, basic_auth_config
 
+    public = args.host not in LOOPBACK
+    if public and not os.environ.get(ADMIN_PASSWORD_ENV):
+        raise ConfigError(Problem(
+            "command line", "--host", f"refusing to bind {args.host} without authentication: "
+            "the records and models would be open to the network",
+            f"set {ADMIN_PASSWORD_ENV} to turn on MLflow's basic-auth (user 'admin'), or "
+            "use --host 127.0.0.1 and an SSH tunnel (ssh -L 5000:127.0.0.1:5000 host)"))
+    if public and len(os.environ[ADMIN_PASSWORD_ENV]) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(Problem(
+            "environment", ADMIN_PASSWORD_ENV,
+            f"is shorter than {MIN_PASSWORD_LENGTH} characters, which MLflow refuses",
+            f"choose a longer password (at least {MIN_PASSWORD_LENGTH} characters)"))
     composed = _compose(args.config_dir, args.overrides)
     uri = existing_tracking_uri(composed)
-    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-               "--host", args.host, "--port", str(args.port)]
+    command = [sys.executable, "-m", "mlflow", "server" if public else "ui",
+               "--backend-store-uri", uri, "--host", args.host, "--port", str(args.port)]
+    if public:
+        os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(basic_auth_config(
+            Path(composed.cfg.run_dir).resolve()))
+        # The auth app signs its CSRF tokens with this key; one per start unless given.
+        os.environ.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))
+        command += ["--app-name", "basic-auth"]
     if composed.cfg.tracking.artifact_location:
         command += ["--default-artifact-root", composed.cfg.tracking.artifact_location]
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)",
+    auth = " with basic-auth (user 'admin')" if public else ""
+    print(f"MLflow UI for {uri} at http://{args.host}:{args.port}{auth} (Ctrl-C to stop)",
           flush=True)
     os.execv(sys.executable, command)  # hand the process (and Ctrl-C) to MLflow
 
