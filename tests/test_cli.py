@@ -371,6 +371,43 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     assert repeat.params == interrupted[0].params  # the rerun starts with the cut-short trial
 
 
+def test_a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_study(tmp_path):
+    """Ctrl-C at a terminal reaches the whole process group: the driver and its slot."""
+    process = start(["sweep", "n_trials=40", "trainer.max_epochs=30", "tracking.report=false"],
+                    tmp_path, env={"PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("trial ") or not line:
+                break
+        time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGINT)
+        start_wait = time.monotonic()
+        process.communicate(timeout=60)
+        assert time.monotonic() - start_wait < 5  # not the 10 s grace of the first
+    finally:
+        if process.poll() is None:
+            stop(process)
+    # 130 when our handler ran; -SIGINT when the second signal landed after Python's
+    # own exit had begun (CPython then leaves SIGINT to the default action).
+    assert process.returncode in (130, -signal.SIGINT)
+    run_dir = tmp_path / "runs"
+    time.sleep(2)  # a slot may still be writing its trial's end when the driver is gone
+    study = load_study(run_dir, "digits-mlp")  # the journal reads back
+    result = run_tuner("sweep", f"n_trials={len(study.trials) + 1}", "trainer.max_epochs=2",
+                       "tracking.report=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = load_study(run_dir, "digits-mlp")
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+    client = mlflow_client(run_dir)
+    runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id])
+    assert "RUNNING" not in {r.info.status for r in runs}
+
+
 @pytest.mark.parametrize("server", ["nothing listening", "listening but silent"])
 @pytest.mark.parametrize("command", ["sweep", "worker"])
 def test_an_unreachable_tracking_server_is_refused_within_seconds(server, command, tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -307,6 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(mask(f"error: {error}"), file=sys.stderr)
         return 1
     except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:
+        # From here a second Ctrl-C ends the process at once, even in the interpreter's
+        # exit handlers; the trials' records were written before we got here.
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
         # SystemExit: Lightning answers Ctrl-C inside fit() with sys.exit(1).
         print(f"\ninterrupted ({type(error).__name__}): the running trial is marked FAIL and "
               "its run KILLED; run the same command again to resume.", file=sys.stderr)

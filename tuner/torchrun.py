@@ -126,6 +126,8 @@ def lead(spec: dict) -> int:
         run_rank(spec, 0, **_overrides())
     except Exception:
         return 1
+    finally:
+        _barrier()  # every rank has written its report before rank 0 reads them
     return 0
 
 
@@ -134,7 +136,16 @@ def _follow() -> None:
 
     rank = int(os.environ["RANK"])
     while (spec := _broadcast(None)) is not None:
-        run_rank(spec, rank, **_overrides())
+        try:
+            run_rank(spec, rank, **_overrides())
+        finally:
+            _barrier()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    dist.barrier(group=_control.group)
 
 
 def _broadcast(payload):
