@@ -83,6 +83,15 @@ def pg_env(postgres, monkeypatch):
         monkeypatch.setenv(name, value)
 
 
+def load_study(run_dir: Path, name: str = "digits-mlp"):
+    """A study from the embedded journal under ``run_dir``, read back as a user would."""
+    import optuna
+
+    storage = optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(run_dir / "optuna.journal")))
+    return optuna.load_study(study_name=name, storage=storage)
+
+
 def client_for(run_dir: Path, uri: str | None = None):
     from mlflow import MlflowClient
 

@@ -16,23 +16,12 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-from mlflow import MlflowClient
 
-from tests.conftest import files_under, run_tuner, tuner_command
+from tests.conftest import client_for, files_under, load_study, run_tuner, tuner_command
+from tests.servers import free_port
 from tuner.tracking import tags
 
 N_TRIALS = 4
-
-
-def load_study(run_dir: Path, name: str) -> optuna.Study:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(run_dir / "optuna.journal")))
-    return optuna.load_study(study_name=name, storage=storage)
-
-
-def mlflow_client(run_dir: Path) -> MlflowClient:
-    uri = f"sqlite:///{run_dir}/mlflow.db"
-    return MlflowClient(uri, registry_uri=uri)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +46,7 @@ def test_sweep_finishes_and_reports(default_sweep):
 
 def test_mlflow_hierarchy_and_links_both_ways(default_sweep):
     _, run_dir, _ = default_sweep
-    client = mlflow_client(run_dir)
+    client = client_for(run_dir)
     study = load_study(run_dir, "digits-mlp")
     experiment = client.get_experiment_by_name("digits-mlp")
     runs = client.search_runs([experiment.experiment_id], max_results=100)
@@ -87,7 +76,7 @@ def test_mlflow_hierarchy_and_links_both_ways(default_sweep):
 
 def test_parent_run_has_best_leaderboard_and_report(default_sweep):
     _, run_dir, _ = default_sweep
-    client = mlflow_client(run_dir)
+    client = client_for(run_dir)
     study = load_study(run_dir, "digits-mlp")
     parent_id = study.user_attrs[tags.PARENT_RUN_ATTR]
     parent = client.get_run(parent_id)
@@ -105,7 +94,7 @@ def test_parent_run_has_best_leaderboard_and_report(default_sweep):
 def test_champion_is_registered_and_loads_without_pickle(default_sweep):
     _, run_dir, _ = default_sweep
     study = load_study(run_dir, "digits-mlp")
-    client = mlflow_client(run_dir)
+    client = client_for(run_dir)
     version = client.get_model_version_by_alias("digits-mlp", "champion")
     assert version.run_id == study.best_trial.user_attrs[tags.RUN_ID_ATTR]
     # A fresh process with MLflow's pickle deserialisation switched off loads the
@@ -204,12 +193,6 @@ def test_help_lists_commands_and_groups(tmp_path):
     result = run_tuner("sweep", "--help", cwd=tmp_path)
     for word in ("hyperband", "tpe", "--config-dir"):
         assert word in result.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
@@ -351,7 +334,7 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(interrupted) == 1
     assert interrupted[0].user_attrs[tags.FAIL_REASON_ATTR].startswith("interrupted")
-    client = mlflow_client(run_dir)
+    client = client_for(run_dir)
     runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id])
     statuses = {r.data.tags.get(tags.TRIAL_NUMBER, "parent"): r.info.status for r in runs}
     assert statuses[str(interrupted[0].number)] == "KILLED"
@@ -403,7 +386,7 @@ def test_a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_study(tmp_path):
     study = load_study(run_dir, "digits-mlp")
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
-    client = mlflow_client(run_dir)
+    client = client_for(run_dir)
     runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id])
     assert "RUNNING" not in {r.info.status for r in runs}
 
@@ -411,8 +394,6 @@ def test_a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_study(tmp_path):
 @pytest.mark.parametrize("server", ["nothing listening", "listening but silent"])
 @pytest.mark.parametrize("command", ["sweep", "worker"])
 def test_an_unreachable_tracking_server_is_refused_within_seconds(server, command, tmp_path):
-    from tests.servers import free_port
-
     with socket.socket() as silent:
         if server == "nothing listening":
             port = free_port()

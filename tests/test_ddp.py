@@ -7,13 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import optuna
 import torch
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.conftest import FIXTURE_CONF, client_for, sweep, trial_runs
+from tests.conftest import FIXTURE_CONF, client_for, load_study, sweep, trial_runs
+from tests.servers import free_port
 from tuner.data.batches import TensorBatches
 from tuner.tracking import tags
 
@@ -81,7 +79,6 @@ def test_tuner_worker_under_torchrun_trains_each_trial_across_two_nodes(tmp_path
     """Two torchrun "nodes" on this machine (one process each, gloo): every trial the
     worker trains is one Optuna trial and one MLflow run, trained by both ranks."""
     from tests.conftest import run_tuner
-    from tests.servers import free_port
 
     common = ("trainer.max_epochs=2", "trainer.accelerator=cpu", "tracking.report=false",
               "search=width_only")
@@ -100,8 +97,7 @@ def test_tuner_worker_under_torchrun_trains_each_trial_across_two_nodes(tmp_path
     assert "worker done (budget): trained 2 trial(s) here" in outputs[0]
 
     run_dir = tmp_path / "runs"
-    study = optuna.load_study(study_name="digits-mlp", storage=JournalStorage(
-        JournalFileBackend(str(run_dir / "optuna.journal"))))
+    study = load_study(run_dir)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
     runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in trial_runs(run_dir, "digits-mlp")}
     assert sorted(runs) == ["0", "1", "2"]

@@ -15,10 +15,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import optuna
 from optuna.trial import TrialState
 
-from tests.conftest import client_for, run_tuner, tuner_command
+from tests.conftest import client_for, load_study, run_tuner, tuner_command
 from tuner.retries import cut_short, root_of
 from tuner.tracking import tags
 
@@ -26,17 +25,11 @@ ARGS = ("sweep", "n_trials=12", "trainer.max_epochs=3", "pruner=none",
         "tracking.report=false")
 
 
-def load(run_dir: Path) -> optuna.Study:
-    storage = optuna.storages.JournalStorage(
-        optuna.storages.journal.JournalFileBackend(str(run_dir / "optuna.journal")))
-    return optuna.load_study(study_name="digits-mlp", storage=storage)
-
-
 def completed(run_dir: Path) -> dict[int, list[float]]:
     if not (run_dir / "optuna.journal").exists():
         return {}
     try:
-        study = load(run_dir)
+        study = load_study(run_dir)
     except KeyError:  # killed before the study was created
         return {}
     return {t.number: t.values for t in study.trials if t.state == TrialState.COMPLETE}
@@ -76,7 +69,7 @@ def test_three_random_kills_lose_no_completed_work(tmp_path):
 
     result = run_tuner(*ARGS, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    study = load(run_dir)
+    study = load_study(run_dir)
     trials = study.trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 12
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -18,7 +18,7 @@ import contextlib
 import multiprocessing as mp
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 
@@ -36,7 +36,6 @@ from tuner.slot import (
     Finished,
     Go,
     PreflightDone,
-    Ready,
     SlotError,
     Started,
     Stopped,
@@ -153,27 +152,18 @@ class SlotPool:
     def _drain(self, slot: _Slot, study, tracker, on_finished, stopping: bool) -> bool:
         """Handle what one slot sent, and its death; True when the sweep should stop."""
         stop = False
-        try:
-            while slot.conn.poll():
-                message = slot.conn.recv()
-                if isinstance(message, Started):
-                    slot.trial = message.number
-                elif isinstance(message, Finished):
-                    slot.trial = None
-                    if on_finished(message.result) and not stopping:
-                        stop = True
-                        for other in self._slots.values():
-                            if other is not slot and other.stopped is None:
-                                self._send(other, STOP)
-                    self._send(slot, STOP if stop or stopping else CONTINUE)
-                elif isinstance(message, Stopped):
-                    slot.stopped = message.reason
-                elif isinstance(message, SlotError):
-                    slot.errors.append(message.text)
-                elif isinstance(message, Ready):
-                    pass
-        except (EOFError, OSError):
-            pass  # the slot died; its sentinel says how
+        for message in self._pending(slot):
+            if isinstance(message, Finished):
+                if on_finished(message.result) and not stopping:
+                    stop = True
+                    for other in self._slots.values():
+                        if other is not slot and other.stopped is None:
+                            self._send(other, STOP)
+                self._send(slot, STOP if stop or stopping else CONTINUE)
+            elif isinstance(message, Stopped):
+                slot.stopped = message.reason
+            elif isinstance(message, SlotError):
+                slot.errors.append(message.text)
         if slot.stopped is None and not slot.process.is_alive():
             slot.process.join()
             stop |= self._died(slot, study, tracker, on_finished, stopping)
@@ -216,7 +206,8 @@ class SlotPool:
                 slot.process.terminate()
         deadline = time.monotonic() + STOP_GRACE
         for slot in live:
-            self._note_started(slot)
+            for _ in self._pending(slot):  # learn which trial it was training
+                pass
             slot.process.join(max(0.0, deadline - time.monotonic()))
             if slot.process.is_alive():
                 slot.process.kill()
@@ -225,7 +216,10 @@ class SlotPool:
                     record_interruption(study, slot.trial, tracker,
                                         "interrupted (slot killed after the grace period)")
 
-    def _note_started(self, slot: _Slot) -> None:
+    @staticmethod
+    def _pending(slot: _Slot) -> Iterator[object]:
+        """The messages a slot has sent so far; keeps ``slot.trial`` (the trial it
+        trains) up to date. Ends quietly if the slot died; its sentinel says how."""
         try:
             while slot.conn.poll():
                 message = slot.conn.recv()
@@ -233,5 +227,6 @@ class SlotPool:
                     slot.trial = message.number
                 elif isinstance(message, Finished):
                     slot.trial = None
+                yield message
         except (EOFError, OSError):
-            pass
+            return
