@@ -1,0 +1,77 @@
+"""What tuner itself costs per trial, and how that grows with the number of trials.
+
+A sweep of a module with nothing to train (benchmarks/noop.py: one row, no backward, no
+optimizer step), so a trial's time is the platform's: sampling (TPE), the study's
+storage, the claim and lease, the MLflow run with its params, config and metrics, the
+model export when a trial beats the best, building the Trainer, and handing the trial
+to the slot and back.
+
+Reports the median time per trial over the whole sweep (from the first trial's start to
+the last one's end, divided by the trials) and per block of trials, so that growth with
+the study's size shows, plus the whole command.
+
+    python benchmarks/scale.py [--trials 1000] [--block 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+from common import machine, tuner_command
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+
+HERE = Path(__file__).resolve().parent
+NOOP = ("--config-dir", str(HERE / "conf"), "model=noop", "data=noop", "search=noop",
+        "metric=score", "direction=minimize", "trainer.max_epochs=1", "pruner=none",
+        "tracking.report=false")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1000)
+    parser.add_argument("--block", type=int, default=100)
+    parser.add_argument("--sampler", default="tpe")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)}
+    with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
+        start = time.perf_counter()
+        result = subprocess.run(
+            [*tuner_command(), "sweep", *NOOP, f"n_trials={args.trials}",
+             f"sampler={args.sampler}"], cwd=cwd, capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - start
+        if result.returncode != 0:
+            sys.exit(f"tuner sweep failed:\n{result.stdout}\n{result.stderr}")
+        storage = JournalStorage(JournalFileBackend(str(Path(cwd) / "runs/optuna.journal")))
+        trials = sorted(optuna.load_study(study_name="noop-noop", storage=storage).trials,
+                        key=lambda t: t.number)
+    # Per trial: from its start to the next trial's start (the last: to its own end), so
+    # the gap between trials (telling Optuna, ending the run, the claim) is counted too.
+    starts = [t.datetime_start for t in trials]
+    ends = [*starts[1:], trials[-1].datetime_complete]
+    per_trial = [(b - a).total_seconds() * 1000 for a, b in zip(starts, ends, strict=True)]
+    span = (trials[-1].datetime_complete - trials[0].datetime_start).total_seconds()
+    print(f"{len(trials)} trials, sampler={args.sampler}: whole command {wall:.1f} s; "
+          f"{span / len(trials) * 1000:.1f} ms per trial on average once running; "
+          f"median {statistics.median(per_trial):.1f} ms")
+    for first in range(0, len(per_trial), args.block):
+        block = per_trial[first:first + args.block]
+        print(f"  trials {first:4d}-{first + len(block) - 1:4d}: median "
+              f"{statistics.median(block):.1f} ms, p90 "
+              f"{statistics.quantiles(block, n=10)[-1]:.1f} ms")
+    print(f"date: {datetime.date.today()}; machine: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
