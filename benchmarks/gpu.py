@@ -97,14 +97,14 @@ def fmt_util(s: Sweep) -> str:
     return f"GPU {s.util:.0f}% busy on average, peak memory {s.memory:.0f} MiB"
 
 
-def tokens_per_epoch(block_size: int, val_fraction: float = 0.1) -> int:
-    """Training tokens in one epoch of tuner.data.corpus over the bundled text."""
-    n_train = int(CORPUS.stat().st_size * (1 - val_fraction))
+def tokens_per_epoch(text: Path, block_size: int, val_fraction: float = 0.1) -> int:
+    """Training tokens in one epoch of tuner.data.corpus over ``text``."""
+    n_train = int(text.stat().st_size * (1 - val_fraction))
     return (n_train - 1) // block_size * block_size
 
 
-def tokens_per_second(s: Sweep, block_size: int) -> float:
-    rates = [tokens_per_epoch(block_size) * len(t.intermediate_values)
+def tokens_per_second(s: Sweep, block_size: int, text: Path = CORPUS) -> float:
+    rates = [tokens_per_epoch(text, block_size) * len(t.intermediate_values)
              / (t.datetime_complete - t.datetime_start).total_seconds() for t in s.trials]
     return statistics.median(rates)
 
@@ -122,19 +122,27 @@ def packed(k: int, trials: int, epochs: int) -> None:
           "(target >= 3x)", flush=True)
 
 
-def precision(trials: int, epochs: int) -> None:
+def precision(trials: int, epochs: int, repeats: int = 40) -> None:
+    """The bundled text is 64 kB, a few steps per epoch for this model; the same text
+    repeated ``repeats`` times gives each epoch enough steps to measure."""
     block = 256
-    common = ("experiment=shakespeare", "trainer=gpu", f"n_trials={trials}", "pruner=none",
+    folder = Path(tempfile.mkdtemp(prefix="tuner-bench-text-"))
+    text = folder / f"shakespeare-x{repeats}.txt"
+    text.write_bytes(CORPUS.read_bytes() * repeats)
+    common = (f"data.path={text}", "experiment=shakespeare", "trainer=gpu",
+              f"n_trials={trials}", "pruner=none",
               f"trainer.max_epochs={epochs}", "~search.model.n_embd", "~search.model.n_layer",
               "model.n_embd=384", "model.n_layer=6", "model.n_head=6",
               f"data.block_size={block}", "data.batch_size=64")
     rates = {}
     for p in ("32-true", "bf16-mixed"):
         s = sweep("shakespeare-gpt", *common, f"trainer.precision={p}")
-        rates[p] = tokens_per_second(s, block)
+        rates[p] = tokens_per_second(s, block, text)
         print(f"precision {p}: GPT 6 layers x 384, block {block}, batch 64: "
               f"{rates[p]:,.0f} tokens/s per trial (median of {len(s.trials)}); {fmt_util(s)}")
     print(f"  bf16 / fp32: {rates['bf16-mixed'] / rates['32-true']:.2f}x", flush=True)
+    text.unlink()
+    folder.rmdir()
 
 
 def gpt_example() -> None:
@@ -162,7 +170,7 @@ def main() -> None:
     if "packed" in args.parts:
         packed(args.packed, args.trials, args.epochs)
     if "precision" in args.parts:
-        precision(3, 3)
+        precision(2, 2)
     if "gpt" in args.parts:
         gpt_example()
     print(f"date: {datetime.date.today()}; machine: {machine()}")

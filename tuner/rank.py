@@ -56,11 +56,12 @@ def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
     from tuner.tracking import tags
     from tuner.tracking.registry import is_better
     from tuner.tracking.runs import Tracker
-    from tuner.training import quiet_lightning
+    from tuner.training import look_up_callback_plugins_once, quiet_lightning
     from tuner.trial import fit, log_model
 
     torch.set_num_threads(spec["threads"])
     quiet_lightning()
+    look_up_callback_plugins_once()
     quiet_optuna()
     storage = instantiate(spec["storage"])
     stored = storage.get_trial(spec["trial_id"])

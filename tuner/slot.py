@@ -118,7 +118,7 @@ def _serve(plan: SweepPlan, spec: SlotSpec, conn: Connection) -> None:
     import torch
 
     from tuner.study import quiet_optuna
-    from tuner.training import quiet_lightning
+    from tuner.training import look_up_callback_plugins_once, quiet_lightning
 
     torch.set_num_threads(spec.threads)
     if plan.cfg.tracking.log_models:
@@ -126,6 +126,7 @@ def _serve(plan: SweepPlan, spec: SlotSpec, conn: Connection) -> None:
         # pytorch_lightning package and configures logging, which quiet_lightning undoes.
         import mlflow.pytorch  # noqa: F401
     quiet_lightning()
+    look_up_callback_plugins_once()
     quiet_optuna()
     conn.send(Ready(spec.index))
     while True:
@@ -139,6 +140,11 @@ def _serve(plan: SweepPlan, spec: SlotSpec, conn: Connection) -> None:
                 conn.send(PreflightDone(error))
                 continue
             conn.send(PreflightDone(None))
+            # The driver now creates the study and the MLflow store: meanwhile, pay what
+            # the first trial would (tuner.warmup).
+            from tuner.warmup import warm_slot
+
+            warm_slot(plan.cfg.tracking.tracking_uri, plan.cfg.tracking.log_models)
         elif isinstance(message, Go):
             reason = Slot(plan, spec, conn, message).run()
             conn.send(Stopped(spec.index, reason))

@@ -41,6 +41,7 @@ from tuner.slot import Go
 from tuner.study import FINISHED, best_trial, join_study, open_storage, open_study
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server
+from tuner.warmup import import_store_code_in_background
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class SweepOutcome:
 
 def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
     check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
+    import_store_code_in_background(plan.cfg.tracking.tracking_uri)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
         plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,7 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
     check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
     if torchrun.launched():
         return torchrun.run(plan, reporter, wait)
+    import_store_code_in_background(plan.cfg.tracking.tracking_uri)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
         storage = open_storage(plan.cfg.storage)

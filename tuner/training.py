@@ -6,6 +6,7 @@ the same way.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from typing import Any
@@ -29,6 +30,19 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
     # Per-epoch logging is tuner's design (tuner.models.base.EpochMeans), not a mistake.
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+
+
+def look_up_callback_plugins_once() -> None:
+    """Each ``Trainer()`` scans every installed package's entry points for callback
+    factories (~5 ms here, a large share of building a Trainer); a slot builds one per
+    trial. Packages do not change under a running process, so the scan is cached; the
+    factories themselves still run for every Trainer.
+    """
+    from lightning.fabric.utilities import registry
+
+    lookup = getattr(registry, "entry_points", None)
+    if lookup is not None and not hasattr(lookup, "cache_info"):
+        registry.entry_points = functools.cache(lookup)
 
 
 class BuildError(Exception):
