@@ -38,7 +38,14 @@ from tuner.pool import SlotPool
 from tuner.progress import PlainReporter, Tally, format_values
 from tuner.report import Summary, finalize
 from tuner.slot import Go
-from tuner.study import FINISHED, best_trial, join_study, open_storage, open_study
+from tuner.study import (
+    FINISHED,
+    best_trial,
+    check_storage,
+    join_study,
+    open_storage,
+    open_study,
+)
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server
 
@@ -52,6 +59,7 @@ class SweepOutcome:
 
 def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
     check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
+    check_storage(plan.cfg.storage, plan.locate("storage.url"))
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
         plan.run_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +103,7 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
     from tuner import torchrun
 
     check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
+    check_storage(plan.cfg.storage, plan.locate("storage.url"))
     if torchrun.launched():
         return torchrun.run(plan, reporter, wait)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
