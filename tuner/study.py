@@ -145,6 +145,28 @@ def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
     return study
 
 
+def wait_for_journal(plan: SweepPlan, wait: float) -> float:
+    """Wait up to ``wait`` seconds for the sweep to create the journal file a worker would
+    join; return the seconds left. Opening a journal creates it, and fails when the run
+    dir does not exist yet: a worker started beside its sweep must neither crash nor
+    create the sweep's files. Other storages pass at once."""
+    path = journal_path(plan.cfg.storage)
+    deadline = time.monotonic() + wait
+    while path is not None and not path.exists():
+        if time.monotonic() >= deadline:
+            raise _no_study_to_join(plan, f" (there is no journal at {path})")
+        time.sleep(1.0)
+    return max(0.0, deadline - time.monotonic())
+
+
+def _no_study_to_join(plan: SweepPlan, detail: str = "") -> ConfigError:
+    return ConfigError(Problem(
+        plan.locate("study_name"), "study_name",
+        f"there is no study '{plan.study_name}' in the storage to join{detail}",
+        "start it with `tuner sweep` (same config) first, or check storage and "
+        "study_name"))
+
+
 def join_study(plan: SweepPlan, storage: BaseStorage, wait: float = 0.0) -> optuna.Study:
     """The plan's study, which must exist (within ``wait`` seconds: workers may start
     before the sweep has created it) and match the config (``tuner worker``)."""
@@ -154,11 +176,7 @@ def join_study(plan: SweepPlan, storage: BaseStorage, wait: float = 0.0) -> optu
             break
         time.sleep(1.0)
     if study_id is None:
-        raise ConfigError(Problem(
-            plan.locate("study_name"), "study_name",
-            f"there is no study '{plan.study_name}' in the storage to join",
-            "start it with `tuner sweep` (same config) first, or check storage and "
-            "study_name"))
+        raise _no_study_to_join(plan)
     directions = [optuna.study.StudyDirection[d.upper()] for d in plan.directions]
     _check_resumable(plan, storage, study_id, directions)
     # The sweep opens the study's MLflow parent run just after creating the study.

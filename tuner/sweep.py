@@ -45,6 +45,7 @@ from tuner.study import (
     join_study,
     open_storage,
     open_study,
+    wait_for_journal,
 )
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server
@@ -108,8 +109,8 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
         return torchrun.run(plan, reporter, wait)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
-        storage = open_storage(plan.cfg.storage)
-        study = join_study(plan, storage, wait)
+        wait = wait_for_journal(plan, wait)
+        study = join_study(plan, open_storage(plan.cfg.storage), wait)
         tracker = Tracker(plan.cfg.tracking, plan.study_name)
         tracker.join(study)
         failures: Counter[str] = Counter()
