@@ -169,10 +169,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(OmegaConf.to_yaml(composed.cfg), end="")
         return 0
     from tuner.plan import make_plan
+
+    plan = make_plan(composed)
+    # Imported after the checks: tuner.sweep brings in MLflow (seconds), and bad input
+    # is refused without it.
     from tuner.progress import make_reporter
     from tuner.sweep import describe_best, run_sweep
 
-    plan = make_plan(composed)
     reporter = make_reporter()
     reporter.print(f"study {plan.study_name}: {plan.cfg.n_trials} trials of "
                    f"{composed.choices.get('model')} on {composed.choices.get('data')}, "
@@ -190,10 +193,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from tuner.plan import make_plan
-    from tuner.progress import make_reporter
-    from tuner.sweep import run_worker
 
     plan = make_plan(_compose(args.config_dir, args.overrides))
+    from tuner.progress import make_reporter  # after the checks, as in cmd_sweep
+    from tuner.sweep import run_worker
+
     reporter = make_reporter()
     reporter.print(f"worker for study {plan.study_name}: trials until n_trials="
                    f"{plan.cfg.n_trials} are done")

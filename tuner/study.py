@@ -23,6 +23,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.errors import ConfigError, Problem
+from tuner.masking import mask
 from tuner.plan import SweepPlan
 from tuner.tracking import tags
 
@@ -32,6 +33,47 @@ SCHEMA_LOCK_KEY = 0x7475_6E65_7200  # "tuner" in ASCII: one advisory lock per da
 
 def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def check_storage(storage_cfg, where: str) -> None:
+    """Raise ConfigError unless the database server behind an RDB storage answers.
+
+    Runs before anything is written: without it, a sweep pointed at a database that is
+    down would start its slots, run the preflight and create the run dir, then fail with
+    a traceback. File storages (the journal, SQLite) need no server and pass at once."""
+    url = storage_cfg.get("url") if hasattr(storage_cfg, "get") else None
+    if url is None or str(url).startswith("sqlite"):
+        return
+    import sqlalchemy
+
+    engine = None
+    try:
+        engine = sqlalchemy.create_engine(str(url), **_engine_kwargs(
+            storage_cfg.get("engine_kwargs") or {}))
+        with engine.connect():
+            pass
+    except Exception as error:  # bad URL, missing driver, refused, auth: all the user's
+        cause = getattr(error, "orig", None) or error
+        raise ConfigError(Problem(
+            where, "storage.url", f"cannot connect to the study's database at {mask(str(url))}: "
+            f"{mask(_first_line(str(cause)))}",
+            "start the database server, or point storage.url at one that runs (for "
+            "storage=postgres: PGHOST, PGPORT, PGUSER, PGDATABASE; the password comes from "
+            "PGPASSWORD or ~/.pgpass)")) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def _engine_kwargs(engine_kwargs) -> dict:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(engine_kwargs) if OmegaConf.is_config(engine_kwargs) \
+        else dict(engine_kwargs)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def open_storage(storage_cfg) -> BaseStorage:
@@ -49,11 +91,8 @@ def _schema_lock(url: str, engine_kwargs) -> Iterator[None]:
     that start at once on an empty PostgreSQL database otherwise race on CREATE TABLE
     and all but one fail with a unique violation."""
     import sqlalchemy
-    from omegaconf import OmegaConf
 
-    kwargs = OmegaConf.to_container(engine_kwargs) if OmegaConf.is_config(engine_kwargs) \
-        else dict(engine_kwargs)
-    engine = sqlalchemy.create_engine(url, **kwargs)
+    engine = sqlalchemy.create_engine(url, **_engine_kwargs(engine_kwargs))
     try:
         with engine.connect() as connection:
             connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
@@ -106,6 +145,28 @@ def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
     return study
 
 
+def wait_for_journal(plan: SweepPlan, wait: float) -> float:
+    """Wait up to ``wait`` seconds for the sweep to create the journal file a worker would
+    join; return the seconds left. Opening a journal creates it, and fails when the run
+    dir does not exist yet: a worker started beside its sweep must neither crash nor
+    create the sweep's files. Other storages pass at once."""
+    path = journal_path(plan.cfg.storage)
+    deadline = time.monotonic() + wait
+    while path is not None and not path.exists():
+        if time.monotonic() >= deadline:
+            raise _no_study_to_join(plan, f" (there is no journal at {path})")
+        time.sleep(1.0)
+    return max(0.0, deadline - time.monotonic())
+
+
+def _no_study_to_join(plan: SweepPlan, detail: str = "") -> ConfigError:
+    return ConfigError(Problem(
+        plan.locate("study_name"), "study_name",
+        f"there is no study '{plan.study_name}' in the storage to join{detail}",
+        "start it with `tuner sweep` (same config) first, or check storage and "
+        "study_name"))
+
+
 def join_study(plan: SweepPlan, storage: BaseStorage, wait: float = 0.0) -> optuna.Study:
     """The plan's study, which must exist (within ``wait`` seconds: workers may start
     before the sweep has created it) and match the config (``tuner worker``)."""
@@ -115,11 +176,7 @@ def join_study(plan: SweepPlan, storage: BaseStorage, wait: float = 0.0) -> optu
             break
         time.sleep(1.0)
     if study_id is None:
-        raise ConfigError(Problem(
-            plan.locate("study_name"), "study_name",
-            f"there is no study '{plan.study_name}' in the storage to join",
-            "start it with `tuner sweep` (same config) first, or check storage and "
-            "study_name"))
+        raise _no_study_to_join(plan)
     directions = [optuna.study.StudyDirection[d.upper()] for d in plan.directions]
     _check_resumable(plan, storage, study_id, directions)
     # The sweep opens the study's MLflow parent run just after creating the study.

@@ -38,7 +38,15 @@ from tuner.pool import SlotPool
 from tuner.progress import PlainReporter, Tally, format_values
 from tuner.report import Summary, finalize
 from tuner.slot import Go
-from tuner.study import FINISHED, best_trial, join_study, open_storage, open_study
+from tuner.study import (
+    FINISHED,
+    best_trial,
+    check_storage,
+    join_study,
+    open_storage,
+    open_study,
+    wait_for_journal,
+)
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server
 from tuner.warmup import import_store_code_in_background
@@ -53,6 +61,7 @@ class SweepOutcome:
 
 def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
     check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
+    check_storage(plan.cfg.storage, plan.locate("storage.url"))
     import_store_code_in_background(plan.cfg.tracking.tracking_uri)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
@@ -97,13 +106,14 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
     from tuner import torchrun
 
     check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
+    check_storage(plan.cfg.storage, plan.locate("storage.url"))
     if torchrun.launched():
         return torchrun.run(plan, reporter, wait)
     import_store_code_in_background(plan.cfg.tracking.tracking_uri)
     with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
         pool.preflight()
-        storage = open_storage(plan.cfg.storage)
-        study = join_study(plan, storage, wait)
+        wait = wait_for_journal(plan, wait)
+        study = join_study(plan, open_storage(plan.cfg.storage), wait)
         tracker = Tracker(plan.cfg.tracking, plan.study_name)
         tracker.join(study)
         failures: Counter[str] = Counter()

@@ -80,10 +80,11 @@ def _lead_worker(plan, reporter, wait: float):
 
     from tuner.devices import SlotSpec, cpu_cores
     from tuner.slot import CONTINUE, Finished, Go, Slot
-    from tuner.study import join_study, open_storage
+    from tuner.study import join_study, open_storage, wait_for_journal
     from tuner.sweep import WorkerOutcome, tally
     from tuner.tracking.runs import Tracker
 
+    wait = wait_for_journal(plan, wait)
     study = join_study(plan, open_storage(plan.cfg.storage), wait)
     tracker = Tracker(plan.cfg.tracking, plan.study_name)
     tracker.join(study)
