@@ -164,11 +164,15 @@ def test_cfg_prints_config_and_writes_nothing(tmp_path):
 
 def test_help_lists_commands_and_groups(tmp_path):
     result = run_tuner("--help", cwd=tmp_path)
-    for command in ("sweep", "best", "ui", "serve"):
+    for command in ("sweep", "best", "sync", "ui", "serve"):
         assert command in result.stdout
     result = run_tuner("sweep", "--help", cwd=tmp_path)
     for word in ("hyperband", "tpe", "--config-dir"):
         assert word in result.stdout
+    result = run_tuner("sync", "--help", cwd=tmp_path)
+    for words in ("tracking server was down", "mlflow-outbox", "the sweep's own overrides",
+                  "Exit code 0 when"):
+        assert words in result.stdout
 
 
 def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:

@@ -1,6 +1,7 @@
 """The ``tuner`` command: thin wrappers that parse arguments and call the library.
 
-Exit codes: 0 done; 1 the sweep stopped on failures; 2 bad input (nothing was written);
+Exit codes: 0 done; 1 the sweep stopped on failures, or `tuner sync` left MLflow records
+waiting (the tracking server does not answer); 2 bad input (nothing was written);
 130 interrupted (the next identical command resumes).
 """
 
@@ -14,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuner.errors import ConfigError, Problem, SweepInterrupted, SweepStopped
+from tuner.errors import ConfigError, Problem, RecordsPending, SweepInterrupted, SweepStopped
 from tuner.masking import mask
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -57,6 +58,23 @@ matches (search space, metrics, directions). The sweep that started the study wr
 the report at the end."""
 
 
+SYNC_HELP = ("Write the MLflow records that waited while the tracking server was down: "
+             "runs, params, metrics, models, and the end of the sweep.")
+
+SYNC_EPILOG = """\
+When the MLflow tracking server stops answering during a sweep, training goes on and what
+could not be written waits in run_dir/mlflow-outbox/<study>/ (tracking.outbox_dir). Slots
+write it as soon as the server answers again, and so does the end of the sweep; what is
+still waiting after that is written by this command, given the sweep's own overrides:
+
+  tuner sweep tracking=server n_trials=200       # the server went away meanwhile
+  tuner sync tracking=server n_trials=200        # once it is back
+
+Each record is written once, even if sync is interrupted and run again. Exit code 0 when
+nothing is left waiting; 1 when the server does not answer (nothing is touched) or some
+records are left (a trial still training, a record the server refuses), with the reason."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuner", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                         help="the same overrides as the sweep it joins; " + OVERRIDES_HELP)
     worker.set_defaults(func=cmd_worker)
+
+    sync = command("sync", SYNC_HELP, SYNC_EPILOG)
+    sync.add_argument("overrides", nargs="*", metavar="OVERRIDE",
+                      help="the same overrides as the sweep whose records to write; "
+                           + OVERRIDES_HELP)
+    sync.set_defaults(func=cmd_sync)
 
     best = command("best", "Show a study's best trial: value, params and composed config.",
                    "examples:\n  tuner best\n  tuner best digits-cnn\n"
@@ -188,6 +212,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for line in describe_best(plan, outcome.summary):
         reporter.print(line)
     reporter.print("browse the runs: tuner ui" + _where_suffix(args))
+    if outcome.summary.pending:
+        reporter.print(_pending_warning(outcome.summary.pending, args))
     return 0
 
 
@@ -206,6 +232,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 0
     reporter.print(f"worker done ({outcome.stop_reason}): trained {outcome.trained} trial(s) "
                    "here")
+    if outcome.pending:
+        reporter.print(_pending_warning(outcome.pending, args))
+    return 0
+
+
+def _pending_warning(pending: int, args: argparse.Namespace) -> str:
+    import shlex
+
+    command = ["tuner", "sync"]
+    if args.config_dir:
+        command += ["--config-dir", args.config_dir]
+    command = shlex.join(command + args.overrides)
+    return f"warning: {pending} MLflow records pending; run `{command}` when the server is back"
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from tuner.plan import make_plan
+    from tuner.sync import run_sync
+
+    plan = make_plan(_compose(args.config_dir, args.overrides))
+    run_sync(plan, lambda line: print(mask(line), flush=True))
     return 0
 
 
@@ -308,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(mask(f"error: {error}"), file=sys.stderr)
         print("nothing was written.", file=sys.stderr)
         return 2
-    except SweepStopped as error:
+    except (SweepStopped, RecordsPending) as error:
         print(mask(f"error: {error}"), file=sys.stderr)
         return 1
     except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:

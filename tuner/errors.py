@@ -39,5 +39,9 @@ class SweepStopped(Exception):
     """The sweep stopped before its budget was spent (too many failures)."""
 
 
+class RecordsPending(Exception):
+    """MLflow records still wait in the outbox (the tracking server does not answer)."""
+
+
 class SweepInterrupted(BaseException):
     """SIGTERM arrived; handled like Ctrl-C (a BaseException so trials do not catch it)."""

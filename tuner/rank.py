@@ -74,6 +74,7 @@ def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
         trial = optuna.trial.Trial(study, spec["trial_id"])
         tracker = Tracker(OmegaConf.create(spec["tracking"]), spec["study_name"])
         tracker.attach(spec["experiment_id"], spec["parent_run_id"])
+        tracker.client.bind(spec["run_id"], stored.number)  # its records join the slot's
         logger = tracker.trial_logger(spec["run_id"])
     fitted = fit(cfg, stored.user_attrs[tags.SEED_ATTR], trial=trial,
                  metrics=tuple(spec["metrics"]), reports_epochs=spec["reports_epochs"],

@@ -16,6 +16,7 @@ from tuner.config.compose import Composed
 from tuner.errors import ConfigError, Problem
 from tuner.study import best_trial, find_study_id, journal_path, open_storage
 from tuner.tracking import tags
+from tuner.tracking.links import run_id_of
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -64,7 +65,7 @@ def best_report(composed: Composed) -> dict[str, Any]:
             "number": best.number,
             "values": dict(zip(metrics, best.values, strict=True)),
             "params": best.params,
-            "mlflow_run_id": best.user_attrs.get(tags.RUN_ID_ATTR),
+            "mlflow_run_id": run_id_of(best, study.user_attrs),
             "config": best.user_attrs.get(tags.CONFIG_ATTR, ""),
         }
     if len(study.directions) > 1:

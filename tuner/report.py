@@ -24,6 +24,7 @@ import tuner.dashboards
 from tuner.plan import SweepPlan
 from tuner.study import best_trial
 from tuner.tracking import tags
+from tuner.tracking.links import model_uri_of, run_id_of
 from tuner.tracking.registry import Champion, promote
 from tuner.tracking.runs import Tracker
 
@@ -37,6 +38,12 @@ class Summary:
     champion: Champion | None
     champion_note: str  # why there is no champion, or ""
     counts: dict[str, int]  # trials per state name
+    pending: int = 0  # MLflow records still waiting in the outbox (tuner sync writes them)
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    return {s.name: len(study.get_trials(deepcopy=False, states=(s,)))
+            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
 
 
 def leaderboard(study: optuna.Study, metrics: tuple[str, ...]) -> list[dict]:
@@ -53,6 +60,7 @@ def leaderboard(study: optuna.Study, metrics: tuple[str, ...]) -> list[dict]:
         return order.get(t.state, 3), math.inf if math.isnan(score) else score  # NaN last
 
     rows = []
+    study_attrs = study.user_attrs
     for t in sorted(study.get_trials(deepcopy=False, states=tuple(order)), key=key):
         row = {"trial": t.number, "state": t.state.name}
         for i, metric in enumerate(metrics):
@@ -60,16 +68,15 @@ def leaderboard(study: optuna.Study, metrics: tuple[str, ...]) -> list[dict]:
         row["epochs"] = max(t.intermediate_values, default=None)
         row["seconds"] = (round(t.duration.total_seconds(), 2) if t.duration else None)
         row.update(t.params)
-        row["run_id"] = t.user_attrs.get(tags.RUN_ID_ATTR)
+        row["run_id"] = run_id_of(t, study_attrs)
         rows.append(row)
     return rows
 
 
 def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> Summary:
-    counts = {s.name: len(study.get_trials(deepcopy=False, states=(s,)))
-              for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    counts = trial_counts(study)
     best = best_trial(study)
-    champion, note = _champion(plan, best, tracker)
+    champion, note = _champion(plan, best, tracker, study.user_attrs)
     rows = leaderboard(study, plan.metrics)
     _log_parent(plan, tracker, best, rows, counts)
     if plan.cfg.tracking.report:
@@ -78,19 +85,19 @@ def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> Summary:
     return Summary(best, champion, note, counts)
 
 
-def _champion(plan: SweepPlan, best: FrozenTrial | None, tracker: Tracker
-              ) -> tuple[Champion | None, str]:
+def _champion(plan: SweepPlan, best: FrozenTrial | None, tracker: Tracker,
+              study_attrs: dict) -> tuple[Champion | None, str]:
     if best is None:
         return None, "no trial has completed"
     if not plan.cfg.tracking.register_champion:
         return None, "tracking.register_champion is false"
-    uri = best.user_attrs.get(tags.MODEL_URI_ATTR)
+    uri = model_uri_of(best, study_attrs)
     if uri is None:
         why = best.user_attrs.get(tags.MODEL_ERROR_ATTR)
         return None, (f"trial {best.number}'s model could not be exported: {why}" if why
                       else f"trial {best.number} has no logged model (tracking.log_models "
                            "was off when it ran)")
-    champion = promote(tracker.client, plan.study_name, uri, best.user_attrs[tags.RUN_ID_ATTR],
+    champion = promote(tracker.client, plan.study_name, uri, run_id_of(best, study_attrs),
                        best.values[0], plan.directions[0], best.number)
     return champion, ""
 

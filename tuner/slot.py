@@ -173,12 +173,14 @@ class Slot:
 
     def run(self) -> str:
         from tuner.budget import claim
+        from tuner.tracking.replay import catch_up
 
         while True:
             if self._stop_requested():
                 return "stopped"
             if self.go.deadline is not None and time.time() >= self.go.deadline:
                 return "timeout"
+            catch_up(self.tracker.client, self.study)  # MLflow records that had to wait
             claimed = claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
                             self.tracker.end_abandoned, self.plan.cfg.retry_failed)
             if claimed.stop is not None:
@@ -262,7 +264,8 @@ def record_interruption(study: optuna.Study, trial: optuna.Trial | int, tracker,
         tell(study, number, state=TrialState.FAIL)
         state = TrialState.FAIL
     run_id = stored.user_attrs.get(tags.RUN_ID_ATTR)
-    if run_id is not None and tracker.client.get_run(run_id).info.status == "RUNNING":
+    if run_id is not None:
+        tracker.client.bind(run_id, number)
         failed = state == TrialState.FAIL
         tracker.end_trial(run_id, state, reason=reason if failed else None,
-                          interrupted=failed and killed)
+                          interrupted=failed and killed, only_if_running=True)

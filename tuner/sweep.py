@@ -5,6 +5,8 @@
     open the study and the runs     the storage, the MLflow experiment and parent run
     slots claim and train trials    each slot: claim -> train -> tell Optuna -> end its run
     finalize                        champion, leaderboard and report on the parent run
+                                    (or, with the tracking server down, all of it waits
+                                    in the outbox for `tuner sync`: tuner.sync)
 
 The driver never trains and never imports torch: it opens the records, watches the slots
 (:mod:`tuner.pool`) and shows progress. The budget is ``n_trials`` COMPLETE + PRUNED
@@ -36,7 +38,7 @@ from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
 from tuner.pool import SlotPool
 from tuner.progress import PlainReporter, Tally, format_values
-from tuner.report import Summary, finalize
+from tuner.report import Summary
 from tuner.slot import Go
 from tuner.study import (
     FINISHED,
@@ -47,6 +49,7 @@ from tuner.study import (
     open_study,
     wait_for_journal,
 )
+from tuner.sync import finish_records, finish_worker_records
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server
 from tuner.warmup import import_store_code_in_background
@@ -79,13 +82,15 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
         finally:
             reporter.stop()
     stop_reason = _stop_reason(reasons, failures, plan)
-    summary = finalize(plan, study, tracker)
-    tracker.close("FAILED" if stop_reason == "failures" else "FINISHED")
+    summary = finish_records(plan, study, tracker,
+                             "FAILED" if stop_reason == "failures" else "FINISHED")
     if stop_reason == "failures":
         reason, n = failures.most_common(1)[0]
+        waiting = (f"; {summary.pending} MLflow records pending: run `tuner sync` with the "
+                   "same arguments when the tracking server is back" if summary.pending else "")
         raise SweepStopped(f"stopped after {sum(failures.values())} failed trials "
                            f"(max_failures={plan.cfg.max_failures}); most common reason "
-                           f"({n}x): {reason}")
+                           f"({n}x): {reason}{waiting}")
     return SweepOutcome(study, summary, stop_reason)
 
 
@@ -94,6 +99,7 @@ class WorkerOutcome:
     study: optuna.Study
     trained: int  # trials this worker's slots finished
     stop_reason: str
+    pending: int = 0  # MLflow records still waiting in this machine's outbox
 
 
 def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
@@ -129,7 +135,9 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
             raise
         finally:
             reporter.stop()
-    return WorkerOutcome(study, sum(trained.values()), _stop_reason(reasons, failures, plan))
+    pending = finish_worker_records(study, tracker)
+    return WorkerOutcome(study, sum(trained.values()), _stop_reason(reasons, failures, plan),
+                         pending)
 
 
 @contextmanager

@@ -29,9 +29,11 @@ from tuner.outcome import TrialResult, reason_of
 from tuner.plan import SweepPlan
 from tuner.pruning import OptunaPruning
 from tuner.tracking import tags
-from tuner.tracking.registry import log_trial_model
 from tuner.tracking.runs import Tracker
 from tuner.training import build_objects, build_trainer, example_input
+
+MODEL_WAITS = ("not logged yet: the MLflow tracking server did not answer; its weights wait "
+               "in the outbox, and `tuner sync` (or the end of the sweep) logs it")
 
 
 def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
@@ -126,12 +128,16 @@ def fit(cfg, seed: int, *, trial: optuna.Trial | None, metrics: tuple[str, ...],
 def log_model(fitted: Fitted, trial_id: int, storage, run_id: str, tracker: Tracker) -> None:
     """Log the trained module to its run; record the URI (or why not) on the trial."""
     try:
-        uri = log_trial_model(fitted.module, example_input(fitted.module, fitted.datamodule),
-                              run_id)
+        config_yaml = storage.get_trial(trial_id).user_attrs.get(tags.CONFIG_ATTR, "")
+        uri = tracker.client.log_model(
+            run_id, fitted.module, example_input(fitted.module, fitted.datamodule), config_yaml)
     except Exception as error:
         # The trial itself succeeded; only its model cannot be exported (e.g. code
         # torch.export cannot trace). Keep the result, say why there is no model.
         storage.set_trial_user_attr(trial_id, tags.MODEL_ERROR_ATTR, reason_of(error))
         tracker.log_error(run_id, traceback.format_exc())
     else:
-        storage.set_trial_user_attr(trial_id, tags.MODEL_URI_ATTR, uri)
+        if uri is None:  # the tracking server did not answer: the weights wait in the outbox
+            storage.set_trial_user_attr(trial_id, tags.MODEL_ERROR_ATTR, MODEL_WAITS)
+        else:
+            storage.set_trial_user_attr(trial_id, tags.MODEL_URI_ATTR, uri)

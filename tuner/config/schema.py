@@ -170,6 +170,7 @@ class TrackingSchema:
     log_models: bool = MISSING
     register_champion: bool = MISSING
     report: bool = MISSING
+    outbox_dir: str = MISSING
 
 
 @dataclass

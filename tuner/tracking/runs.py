@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import optuna
-from mlflow import MlflowClient
 from mlflow.entities import Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
@@ -35,6 +34,8 @@ from omegaconf import DictConfig
 from tuner.errors import ConfigError, Problem
 from tuner.masking import mask
 from tuner.tracking import tags
+from tuner.tracking.outbox import PARENT
+from tuner.tracking.resilient import resilient_client
 
 if TYPE_CHECKING:
     from tuner.tracking.logger import MlflowBatchLogger
@@ -75,7 +76,9 @@ class Tracker:
         # The fluent API (used to log models) reads the global URI; set both.
         mlflow.set_tracking_uri(tracking.tracking_uri)
         mlflow.set_registry_uri(tracking.tracking_uri)
-        self.client = MlflowClient(tracking.tracking_uri, registry_uri=tracking.tracking_uri)
+        # With a tracking server, writes that it cannot take wait in an outbox instead of
+        # holding training up (tuner.tracking.resilient); reads go straight through.
+        self.client = resilient_client(tracking, study_name)
         self.experiment_id: str | None = None
         self.parent_run_id: str | None = None
 
@@ -101,7 +104,12 @@ class Tracker:
             study.set_user_attr(tags.PARENT_RUN_ATTR, run_id)
         else:
             self.client.update_run(run_id, status="RUNNING")
-        self.parent_run_id = run_id
+        self.parent_run_id = self.client.parent_run_id = run_id
+        self.client.experiment_id = self.experiment_id
+        if self.client.outbox is not None:
+            # An earlier sweep's end of the parent run (and its report) waiting there is
+            # superseded: this sweep ends the parent run and writes the report again.
+            self.client.outbox.discard(PARENT)
 
     def join(self, study: optuna.Study) -> None:
         """Attach to the parent run of a study that a ``tuner sweep`` opened."""
@@ -116,6 +124,7 @@ class Tracker:
     def attach(self, experiment_id: str, parent_run_id: str) -> None:
         """Write trial runs under a parent run that another process opened."""
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
+        self.client.experiment_id, self.client.parent_run_id = experiment_id, parent_run_id
         mlflow.set_experiment(experiment_id=experiment_id)
 
     def _experiment(self) -> str:
@@ -167,7 +176,9 @@ class Tracker:
 
     def end_trial(self, run_id: str, state: optuna.trial.TrialState, *,
                   reason: str | None = None, pruned_at: int | None = None,
-                  interrupted: bool = False) -> None:
+                  interrupted: bool = False, only_if_running: bool = False) -> None:
+        """End the trial's run to match its Optuna state; with ``only_if_running``, only
+        if the run has not ended already (decided on replay when the server is down)."""
         run_tags = [RunTag(tags.STATE, state.name)]
         if state == optuna.trial.TrialState.PRUNED:
             run_tags.append(RunTag(tags.PRUNED, "true"))
@@ -175,14 +186,13 @@ class Tracker:
                 run_tags.append(RunTag(tags.PRUNED_AT_EPOCH, str(pruned_at)))
         if reason:
             run_tags.append(RunTag(tags.FAIL_REASON, mask(reason)[:MAX_TAG_VALUE]))
-        self.client.log_batch(run_id, tags=run_tags)
         if interrupted:
             status = RunStatus.to_string(RunStatus.KILLED)
         elif state == optuna.trial.TrialState.FAIL:
             status = RunStatus.to_string(RunStatus.FAILED)
         else:
             status = RunStatus.to_string(RunStatus.FINISHED)
-        self.client.set_terminated(run_id, status=status)
+        self.client.end_run(run_id, run_tags, status, only_if_running=only_if_running)
 
     def log_error(self, run_id: str, text: str) -> None:
         self.client.log_text(run_id, mask(text), "error.txt")
@@ -191,8 +201,8 @@ class Tracker:
         """End the run of a trial whose process died (reaped): KILLED, with the reason.
         Does nothing when the trial never got a run or its run already ended."""
         run_id = trial.user_attrs.get(tags.RUN_ID_ATTR)
-        if run_id is None or not self._run_exists(run_id):
+        if run_id is None:
             return
-        if self.client.get_run(run_id).info.status == "RUNNING":
-            self.end_trial(run_id, optuna.trial.TrialState.FAIL, reason=reason,
-                           interrupted=True)
+        self.client.bind(run_id, trial.number)
+        self.end_trial(run_id, optuna.trial.TrialState.FAIL, reason=reason, interrupted=True,
+                       only_if_running=True)

@@ -66,3 +66,9 @@ def check_tracking_server(tracking_uri: str, where: str) -> None:
         f"({ATTEMPTS} tries): {mask(str(why))}",
         "start it (`mlflow server --host ... --port ...`), or point MLFLOW_TRACKING_URI "
         "at one that runs"))
+
+
+def server_answers(tracking_uri: str) -> bool:
+    """One quick ``/health`` probe, no retries: for deciding whether to try the server
+    again after it stopped answering (tuner.tracking.breaker)."""
+    return _probe(_health_url(tracking_uri)) is None

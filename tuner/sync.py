@@ -1,0 +1,120 @@
+"""MLflow records that waited for the tracking server: the end of a sweep, and ``tuner sync``.
+
+While the tracking server is down, what a trial writes waits in the outbox
+(:mod:`tuner.tracking.outbox`) and training goes on. The end of a sweep
+(:func:`finish_records`) queues its own records there too, behind the trials' (champion,
+leaderboard, report, the parent run's final status), and replays the whole outbox:
+
+- the server answers: everything is written, in order, and the outbox is empty;
+- it does not: everything waits, the sweep still ends (its trials are all in Optuna),
+  and ``tuner sync`` (:func:`run_sync`) writes the records once the server is back,
+  ending the parent run as the sweep would have.
+
+A worker's outbox holds only its trials' records; ``tuner sync`` on that machine writes
+them (the sweep that started the study keeps the parent run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from tuner.errors import ConfigError, RecordsPending
+from tuner.plan import SweepPlan
+from tuner.report import Summary, finalize, trial_counts
+from tuner.study import best_trial
+from tuner.tracking.breaker import is_server_uri
+from tuner.tracking.outbox import Outbox
+from tuner.tracking.replay import Finalize, Replayed, replay
+from tuner.tracking.runs import Tracker
+from tuner.tracking.server import check_tracking_server
+
+DEFERRED_NOTE = "MLflow records still wait in the outbox; `tuner sync` registers it"
+
+
+def finish_records(plan: SweepPlan, study: optuna.Study, tracker: Tracker, status: str
+                   ) -> Summary:
+    """The end of a sweep: champion, leaderboard, report, and the parent run ended with
+    ``status``; or, with a tracking server that does not answer, all of it waiting in the
+    outbox (the summary then says how many records wait)."""
+    client = tracker.client
+    if client.outbox is None:  # an embedded store: nothing can be unreachable
+        summary = finalize(plan, study, tracker)
+        tracker.close(status)
+        return summary
+    client.queue(tracker.parent_run_id, {"op": "finalize", "status": status})
+    summaries: list[Summary] = []
+    replay(client, study, _finalizer(plan, study, tracker, summaries))
+    if summaries:
+        client.outbox.tidy()
+        return summaries[-1]
+    return Summary(best_trial(study), None, DEFERRED_NOTE, trial_counts(study),
+                   pending=client.outbox.count())
+
+
+def finish_worker_records(study: optuna.Study, tracker: Tracker) -> int:
+    """The end of ``tuner worker``: replay its trials' waiting records; how many wait."""
+    client = tracker.client
+    if client.outbox is None:
+        return 0
+    replay(client, study)
+    pending = client.outbox.count()
+    if not pending:
+        client.outbox.tidy()
+    return pending
+
+
+def _finalizer(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
+               into: list[Summary]) -> Finalize:
+    def run(status: str) -> None:
+        into.append(finalize(plan, study, tracker))
+        tracker.close(status)
+
+    return run
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    outbox: Path | None  # the study's outbox folder; None with an embedded store
+    files: list[Replayed]  # what was done with each waiting file
+
+
+def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> SyncOutcome:
+    """``tuner sync``: write every record the outbox holds for the study.
+
+    Raises :class:`RecordsPending` when the server does not answer (nothing is touched)
+    or when records are left (a trial still RUNNING, a record the server refuses)."""
+    from tuner.records import load_study
+
+    tracking = plan.cfg.tracking
+    outbox = (Outbox(Path(tracking.outbox_dir), plan.study_name)
+              if is_server_uri(tracking.tracking_uri) and tracking.get("outbox_dir") else None)
+    if outbox is None or not outbox.pending_keys():
+        where = outbox.dir if outbox is not None else "the outbox (an embedded store has none)"
+        say(f"nothing to sync: no MLflow records wait in {where}")
+        return SyncOutcome(outbox.dir if outbox else None, [])
+    waiting = outbox.count()
+    try:
+        check_tracking_server(tracking.tracking_uri, plan.locate("tracking"))
+    except ConfigError as error:
+        raise RecordsPending(
+            f"{error}\n{waiting} MLflow record(s) wait in {outbox.dir}, untouched: run "
+            "`tuner sync` again once the server answers") from None
+    study = load_study(plan.composed)
+    tracker = Tracker(tracking, plan.study_name)
+    tracker.join(study)
+    summaries: list[Summary] = []
+    files = replay(tracker.client, study, _finalizer(plan, study, tracker, summaries))
+    for done in files:
+        say(done.describe())
+    left = outbox.count()
+    if left:
+        reasons = sorted({f.why_left for f in files if f.left})
+        raise RecordsPending(f"{left} MLflow record(s) still wait in {outbox.dir}: "
+                             + "; ".join(reasons or ["the parent run waits for the trials"]))
+    outbox.tidy()
+    say(f"done: every waiting record is written; nothing waits in {outbox.dir}")
+    return SyncOutcome(outbox.dir, files)

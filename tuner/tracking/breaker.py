@@ -1,0 +1,93 @@
+"""When the MLflow tracking server stops answering: short retries, then a pause.
+
+MLflow's client retries a request 7 times with exponential backoff and a 120 s timeout,
+so one write to a dead server blocks for minutes. tuner's processes write between
+training steps, so they bound that (only where the user has not set MLflow's own
+variables, see ``HTTP_DEFAULTS``): a refused connection then costs about 2.5 s, a
+server that accepts connections but never answers about 30 s.
+
+After the first such failure the :class:`Breaker` opens: for ``COOLDOWN_S`` every write
+goes straight to the outbox (:mod:`tuner.tracking.outbox`) without a request, and then
+one ``/health`` probe (2 s at most) decides whether to try the server again. A trial
+therefore waits for one failed request, not one per write.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import requests
+from mlflow.exceptions import MlflowException
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
+
+from tuner.masking import mask
+from tuner.tracking.server import server_answers
+
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",  # retries per request (MLflow's default: 7)
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds, doubling per retry (default: 2)
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",  # random seconds added per retry
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",  # seconds to connect or wait for data (default: 120)
+}
+COOLDOWN_S = 30.0  # seconds without requests after a failure, before the next probe
+
+_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                requests.exceptions.RetryError, MaxRetryError, NewConnectionError,
+                ProtocolError, ConnectionError, TimeoutError)
+
+
+def is_server_uri(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
+
+
+def bound_http_retries() -> None:
+    """Set ``HTTP_DEFAULTS`` in this process's environment (inherited by the slots and
+    ranks it starts) unless the user set them; MLflow reads them at every request."""
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when ``error`` means the server could not be reached or did not answer in
+    time (refused or timed-out connections, or 5xx answers until the retries ran out),
+    as opposed to a request that the server answered by refusing it."""
+    seen: BaseException | None = error
+    for _ in range(20):  # the chain of causes is short; never loop on a cycle
+        if seen is None:
+            break
+        if isinstance(seen, _UNREACHABLE):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    # MLflow wraps every failure of the HTTP call itself (not an error answer) this way.
+    return isinstance(error, MlflowException) and str(error.message).startswith("API request to")
+
+
+class Breaker:
+    """Whether this process should try the tracking server now (one per process)."""
+
+    def __init__(self, tracking_uri: str, cooldown: float = COOLDOWN_S):
+        self.tracking_uri = tracking_uri
+        self.cooldown = cooldown
+        self.last_error: str | None = None  # why it opened, for messages
+        self._open_until: float | None = None  # monotonic seconds; None: closed
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until is not None
+
+    def allows_try(self) -> bool:
+        """Closed: yes. Open: no until the cooldown ends, then yes if ``/health`` answers."""
+        if self._open_until is None:
+            return True
+        if time.monotonic() < self._open_until:
+            return False
+        if server_answers(self.tracking_uri):
+            self._open_until = None
+            return True
+        self._open_until = time.monotonic() + self.cooldown
+        return False
+
+    def trip(self, error: BaseException) -> None:
+        self.last_error = mask(str(error).splitlines()[0] if str(error) else repr(error))[:300]
+        self._open_until = time.monotonic() + self.cooldown
