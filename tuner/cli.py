@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(func=cmd_serve)
+
+    from tuner.schedule.commands import add_schedule_command
+
+    add_schedule_command(commands)
     return parser
 
 

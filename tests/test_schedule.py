@@ -1,0 +1,156 @@
+"""`tuner schedule`: jobs checked at add time, confined to the project's configs at add
+and at run time, and run for real by `tuner schedule run --once` (a real sweep)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import FIXTURE_CONF, load_study, run_tuner
+
+SCHEDULE = "tuner-schedule.yaml"
+TINY = ("n_trials=2", "trainer.max_epochs=1", "tracking.report=false")
+
+
+def _state(project: Path) -> dict:
+    return json.loads((project / "tuner-schedule.state.json").read_text())["jobs"]
+
+
+def _project(tmp_path: Path) -> Path:
+    project = tmp_path / "project"
+    project.mkdir()
+    return project
+
+
+def test_add_list_remove_round_trip(tmp_path):
+    project = _project(tmp_path)
+    shutil.copytree(FIXTURE_CONF, project / "conf")
+    added = run_tuner("schedule", "add", "nightly", "--cron", "0 3 * * *", "--config-dir",
+                      "conf", "--", "n_trials=60", "model=cnn", "search=cnn", cwd=project)
+    assert added.returncode == 0, added.stderr
+    assert "next run" in added.stdout
+    second = run_tuner("schedule", "add", "hourly", "--cron", "@hourly", cwd=project)
+    assert second.returncode == 0, second.stderr
+
+    jobs = yaml.safe_load((project / SCHEDULE).read_text())["jobs"]
+    assert jobs["nightly"]["cron"] == "0 3 * * *"
+    assert jobs["nightly"]["config_dir"] == "conf"
+    assert jobs["nightly"]["overrides"] == ["n_trials=60", "model=cnn", "search=cnn"]
+    assert "config_dir" not in jobs["hourly"] and jobs["hourly"]["overrides"] == []
+
+    listing = run_tuner("schedule", "list", cwd=project)
+    assert listing.returncode == 0, listing.stderr
+    assert "nightly: cron '0 3 * * *', config_dir conf" in listing.stdout
+    assert "overrides: n_trials=60 model=cnn search=cnn" in listing.stdout
+    assert " 03:00 " in listing.stdout  # the next run of nightly
+    assert listing.stdout.count("last run:  never") == 2
+
+    duplicate = run_tuner("schedule", "add", "nightly", "--cron", "* * * * *", cwd=project)
+    assert duplicate.returncode == 2 and "jobs.nightly: already exists" in duplicate.stderr
+
+    removed = run_tuner("schedule", "remove", "nightly", cwd=project)
+    assert removed.returncode == 0, removed.stderr
+    assert list(yaml.safe_load((project / SCHEDULE).read_text())["jobs"]) == ["hourly"]
+    assert "nightly" not in run_tuner("schedule", "list", cwd=project).stdout
+    missing = run_tuner("schedule", "remove", "nightly", cwd=project)
+    assert missing.returncode == 2 and "no such job" in missing.stderr
+    assert "jobs in the file: hourly" in missing.stderr
+
+
+def test_bad_cron_name_and_override_are_refused_before_writing(tmp_path):
+    project = _project(tmp_path)
+    cases = [
+        (["bad_cron", "--cron", "61 * * * *"], "--cron: '61 * * * *' is not a cron"),
+        (["seconds", "--cron", "* * * * * *"], "is not a cron expression"),
+        (["1bad-name", "--cron", "* * * * *"], "NAME: '1bad-name' is not a job name"),
+        (["typo", "--cron", "* * * * *", "--", "n_trials=two"], "command line (n_trials=two)"),
+        (["unknown", "--cron", "* * * * *", "--", "trainer.max_epoch=1"], "max_epoch"),
+        (["option", "--cron", "* * * * *", "--", "model=nope"], "no model option 'nope'"),
+    ]
+    for args, expected in cases:
+        result = run_tuner("schedule", "add", *args, cwd=project)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert expected in result.stderr, (args, result.stderr)
+        assert "nothing was written" in result.stderr
+        assert sorted(p.name for p in project.iterdir()) == [], args  # no file, no runs/
+
+
+def test_config_outside_the_project_is_refused_at_add_time(tmp_path):
+    project = _project(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(FIXTURE_CONF, elsewhere)
+    (project / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (project / "sub").mkdir()
+    for config_dir in (str(elsewhere), "../elsewhere", "sub/../../elsewhere", "linked"):
+        result = run_tuner("schedule", "add", "job", "--cron", "* * * * *", "--config-dir",
+                           config_dir, cwd=project)
+        assert result.returncode == 2, (config_dir, result.stderr)
+        assert "--config-dir" in result.stderr and "outside the project" in result.stderr
+        assert f"inside the project: {project.resolve()}" in result.stderr  # what is allowed
+    for override in ("hydra.searchpath=[file://" + str(elsewhere) + "]",
+                     "model=../../../elsewhere/model/tiny", "model._target_=os.system"):
+        result = run_tuner("schedule", "add", "job", "--cron", "* * * * *", "--", override,
+                           cwd=project)
+        assert result.returncode == 2, (override, result.stderr)
+        assert f"'{override}'" in result.stderr
+    assert not (project / SCHEDULE).exists()
+
+
+def test_hand_edited_outside_config_dir_is_refused_at_run_time(tmp_path):
+    project = _project(tmp_path)
+    shutil.copytree(FIXTURE_CONF, tmp_path / "elsewhere")
+    (project / SCHEDULE).write_text(yaml.safe_dump({"jobs": {"sneaky": {
+        "cron": "* * * * *", "config_dir": "../elsewhere", "overrides": list(TINY)}}}))
+    result = run_tuner("schedule", "run", "--once", cwd=project)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert "refused sneaky" in result.stdout and "outside the project" in result.stdout
+    last = _state(project)["sneaky"]["last_run"]
+    assert last["status"] == "refused" and last["exit_code"] is None
+    assert "jobs.sneaky.config_dir" in last["reason"]
+    assert not (project / "runs").exists() and not (project / "tuner-schedule-logs").exists()
+    listing = run_tuner("schedule", "list", cwd=project)
+    assert "refused at" in listing.stdout and "outside the project" in listing.stdout
+
+
+def test_run_once_runs_a_due_job_as_a_real_sweep(tmp_path):
+    project = _project(tmp_path)
+    study = "nightly-${oc.env:TUNER_SCHEDULED_FOR}"  # a new study per due time
+    added = run_tuner("schedule", "add", "every_minute", "--cron", "* * * * *", "--",
+                      *TINY, f"study_name={study}", cwd=project)
+    assert added.returncode == 0, added.stderr
+    assert not (project / "runs").exists()  # add checks; it does not sweep
+
+    result = run_tuner("schedule", "run", "--once", cwd=project, timeout=600)
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert "started every_minute" in result.stdout
+    assert "every_minute ended: exit 0 (ok)" in result.stdout
+
+    last = _state(project)["every_minute"]["last_run"]
+    assert last["status"] == "ok" and last["exit_code"] == 0
+    log = Path(last["log"])
+    assert log.parent == project / "tuner-schedule-logs" / "every_minute"
+    assert "done (" in log.read_text()  # the sweep's own output
+    due = datetime.fromisoformat(last["due"])
+    trials = load_study(project / "runs", f"nightly-{due:%Y%m%d-%H%M}").trials
+    assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
+    assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
+
+    listing = run_tuner("schedule", "list", cwd=project)
+    assert "ok, exit 0" in listing.stdout
+
+
+def test_schedule_help_is_real():
+    import subprocess
+    import sys
+
+    for args in ([], ["add"], ["list"], ["remove"], ["run"]):
+        result = subprocess.run([sys.executable, "-m", "tuner", "schedule", *args, "--help"],
+                                capture_output=True, text=True, check=True)
+        assert "usage: tuner schedule" in result.stdout
+    assert "--cron EXPR" in subprocess.run(
+        [sys.executable, "-m", "tuner", "schedule", "add", "--help"],
+        capture_output=True, text=True).stdout
