@@ -154,3 +154,41 @@ def test_schedule_help_is_real():
     assert "--cron EXPR" in subprocess.run(
         [sys.executable, "-m", "tuner", "schedule", "add", "--help"],
         capture_output=True, text=True).stdout
+
+
+def test_sigterm_stops_the_loop_and_its_running_job_cleanly(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import tuner_command
+
+    project = _project(tmp_path)
+    added = run_tuner("schedule", "add", "long", "--cron", "* * * * *", "--",
+                      "n_trials=500", "trainer.max_epochs=1", "tracking.report=false",
+                      cwd=project)
+    assert added.returncode == 0, added.stderr
+    scheduler = subprocess.Popen([*tuner_command(), "schedule", "run"], cwd=project,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        logs = project / "tuner-schedule-logs" / "long"
+        deadline = time.monotonic() + 180
+        # Stop it once the sweep has planned its study (tuner's SIGTERM handling is on).
+        while not any("study long" in p.read_text() or "study digits-mlp" in p.read_text()
+                      for p in logs.glob("*.log")):
+            assert time.monotonic() < deadline and scheduler.poll() is None
+            time.sleep(0.5)
+        time.sleep(3)
+        scheduler.send_signal(signal.SIGTERM)
+        output, _ = scheduler.communicate(timeout=180)
+    finally:
+        if scheduler.poll() is None:
+            scheduler.kill()
+    assert scheduler.returncode == 0, output
+    assert "stopping long" in output and "scheduler stopped" in output
+    last = _state(project)["long"]["last_run"]
+    assert last["status"] == "interrupted" and last["exit_code"] == 130, (last, output)
+    assert "running" not in _state(project)["long"]
+    assert "interrupted" in Path(last["log"]).read_text()  # tuner's own SIGTERM message
