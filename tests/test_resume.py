@@ -37,7 +37,7 @@ STUDY = "digits-slow_mlp"
 SLOW = ("sweep", "n_trials=1", "model=slow_mlp", "search=width_only",
         "search.model.width.choices=[64]", "trainer.max_epochs=8", "resume_checkpoint_s=0",
         "pruner=none", "tracking.report=false", "tracking.flush_interval=0",
-        "--config-dir", str(FIXTURE_CONF))
+        "tracking.log_models=false", "trainer.accelerator=cpu")
 
 
 def _env() -> dict[str, str]:
@@ -53,10 +53,12 @@ def _reported(run_dir: Path) -> int:
         return 0
 
 
-def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(tmp_path):
+@pytest.mark.parametrize("ranks", [1, 2], ids=["one-process", "ddp-two-ranks"])
+def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(ranks, tmp_path):
     run_dir = tmp_path / "runs"
     checkpoint = run_dir / "trials" / STUDY / "0" / CHECKPOINT_FILE
-    process = subprocess.Popen([*tuner_command(), *SLOW], cwd=tmp_path,
+    args = (*SLOW, f"devices_per_trial={ranks}", "--config-dir", str(FIXTURE_CONF))
+    process = subprocess.Popen([*tuner_command(), *args], cwd=tmp_path,
                                env={**os.environ, **_env()}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -73,7 +75,7 @@ def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(tmp_
     assert checkpoint.is_file()
     run_id = killed.user_attrs[tags.RUN_ID_ATTR]
 
-    result = run_tuner(*SLOW, cwd=tmp_path, env=_env())
+    result = run_tuner(*args, cwd=tmp_path, env=_env())
     assert result.returncode == 0, result.stdout + result.stderr
     first, repeat = load_study(run_dir, STUDY).trials
     assert first.state == TrialState.FAIL
@@ -90,6 +92,7 @@ def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(tmp_
     assert run.data.tags[tags.RESUMED_FROM_EPOCH] == str(resumed)
     assert run.data.tags[tags.TRIAL_NUMBER] == "1"
     assert tags.FAIL_REASON not in run.data.tags
+    assert repeat.user_attrs.get(tags.WORLD_SIZE_ATTR, 1) == ranks
     # Every epoch 0..7 once, in order: validation is logged at each epoch's last step.
     history = sorted(client.get_metric_history(run_id, "val_acc"), key=lambda m: m.timestamp)
     steps = [m.step for m in history]
