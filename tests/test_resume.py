@@ -25,10 +25,14 @@ from tests.conftest import (
     tuner_command,
     wait_until_gone,
 )
+from tests.servers import free_port
 from tuner.checkpoints import ResumeCheckpoint, checkpoint_epochs
 from tuner.resume import CHECKPOINT_FILE
 from tuner.study import open_storage
 from tuner.tracking import tags
+from tuner.tracking.breaker import Breaker
+from tuner.tracking.outbox import Outbox
+from tuner.tracking.runs import Tracker
 from tuner.trial import fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -213,3 +217,25 @@ def test_a_checkpoint_that_does_not_load_means_starting_over(tmp_path):
     assert repeat.user_attrs[tags.RUN_ID_ATTR] != orphan_run
     assert client.get_run(orphan_run).info.status == "KILLED"
     assert not checkpoint.exists()
+
+
+def test_a_run_the_tracking_server_has_not_caught_up_with_is_not_taken_over(tmp_path):
+    """With a tracking server, a killed trial's MLflow writes may still wait in the
+    outbox (tuner.tracking.resilient); a repeat that took the run over would have them
+    land after its own (the killed trial's end after the repeat's start), so it starts
+    over instead."""
+    tracker = Tracker(plan(run_dir=tmp_path / "runs").cfg.tracking, "s")
+    tracker.client.outbox = Outbox(tmp_path / "outbox", "s")
+    tracker.client.breaker = Breaker(f"http://127.0.0.1:{free_port()}")
+    client = tracker.client.raw
+    run_id = client.create_run(client.create_experiment("s")).info.run_id
+    assert tracker.why_not_resume(run_id, (3,)) is None
+    assert "never created" in tracker.why_not_resume("pending:3", (3,))
+    tracker.client.outbox.append("3", {"op": "log_batch", "run": run_id})
+    assert "still wait in the outbox" in tracker.why_not_resume(run_id, (0, 3))
+    assert tracker.why_not_resume(run_id, (0,)) is None
+    tracker.client.breaker.trip(ConnectionError("refused"))
+    assert "does not answer" in tracker.why_not_resume(run_id, (0,))
+    client.delete_run(run_id)
+    tracker.client.breaker = Breaker(f"http://127.0.0.1:{free_port()}")
+    assert "no longer exists" in tracker.why_not_resume(run_id, (0,))

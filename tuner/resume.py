@@ -18,6 +18,10 @@ and it always belongs to the run of the chain's latest attempt, because
   checkpoint) deletes any left over before it creates its run;
 - an attempt cut short keeps it, for the next one.
 
+The run must be there to take over: a repeat starts over, in a run of its own, when
+the tracking server never created it or still holds records of it back in the outbox
+(:mod:`tuner.tracking.resilient`), since those would land after the repeat's own.
+
 The file must be visible where the repeat trains: a repeat on another machine
 (``tuner worker``) without a shared ``run_dir`` starts over, with a run of its own.
 Trials across several machines (torchrun with more than one node) neither save nor
@@ -37,6 +41,7 @@ from optuna.trial import TrialState
 from tuner.plan import SweepPlan
 from tuner.retries import attempt_of, cut_short, root_of
 from tuner.tracking import tags
+from tuner.tracking.links import run_id_of
 
 CHECKPOINT_FILE = "resume.ckpt"
 
@@ -46,6 +51,7 @@ class ResumePoint:
     checkpoint: Path
     run_id: str  # the MLflow run the chain's latest attempt trained in
     reports: dict[int, float]  # per-epoch values reported in that run (Optuna steps)
+    attempts: tuple[int, ...] = ()  # the trial numbers that trained in that run
     epochs: int = 0  # epochs the checkpoint had trained, once it has been read
 
 
@@ -76,15 +82,16 @@ def find(plan: SweepPlan, trial: optuna.Trial) -> ResumePoint | None:
     if not chain or chain[-1].state != TrialState.FAIL or not cut_short(chain[-1]):
         return None
     path = checkpoint_path(plan, trial)
-    run_id = next((t.user_attrs[tags.RUN_ID_ATTR] for t in reversed(chain)
-                   if tags.RUN_ID_ATTR in t.user_attrs), None)
+    study_attrs = trial.study.user_attrs
+    run_ids = {t.number: run_id_of(t, study_attrs) for t in chain}
+    run_id = next((run_ids[t.number] for t in reversed(chain) if run_ids[t.number]), None)
     if run_id is None or not path.is_file():
         return None
+    sharing = [t for t in chain if run_ids[t.number] == run_id]
     reports: dict[int, float] = {}
-    for attempt in chain:  # later attempts' values win: they led to the checkpoint
-        if attempt.user_attrs.get(tags.RUN_ID_ATTR) == run_id:
-            reports.update(attempt.intermediate_values)
-    return ResumePoint(path, run_id, reports)
+    for attempt in sharing:  # later attempts' values win: they led to the checkpoint
+        reports.update(attempt.intermediate_values)
+    return ResumePoint(path, run_id, reports, tuple(t.number for t in sharing))
 
 
 def discard(plan: SweepPlan, trial: optuna.Trial | optuna.trial.FrozenTrial) -> None:

@@ -96,10 +96,12 @@ def _resume_point(plan: SweepPlan, trial: optuna.Trial,
         return None
     try:
         point = replace(point, epochs=checkpoint_epochs(point.checkpoint))
-        if not tracker.run_exists(point.run_id):
-            raise LookupError(f"its MLflow run {point.run_id} no longer exists")
     except Exception as error:
-        trial.set_user_attr(tags.RESUME_ERROR_ATTR, reason_of(error))
+        why = reason_of(error)
+    else:
+        why = tracker.why_not_resume(point.run_id, point.attempts)
+    if why is not None:
+        trial.set_user_attr(tags.RESUME_ERROR_ATTR, why)
         return None
     # The trial points at the run before the run is RUNNING again: a kill in between
     # leaves a run that whoever reaps this trial finds and ends.

@@ -24,7 +24,7 @@ it (:meth:`Tracker.attach`) and write only their own trials' runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,7 +39,7 @@ from tuner.errors import ConfigError, Problem
 from tuner.masking import mask
 from tuner.tracking import tags
 from tuner.tracking.outbox import PARENT
-from tuner.tracking.resilient import resilient_client
+from tuner.tracking.resilient import is_pending, resilient_client
 
 if TYPE_CHECKING:
     from tuner.tracking.logger import MlflowBatchLogger
@@ -171,10 +171,28 @@ class Tracker:
         self.client.log_text(run_id, mask(config_yaml), "config.yaml")
         return run_id
 
+    def why_not_resume(self, run_id: str, attempts: Sequence[int]) -> str | None:
+        """Why the run that trials ``attempts`` trained in cannot be taken over by a
+        repeat now, or None: it was never created (the server was down), records of it
+        still wait in the outbox (they would land after the repeat's), the server does
+        not answer, or the run is gone."""
+        if is_pending(run_id):
+            return "its MLflow run was never created: the tracking server did not answer"
+        outbox, breaker = self.client.outbox, self.client.breaker
+        if outbox is not None and (any(outbox.has(str(n)) for n in attempts)
+                                   or outbox.has(f"run-{run_id}")):
+            return "records of its MLflow run still wait in the outbox"
+        if breaker is not None and not breaker.allows_try():
+            return "the MLflow tracking server does not answer"
+        if not self.run_exists(run_id):
+            return f"its MLflow run {run_id} no longer exists"
+        return None
+
     def resume_trial(self, run_id: str, number: int, retry_of: int) -> None:
         """Take over the run of an attempt cut short (KILLED) for its repeat ``number``:
         RUNNING again, named and tagged after the repeat, without the killed attempt's
-        end tags."""
+        end tags. Written straight to the store (``why_not_resume`` said it answers)."""
+        self.client.bind(run_id, number)  # what waits from now on is the repeat's
         self.client.update_run(run_id, status="RUNNING", name=f"trial-{number}")
         self.client.log_batch(run_id, tags=[RunTag(tags.TRIAL_NUMBER, str(number)),
                                             RunTag(tags.RETRY_OF, str(retry_of))])
