@@ -19,8 +19,9 @@ and it always belongs to the run of the chain's latest attempt, because
 - an attempt cut short keeps it, for the next one.
 
 The run must be there to take over: a repeat starts over, in a run of its own, when
-the tracking server never created it or still holds records of it back in the outbox
-(:mod:`tuner.tracking.resilient`), since those would land after the repeat's own.
+the run was never created (the tracking server was down) or records of it still wait in
+the outbox (:mod:`tuner.tracking.resilient`), since those would land after the repeat's.
+With ``resume_checkpoint_s: null`` nothing is saved and every repeat starts over.
 
 The file must be visible where the repeat trains: a repeat on another machine
 (``tuner worker``) without a shared ``run_dir`` starts over, with a run of its own.
