@@ -36,6 +36,22 @@ def run_tuner(*args: str, cwd: Path, timeout: float = 300,
                           timeout=timeout, env=full_env)
 
 
+def wait_until_gone(group: int, timeout: float = 60) -> None:
+    """Wait for every process of a killed process group to be reaped by the kernel."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.killpg(group, signal.SIGKILL)
+    raise AssertionError(f"processes of the killed sweep still alive after {timeout} s")
+
+
 def compose(*overrides: str, run_dir: Path, config_dir: Path | None = None):
     from tuner.config.compose import compose_config
 

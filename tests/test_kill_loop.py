@@ -13,16 +13,18 @@ import random
 import signal
 import subprocess
 import time
+from collections import defaultdict
 from pathlib import Path
 
 from optuna.trial import TrialState
 
-from tests.conftest import client_for, load_study, run_tuner, tuner_command
+from tests.conftest import client_for, load_study, run_tuner, tuner_command, wait_until_gone
 from tuner.retries import cut_short, root_of
 from tuner.tracking import tags
 
+# A checkpoint every epoch: a kill mid-trial leaves one, and its repeat resumes from it.
 ARGS = ("sweep", "n_trials=12", "trainer.max_epochs=3", "pruner=none",
-        "tracking.report=false")
+        "tracking.report=false", "resume_checkpoint_s=0")
 
 
 def completed(run_dir: Path) -> dict[int, list[float]]:
@@ -33,18 +35,6 @@ def completed(run_dir: Path) -> dict[int, list[float]]:
     except KeyError:  # killed before the study was created
         return {}
     return {t.number: t.values for t in study.trials if t.state == TrialState.COMPLETE}
-
-
-def wait_until_gone(group: int, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    os.killpg(group, signal.SIGKILL)
-    raise AssertionError(f"processes of the killed sweep still alive after {timeout} s")
 
 
 def test_three_random_kills_lose_no_completed_work(tmp_path):
@@ -82,14 +72,31 @@ def test_three_random_kills_lose_no_completed_work(tmp_path):
         repeats = [t for t in trials if root_of(t) == root_of(failed) and t.number > failed.number]
         assert repeats and all(r.params == failed.params for r in repeats)
 
+    # Every chain ended, so no checkpoint is left to resume from.
+    assert not list(run_dir.glob("trials/*/*/resume.ckpt*"))
+
     client = client_for(run_dir)
     runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id],
                               max_results=1000)
     assert "RUNNING" not in {r.info.status for r in runs}
-    trial_runs = [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
-    numbers = [int(r.data.tags[tags.TRIAL_NUMBER]) for r in trial_runs]
+    trial_runs = {r.info.run_id: r for r in runs if r.data.tags.get(tags.ROLE) == "trial"}
+    numbers = [int(r.data.tags[tags.TRIAL_NUMBER]) for r in trial_runs.values()]
     assert len(numbers) == len(set(numbers)), "a trial has two runs"
-    by_number = {int(r.data.tags[tags.TRIAL_NUMBER]): r for r in trial_runs}
+    # One run per attempt that started at epoch 0; a repeat that resumed a trial cut
+    # short continues its run, so the attempts sharing a run are one chain, in which
+    # every attempt after the first resumed, and the run names the last of them.
+    sharing: dict[str, list] = defaultdict(list)
+    for t in trials:
+        if tags.RUN_ID_ATTR in t.user_attrs:
+            sharing[t.user_attrs[tags.RUN_ID_ATTR]].append(t)
+    assert set(sharing) <= set(trial_runs)
+    for run_id, attempts in sharing.items():
+        assert len({root_of(t) for t in attempts}) == 1, f"run {run_id} spans two chains"
+        assert tags.RESUMED_FROM_EPOCH_ATTR not in attempts[0].user_attrs
+        assert all(tags.RESUMED_FROM_EPOCH_ATTR in t.user_attrs for t in attempts[1:])
+        assert trial_runs[run_id].data.tags[tags.TRIAL_NUMBER] == str(attempts[-1].number)
+        steps = [m.step for m in client.get_metric_history(run_id, "val_loss")]
+        assert steps == sorted(set(steps)), f"run {run_id} logged a step twice"
     for t in trials:
         if t.state != TrialState.FAIL:
-            assert by_number[t.number].info.status == "FINISHED"
+            assert trial_runs[t.user_attrs[tags.RUN_ID_ATTR]].info.status == "FINISHED"

@@ -54,6 +54,30 @@ def test_logger_flushes_on_interval_and_batch_limit(tmp_path):
     assert len(client.get_run(run_id).data.metrics) == 1201
 
 
+def test_a_resumed_run_gets_no_step_twice(tmp_path):
+    """The attempt cut short logged epochs 0..4 (val) and 0..3 (train); the repeat
+    resumes after epoch 2 and logs 3..5: each metric keeps one value per step."""
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    killed = MlflowBatchLogger(client, run_id, flush_interval=3600)
+    for epoch in range(5):
+        killed.log_metrics({"val_loss": 10.0 + epoch}, step=epoch)
+        if epoch < 4:
+            killed.log_metrics({"train_loss": 10.0 + epoch}, step=epoch)
+    killed.finalize("failed")
+    repeat = MlflowBatchLogger(client, run_id, flush_interval=3600)
+    repeat.skip_logged_steps()
+    for epoch in range(3, 6):
+        repeat.log_metrics({"val_loss": 20.0 + epoch, "train_loss": 20.0 + epoch}, step=epoch)
+    repeat.finalize("success")
+    val = client.get_metric_history(run_id, "val_loss")
+    assert sorted((m.step, m.value) for m in val) == [
+        (0, 10.0), (1, 11.0), (2, 12.0), (3, 13.0), (4, 14.0), (5, 25.0)]
+    train = client.get_metric_history(run_id, "train_loss")
+    assert sorted((m.step, m.value) for m in train) == [
+        (0, 10.0), (1, 11.0), (2, 12.0), (3, 13.0), (4, 24.0), (5, 25.0)]
+
+
 def _trial(state, value=None, intermediate=None, params=None):
     return create_trial(state=state, value=value, params=params or {"model.lr": 0.1},
                         distributions={"model.lr": FloatDistribution(0.0, 1.0)},

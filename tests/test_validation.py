@@ -24,6 +24,7 @@ BAD_INPUTS = [
     (["n_trials=0"], "n_trials", "at least 1"),
     (["timeout=-5"], "timeout", "positive"),
     (["max_failures=-2"], "max_failures", "must be >= 0"),
+    (["resume_checkpoint_s=-1"], "resume_checkpoint_s", "must be >= 0 seconds or null"),
     (["trainer.max_epochs=0"], "trainer.max_epochs", "at least 1"),
     (["trainer.check_val_every_n_epoch=5"], "trainer.check_val_every_n_epoch", "never"),
     (["study_name='my study/1'"], "study_name", "not a usable name"),

@@ -28,7 +28,7 @@ import optuna
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from tuner import torchrun
+from tuner import resume, torchrun
 from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
 from tuner.study import best_trial
@@ -50,8 +50,9 @@ def rank_report_file(root: Path, rank: int) -> Path:
 
 
 def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
-                 result: TrialResult) -> None:
-    """Train ``trial`` on ``plan.ranks_per_trial`` processes; fill ``result`` in."""
+                 result: TrialResult, point: resume.ResumePoint | None = None) -> None:
+    """Train ``trial`` on ``plan.ranks_per_trial`` processes; fill ``result`` in.
+    ``point``: the checkpoint every rank resumes from (tuner.resume)."""
     from tuner.trial import trial_dir
 
     root = trial_dir(plan, trial.number)
@@ -71,6 +72,12 @@ def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
         "threads": max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))),
         "best_value": None if best is None else best.values[0],
         "direction": plan.directions[0],
+        # Saving and resuming (tuner.checkpoints); None where it is not supported.
+        "checkpoint": (str(resume.checkpoint_path(plan, trial)) if resume.supported(plan)
+                       else None),
+        "checkpoint_every_s": cfg.resume_checkpoint_s,
+        "resume": None if point is None else {"checkpoint": str(point.checkpoint),
+                                               "run_id": point.run_id},
     }
     world = plan.ranks_per_trial
     trial.set_user_attr(tags.WORLD_SIZE_ATTR, world)

@@ -50,6 +50,11 @@ class SweepPlan:
     def run_dir(self) -> Path:
         return Path(self.cfg.run_dir)
 
+    def trial_dir(self, number: int) -> Path:
+        """Where trial ``number``'s files go: Lightning's, DDP ranks' reports, and the
+        checkpoint its chain of repeats resumes from (tuner.resume)."""
+        return self.run_dir / "trials" / self.study_name / str(number)
+
     @property
     def multi_objective(self) -> bool:
         return len(self.metrics) > 1
@@ -190,6 +195,10 @@ def _budget(composed: Composed, problems: list[Problem]) -> None:
         problems.append(Problem(composed.locate("retry_failed"), "retry_failed",
                                 f"must be >= 0, got {cfg.retry_failed}",
                                 "0 repeats no failed trial; e.g. retry_failed=2"))
+    if cfg.resume_checkpoint_s is not None and cfg.resume_checkpoint_s < 0:
+        problems.append(Problem(composed.locate("resume_checkpoint_s"), "resume_checkpoint_s",
+                                f"must be >= 0 seconds or null, got {cfg.resume_checkpoint_s}",
+                                "0 saves every epoch, null never; e.g. resume_checkpoint_s=60"))
     if not STUDY_NAME.match(cfg.study_name):
         problems.append(Problem(composed.locate("study_name"), "study_name",
                                 f"'{cfg.study_name}' is not a usable name",

@@ -28,6 +28,7 @@ from tuner.devices import SlotSpec
 from tuner.errors import SweepInterrupted
 from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
+from tuner.resume import discard
 from tuner.slot import (
     CONTINUE,
     INTERRUPTED_EXIT,
@@ -184,6 +185,8 @@ class SlotPool:
             reason = f"slot process {exit_reason(code)} while training"
             killed = code is not None and code < 0 and -code in KILLED_BY
             record_interruption(study, number, tracker, reason, killed=killed)
+            # A failure of the trial's own (tuner.retries), so a repeat starts over.
+            discard(self.plan, study.get_trials(deepcopy=False)[number])
             stop = on_finished(TrialResult(number, optuna.trial.TrialState.FAIL,
                                            reason=reason))
             if not (stop or stopping):

@@ -5,7 +5,9 @@ Every rank reads the trial's config and seed from the study by trial id, so all 
 train the same trial. Rank 0 alone holds the Optuna trial (epoch reports, pruning) and
 the MLflow logger, logs the model when it beats the study's best, and writes the
 result the slot reads. Each rank writes a small report of how far it trained, which
-the slot attaches to the run (``ranks.json``).
+the slot attaches to the run (``ranks.json``). Every rank takes part in saving the
+trial's checkpoint and, for a repeat of a trial cut short, resumes from it
+(tuner.resume); the slot has already recorded the resume.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
+    from tuner.checkpoints import ResumeCheckpoint
     from tuner.study import quiet_optuna
     from tuner.tracking import tags
     from tuner.tracking.registry import is_better
@@ -67,6 +70,7 @@ def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
     stored = storage.get_trial(spec["trial_id"])
     cfg = OmegaConf.create(stored.user_attrs[tags.CONFIG_ATTR])
     trial, logger, tracker = None, False, None
+    point = _resume_point(spec)
     if rank == 0:
         study = optuna.load_study(study_name=spec["study_name"], storage=storage,
                                   sampler=optuna.samplers.RandomSampler(),
@@ -75,10 +79,15 @@ def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
         tracker = Tracker(OmegaConf.create(spec["tracking"]), spec["study_name"])
         tracker.attach(spec["experiment_id"], spec["parent_run_id"])
         tracker.client.bind(spec["run_id"], stored.number)  # its records join the slot's
-        logger = tracker.trial_logger(spec["run_id"])
+        logger = tracker.trial_logger(spec["run_id"], resumed=point is not None)
+    checkpoint = None
+    if spec.get("checkpoint") is not None:
+        checkpoint = ResumeCheckpoint(Path(spec["checkpoint"]), spec["checkpoint_every_s"])
     fitted = fit(cfg, stored.user_attrs[tags.SEED_ATTR], trial=trial,
                  metrics=tuple(spec["metrics"]), reports_epochs=spec["reports_epochs"],
-                 logger=logger, root_dir=root, **trainer_overrides)
+                 logger=logger, root_dir=root, checkpoint=checkpoint,
+                 resume_from=None if point is None else point.checkpoint,
+                 **trainer_overrides)
     trainer = fitted.trainer
     _write(rank_report_file(root, trainer.global_rank),
            {"rank": trainer.global_rank, "world_size": trainer.world_size,
@@ -94,6 +103,16 @@ def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
             and (best is None or is_better(fitted.values[0], best, spec["direction"]))):
         log_model(fitted, spec["trial_id"], storage, spec["run_id"], tracker)
     _write(root / RESULT_FILE, outcome)
+
+
+def _resume_point(spec: dict):
+    """The checkpoint the slot chose to resume from (it has recorded the resume)."""
+    from tuner.resume import ResumePoint
+
+    given = spec.get("resume")
+    if given is None:
+        return None
+    return ResumePoint(Path(given["checkpoint"]), given["run_id"], {})
 
 
 def cfg_logs_models(spec: dict) -> bool:

@@ -15,7 +15,8 @@ current trial, then exit). Slot to driver: :class:`Ready`, :class:`PreflightDone
 :class:`SlotError` last.
 
 Ctrl-C or SIGTERM while a trial trains marks it FAIL ("interrupted") and its run KILLED,
-then the slot exits with status 130.
+then the slot exits with status 130; the trial's checkpoint, if it saved one, stays for
+its repeat to resume from (:mod:`tuner.resume`).
 """
 
 from __future__ import annotations
@@ -205,6 +206,7 @@ class Slot:
 
     def _train(self, trial: optuna.Trial) -> TrialResult:
         from tuner.leases import LeaseKeeper
+        from tuner.resume import discard
         from tuner.study import best_trial
         from tuner.tracking.registry import is_better
         from tuner.trial import run_trial
@@ -222,6 +224,9 @@ class Slot:
             with LeaseKeeper(self.storage, trial._trial_id, on_orphaned=orphaned):
                 result = run_trial(plan, trial, tracker, beats_best)
                 record(self.study, trial, tracker, result)
+            # It ended on its own: nothing to resume. Deleted only once Optuna knows, so
+            # that a kill just before still leaves a checkpoint to resume from.
+            discard(plan, trial)
             return result
         except BaseException as error:  # Ctrl-C, SIGTERM, or Lightning's exit on Ctrl-C
             signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -192,6 +192,7 @@ class SweepSchema:
     run_dir: str = MISSING
     max_failures: int = MISSING
     retry_failed: int = MISSING
+    resume_checkpoint_s: float | None = MISSING
     workers: Any = MISSING  # an int, or "auto"
     devices_per_trial: int = MISSING
     slots_per_gpu: int = MISSING

@@ -11,6 +11,10 @@ FAIL          FAILED, with the reason in ``tuner.fail_reason``
 interrupted   KILLED (Ctrl-C or SIGTERM while it trained)
 ============  ================================================
 
+A repeat of a trial cut short that resumes from its checkpoint continues the trial's
+run (:mod:`tuner.resume`): RUNNING again, renamed after the repeat, tagged
+``tuner.resumed_from_epoch``.
+
 The parent run is found again through the study's ``mlflow_parent_run_id`` user
 attribute, so re-running a sweep adds its trials under the same parent. The driver
 opens it (:meth:`Tracker.open`); slot processes and workers on other machines attach to
@@ -20,7 +24,7 @@ it (:meth:`Tracker.attach`) and write only their own trials' runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,7 +39,7 @@ from tuner.errors import ConfigError, Problem
 from tuner.masking import mask
 from tuner.tracking import tags
 from tuner.tracking.outbox import PARENT
-from tuner.tracking.resilient import resilient_client
+from tuner.tracking.resilient import is_pending, resilient_client
 
 if TYPE_CHECKING:
     from tuner.tracking.logger import MlflowBatchLogger
@@ -92,7 +96,7 @@ class Tracker:
         # without this they would land in MLflow's default experiment (./mlruns).
         mlflow.set_experiment(experiment_id=self.experiment_id)
         run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
-        if run_id and not self._run_exists(run_id):
+        if run_id and not self.run_exists(run_id):
             run_id = None  # the MLflow store was wiped or changed: start a new parent
         if run_id is None:
             run = self.client.create_run(
@@ -114,7 +118,7 @@ class Tracker:
     def join(self, study: optuna.Study) -> None:
         """Attach to the parent run of a study that a ``tuner sweep`` opened."""
         run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
-        if run_id is None or not self._run_exists(run_id):
+        if run_id is None or not self.run_exists(run_id):
             raise ConfigError(Problem(
                 self.tracking.tracking_uri, "tracking",
                 f"study '{self.study_name}' has no parent run in this MLflow store",
@@ -139,7 +143,7 @@ class Tracker:
         return self.client.create_experiment(self.study_name, artifact_location=location,
                                              tags={tags.STUDY: self.study_name})
 
-    def _run_exists(self, run_id: str) -> bool:
+    def run_exists(self, run_id: str) -> bool:
         try:
             return self.client.get_run(run_id).info.lifecycle_stage == "active"
         except MlflowException:
@@ -167,12 +171,47 @@ class Tracker:
         self.client.log_text(run_id, mask(config_yaml), "config.yaml")
         return run_id
 
-    def trial_logger(self, run_id: str) -> MlflowBatchLogger:
+    def why_not_resume(self, run_id: str, attempts: Sequence[int]) -> str | None:
+        """Why the run that trials ``attempts`` trained in cannot be taken over by a
+        repeat now, or None: it was never created (the server was down), records of it
+        still wait in the outbox (they would land after the repeat's), the server does
+        not answer, or the run is gone."""
+        if is_pending(run_id):
+            return "its MLflow run was never created: the tracking server did not answer"
+        outbox, breaker = self.client.outbox, self.client.breaker
+        if outbox is not None and (any(outbox.has(str(n)) for n in attempts)
+                                   or outbox.has(f"run-{run_id}")):
+            return "records of its MLflow run still wait in the outbox"
+        if breaker is not None and not breaker.allows_try():
+            return "the MLflow tracking server does not answer"
+        if not self.run_exists(run_id):
+            return f"its MLflow run {run_id} no longer exists"
+        return None
+
+    def resume_trial(self, run_id: str, number: int, retry_of: int) -> None:
+        """Take over the run of an attempt cut short (KILLED) for its repeat ``number``:
+        RUNNING again, named and tagged after the repeat, without the killed attempt's
+        end tags. Written straight to the store (``why_not_resume`` said it answers)."""
+        self.client.bind(run_id, number)  # what waits from now on is the repeat's
+        self.client.update_run(run_id, status="RUNNING", name=f"trial-{number}")
+        self.client.log_batch(run_id, tags=[RunTag(tags.TRIAL_NUMBER, str(number)),
+                                            RunTag(tags.RETRY_OF, str(retry_of))])
+        logged = self.client.get_run(run_id).data.tags
+        for stale in (tags.STATE, tags.FAIL_REASON):
+            if stale in logged:
+                self.client.delete_tag(run_id, stale)
+
+    def trial_logger(self, run_id: str, resumed: bool = False) -> MlflowBatchLogger:
+        """The Lightning logger for a trial's run; ``resumed``: the run already holds
+        metrics of an attempt cut short, and the logger writes no step twice."""
         # Imported here: the logger is a Lightning logger, and the driver, which only
         # opens and closes runs, should not pay for importing torch and Lightning.
         from tuner.tracking.logger import MlflowBatchLogger
 
-        return MlflowBatchLogger(self.client, run_id, self.tracking.flush_interval)
+        logger = MlflowBatchLogger(self.client, run_id, self.tracking.flush_interval)
+        if resumed:
+            logger.skip_logged_steps()
+        return logger
 
     def end_trial(self, run_id: str, state: optuna.trial.TrialState, *,
                   reason: str | None = None, pruned_at: int | None = None,

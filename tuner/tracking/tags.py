@@ -14,6 +14,7 @@ PRUNED = "tuner.pruned"  # "true" on pruned trials (their MLflow status is FINIS
 PRUNED_AT_EPOCH = "tuner.pruned_at_epoch"
 FAIL_REASON = "tuner.fail_reason"
 RETRY_OF = "tuner.retry_of"  # on a repeat of a failed trial: the first attempt's number
+RESUMED_FROM_EPOCH = "tuner.resumed_from_epoch"  # epochs a resumed run had trained before
 WORLD_SIZE = "tuner.world_size"  # DDP processes the trial trained on; only rank 0 logs
 BEST_TRIAL = "tuner.best_trial_number"
 BEST_PARAM_PREFIX = "tuner.best_param."
@@ -30,6 +31,8 @@ LEASE_ATTR = "lease_until"  # unix seconds; its owner renews it while the trial 
 WORLD_SIZE_ATTR = "world_size"  # processes the trial trained on (DDP ranks)
 RETRY_OF_ATTR = "retry_of"  # a repeat of a failed trial: the number of the first attempt
 ATTEMPT_ATTR = "attempt"  # 1 for a trial's first attempt, 2 for its first repeat, ...
+RESUMED_FROM_EPOCH_ATTR = "resumed_from_epoch"  # a repeat that resumed: epochs already trained
+RESUME_ERROR_ATTR = "resume_error"  # why a repeat started over although a checkpoint was there
 
 # Optuna study user attributes
 PARENT_RUN_ATTR = "mlflow_parent_run_id"

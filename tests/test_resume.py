@@ -1,0 +1,241 @@
+"""A trial cut short resumes from its last checkpoint, in the same MLflow run."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.conftest import (
+    FIXTURE_CONF,
+    client_for,
+    compose,
+    load_study,
+    plan,
+    run_tuner,
+    sweep,
+    tuner_command,
+    wait_until_gone,
+)
+from tests.servers import free_port
+from tuner.checkpoints import ResumeCheckpoint, checkpoint_epochs
+from tuner.resume import CHECKPOINT_FILE
+from tuner.study import open_storage
+from tuner.tracking import tags
+from tuner.tracking.breaker import Breaker
+from tuner.tracking.outbox import Outbox
+from tuner.tracking.runs import Tracker
+from tuner.trial import fit
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = "digits-slow_mlp"
+# One trial of 8 epochs, each slowed to about half a second, a checkpoint every epoch.
+SLOW = ("sweep", "n_trials=1", "model=slow_mlp", "search=width_only",
+        "search.model.width.choices=[64]", "trainer.max_epochs=8", "resume_checkpoint_s=0",
+        "pruner=none", "tracking.report=false", "tracking.flush_interval=0",
+        "tracking.log_models=false", "trainer.accelerator=cpu")
+
+
+def _env() -> dict[str, str]:
+    """The fixture model (tests.fixtures.slow) must import in the tuner process."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), path) if p)}
+
+
+def _reported(run_dir: Path) -> int:
+    try:
+        return len(load_study(run_dir, STUDY).trials[0].intermediate_values)
+    except (KeyError, IndexError, FileNotFoundError):  # not created yet
+        return 0
+
+
+@pytest.mark.parametrize("ranks", [1, 2], ids=["one-process", "ddp-two-ranks"])
+def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(ranks, tmp_path):
+    run_dir = tmp_path / "runs"
+    checkpoint = run_dir / "trials" / STUDY / "0" / CHECKPOINT_FILE
+    args = (*SLOW, f"devices_per_trial={ranks}", "--config-dir", str(FIXTURE_CONF))
+    process = subprocess.Popen([*tuner_command(), *args], cwd=tmp_path,
+                               env={**os.environ, **_env()}, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (checkpoint.is_file() and _reported(run_dir) >= 3):
+        assert process.poll() is None, "the sweep ended before it could be killed"
+        assert time.monotonic() < deadline, "no checkpoint after 3 epochs within 120 s"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # the driver and its slot: nobody ends the trial
+    process.wait()
+    wait_until_gone(process.pid)
+    # DDP ranks run in a group of their own; rank 0 notices within a second that its
+    # slot is gone and kills them all. Until then they may train, log and save on.
+    time.sleep(2 if ranks > 1 else 0)
+    rerun_at_ms = time.time() * 1000
+    [killed] = load_study(run_dir, STUDY).trials
+    assert killed.state == TrialState.RUNNING
+    assert checkpoint.is_file()
+    run_id = killed.user_attrs[tags.RUN_ID_ATTR]
+
+    result = run_tuner(*args, cwd=tmp_path, env=_env())
+    assert result.returncode == 0, result.stdout + result.stderr
+    first, repeat = load_study(run_dir, STUDY).trials
+    assert first.state == TrialState.FAIL
+    assert first.user_attrs[tags.FAIL_REASON_ATTR].startswith("abandoned: its process")
+    assert repeat.state == TrialState.COMPLETE
+    assert repeat.user_attrs[tags.RETRY_OF_ATTR] == 0
+    resumed = repeat.user_attrs[tags.RESUMED_FROM_EPOCH_ATTR]
+    assert resumed >= 2  # the checkpoint was there once 3 epochs had reported
+    # The repeat continued the killed trial's run, and ended it.
+    assert repeat.user_attrs[tags.RUN_ID_ATTR] == run_id
+    client = client_for(run_dir)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[tags.RESUMED_FROM_EPOCH] == str(resumed)
+    assert run.data.tags[tags.TRIAL_NUMBER] == "1"
+    assert tags.FAIL_REASON not in run.data.tags
+    assert repeat.user_attrs.get(tags.WORLD_SIZE_ATTR, 1) == ranks
+    # Every epoch 0..7 once, in order: validation is logged at each epoch's last step.
+    history = sorted(client.get_metric_history(run_id, "val_acc"), key=lambda m: m.timestamp)
+    steps = [m.step for m in history]
+    per_epoch = steps[0] + 1
+    assert steps == [per_epoch * (epoch + 1) - 1 for epoch in range(8)]
+    # The repeat logged no epoch it had resumed past: those came from the killed run.
+    by_repeat = [epoch for epoch, m in enumerate(history) if m.timestamp > rerun_at_ms]
+    assert by_repeat and min(by_repeat) >= resumed
+    # Optuna: the whole curve, the part before the checkpoint inherited as reported.
+    assert sorted(repeat.intermediate_values) == list(range(1, 9))
+    for step in range(1, resumed + 1):
+        assert repeat.intermediate_values[step] == first.intermediate_values[step]
+    assert repeat.values[0] == history[-1].value
+    assert not checkpoint.exists() and not list(run_dir.glob("trials/**/*.ckpt*"))
+
+
+class CutShort(Exception):
+    """Stands in for a kill: training stops mid-way, the checkpoint stays."""
+
+
+class CutAtEpoch(ResumeCheckpoint):
+    def __init__(self, path: Path, epoch: int):
+        super().__init__(path, every_s=0)
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch == self.epoch:
+            raise CutShort()
+
+
+def test_a_resumed_fit_ends_exactly_as_an_uninterrupted_one(tmp_path):
+    """Weights, optimizer, schedule, counters and random state all come back: the
+    shuffling and dropout of the epochs after the checkpoint are the same."""
+    cfg = plan("model.lr_schedule=cosine", "model.dropout=0.3", "trainer.max_epochs=4",
+               run_dir=tmp_path / "runs").trial_config({})
+    common = {"trial": None, "metrics": ("val_loss", "val_acc"), "reports_epochs": False,
+              "logger": False, "root_dir": tmp_path}
+    whole = fit(cfg, 7, **common)
+    path = tmp_path / CHECKPOINT_FILE
+    with pytest.raises(CutShort):
+        fit(cfg, 7, checkpoint=CutAtEpoch(path, 3), **common)
+    assert checkpoint_epochs(path) == 3
+    resumed = fit(cfg, 7, checkpoint=ResumeCheckpoint(path, None), resume_from=path, **common)
+    assert resumed.trainer.global_step == whole.trainer.global_step
+    assert resumed.values == whole.values
+
+
+class Watched(ResumeCheckpoint):
+    """Notes, after each epoch, which checkpoint file is there (None: none)."""
+
+    def __init__(self, path: Path, every_s: float | None):
+        super().__init__(path, every_s)
+        self.seen: list[tuple[int, int] | None] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self.path.exists():
+            stat = self.path.stat()
+            self.seen.append((stat.st_ino, stat.st_mtime_ns))
+        else:
+            self.seen.append(None)
+
+
+@pytest.mark.parametrize(("every_s", "saves"), [(0, 3), (60, 0), (None, 0)])
+def test_checkpoints_are_saved_only_when_due_and_never_after_the_last_epoch(
+        every_s, saves, tmp_path):
+    cfg = plan("trainer.max_epochs=4", run_dir=tmp_path / "runs").trial_config({})
+    watched = Watched(tmp_path / CHECKPOINT_FILE, every_s)
+    fit(cfg, 0, trial=None, metrics=("val_acc",), reports_epochs=False, logger=False,
+        root_dir=tmp_path, checkpoint=watched)
+    # Each save is a new file renamed over the last; the 4th epoch is the last one.
+    written = [file for file in watched.seen if file is not None]
+    assert len(set(written)) == saves
+    if saves:
+        assert watched.seen[-1] == watched.seen[-2] and checkpoint_epochs(watched.path) == 3
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_trial_that_ends_leaves_no_checkpoint(tmp_path):
+    run_dir = tmp_path / "runs"
+    outcome = sweep("n_trials=2", "trainer.max_epochs=3", "resume_checkpoint_s=0",
+                    "pruner=none", run_dir=run_dir)
+    assert [t.state for t in outcome.study.trials] == [TrialState.COMPLETE] * 2
+    assert (run_dir / "trials" / "digits-mlp").is_dir()
+    assert not list(run_dir.glob("trials/**/*.ckpt*"))
+
+
+def test_a_checkpoint_that_does_not_load_means_starting_over(tmp_path):
+    """A trial cut short (its process dead) whose checkpoint is unreadable: the repeat
+    says why, starts at epoch 0 in a run of its own, and the file is gone."""
+    run_dir = tmp_path / "runs"
+    sweep("n_trials=1", run_dir=run_dir)
+    dead = mp.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    study = optuna.load_study(study_name="digits-mlp",
+                              storage=open_storage(compose(run_dir=run_dir).cfg.storage))
+    orphan = study.ask()
+    plan(run_dir=run_dir).space.sample(orphan)
+    orphan.set_user_attr(tags.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    client = client_for(run_dir)
+    experiment = client.get_experiment_by_name("digits-mlp").experiment_id
+    orphan_run = client.create_run(experiment, tags={tags.ROLE: "trial"}).info.run_id
+    orphan.set_user_attr(tags.RUN_ID_ATTR, orphan_run)
+    checkpoint = run_dir / "trials" / "digits-mlp" / str(orphan.number) / CHECKPOINT_FILE
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"half a checkpoint")
+
+    outcome = sweep("n_trials=2", run_dir=run_dir)
+    [repeat] = [t for t in outcome.study.trials
+                if t.user_attrs.get(tags.RETRY_OF_ATTR) == orphan.number]
+    assert repeat.state == TrialState.COMPLETE
+    assert tags.RESUMED_FROM_EPOCH_ATTR not in repeat.user_attrs
+    assert repeat.user_attrs[tags.RESUME_ERROR_ATTR]
+    assert repeat.user_attrs[tags.RUN_ID_ATTR] != orphan_run
+    assert client.get_run(orphan_run).info.status == "KILLED"
+    assert not checkpoint.exists()
+
+
+def test_a_run_the_tracking_server_has_not_caught_up_with_is_not_taken_over(tmp_path):
+    """With a tracking server, a killed trial's MLflow writes may still wait in the
+    outbox (tuner.tracking.resilient); a repeat that took the run over would have them
+    land after its own (the killed trial's end after the repeat's start), so it starts
+    over instead."""
+    tracker = Tracker(plan(run_dir=tmp_path / "runs").cfg.tracking, "s")
+    tracker.client.outbox = Outbox(tmp_path / "outbox", "s")
+    tracker.client.breaker = Breaker(f"http://127.0.0.1:{free_port()}")
+    client = tracker.client.raw
+    run_id = client.create_run(client.create_experiment("s")).info.run_id
+    assert tracker.why_not_resume(run_id, (3,)) is None
+    assert "never created" in tracker.why_not_resume("pending:3", (3,))
+    tracker.client.outbox.append("3", {"op": "log_batch", "run": run_id})
+    assert "still wait in the outbox" in tracker.why_not_resume(run_id, (0, 3))
+    assert tracker.why_not_resume(run_id, (0,)) is None
+    tracker.client.breaker.trip(ConnectionError("refused"))
+    assert "does not answer" in tracker.why_not_resume(run_id, (0,))
+    client.delete_run(run_id)
+    tracker.client.breaker = Breaker(f"http://127.0.0.1:{free_port()}")
+    assert "no longer exists" in tracker.why_not_resume(run_id, (0,))
