@@ -38,6 +38,7 @@ from omegaconf import DictConfig
 from tuner.errors import ConfigError, Problem
 from tuner.masking import mask
 from tuner.tracking import tags
+from tuner.tracking.local_store import ensure_local_store
 from tuner.tracking.outbox import PARENT
 from tuner.tracking.resilient import is_pending, resilient_client
 
@@ -80,6 +81,7 @@ class Tracker:
         # The fluent API (used to log models) reads the global URI; set both.
         mlflow.set_tracking_uri(tracking.tracking_uri)
         mlflow.set_registry_uri(tracking.tracking_uri)
+        ensure_local_store(tracking.tracking_uri)  # made whole or not at all
         # With a tracking server, writes that it cannot take wait in an outbox instead of
         # holding training up (tuner.tracking.resilient); reads go straight through.
         self.client = resilient_client(tracking, study_name)
