@@ -58,7 +58,9 @@ def test_char_gpt_learns_and_generates(tmp_path):
 def write_idx(path, array: np.ndarray, compress=False):
     header = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     data = header + array.astype(np.uint8).tobytes()
-    (gzip.open if compress else open)(path, "wb").write(data)
+    # Closed explicitly: Python 3.12 loses a gzip file's data if it is never closed.
+    with (gzip.open if compress else open)(path, "wb") as f:
+        f.write(data)
 
 
 @pytest.fixture
