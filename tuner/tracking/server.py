@@ -17,7 +17,7 @@ from tuner.errors import ConfigError, Problem
 from tuner.masking import mask
 
 ATTEMPTS = 3
-TIMEOUT_S = 2.0  # per attempt: at most about 7 s in all, with the pauses
+TIMEOUT_S = 1.5  # per attempt: at most about 5.5 s in all, with the pauses
 PAUSE_S = 0.5
 
 
