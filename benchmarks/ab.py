@@ -25,13 +25,20 @@ from common import machine, tuner_command
 HERE = Path(__file__).resolve().parents[1]
 
 
-def one_run(checkout: Path, overrides: list[str]) -> float:
-    # conf/ and dashboards/ are mapped into the package by the install; a checkout on
-    # PYTHONPATH finds them through these links.
+def link_config(checkout: Path) -> list[Path]:
+    """conf/ and dashboards/ are mapped into the package by the install; a checkout on
+    PYTHONPATH finds them through links in tuner/, which main() removes again (left
+    there, they would change what a later `pip install -e` maps)."""
+    made = []
     for name in ("conf", "dashboards"):
         link = checkout / "tuner" / name
         if not link.exists():
             link.symlink_to(Path("..") / name)
+            made.append(link)
+    return made
+
+
+def one_run(checkout: Path, overrides: list[str]) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
         start = time.perf_counter()
@@ -51,12 +58,17 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     times: dict[str, list[float]] = {"before": [], "after": []}
-    for run in range(args.runs):
-        order = ("before", "after") if run % 2 == 0 else ("after", "before")
-        for side in order:
-            times[side].append(one_run(getattr(args, side).resolve(), args.overrides))
-        print(f"run {run + 1}: before {times['before'][-1]:.2f} s, "
-              f"after {times['after'][-1]:.2f} s", flush=True)
+    links = [*link_config(args.before.resolve()), *link_config(args.after.resolve())]
+    try:
+        for run in range(args.runs):
+            order = ("before", "after") if run % 2 == 0 else ("after", "before")
+            for side in order:
+                times[side].append(one_run(getattr(args, side).resolve(), args.overrides))
+            print(f"run {run + 1}: before {times['before'][-1]:.2f} s, "
+                  f"after {times['after'][-1]:.2f} s", flush=True)
+    finally:
+        for link in links:
+            link.unlink()
     before, after = (statistics.median(times[s]) for s in ("before", "after"))
     print(f"`tuner sweep {' '.join(args.overrides)}`, medians of {args.runs}: before "
           f"{before:.2f} s, after {after:.2f} s (before/after {before / after:.2f}x)")
