@@ -125,6 +125,28 @@ def trial_runs(run_dir: Path, study: str, uri: str | None = None):
     return [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
 
 
+def orphan_trial(run_dir: Path):
+    """A RUNNING trial with sampled params and an MLflow run, owned by a process that has
+    exited: what a sweep killed mid-trial leaves. Returns (trial, params, run id)."""
+    import multiprocessing as mp
+    import socket
+
+    from tuner.tracking import tags
+
+    dead = mp.get_context("spawn").Process(target=int)
+    dead.start()
+    dead.join()
+    study = load_study(run_dir)
+    orphan = study.ask()
+    params = plan(f"run_dir={run_dir}", run_dir=run_dir).space.sample(orphan)
+    orphan.set_user_attr(tags.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    client = client_for(run_dir)
+    experiment = client.get_experiment_by_name(study.study_name).experiment_id
+    run_id = client.create_run(experiment, tags={tags.ROLE: "trial"}).info.run_id
+    orphan.set_user_attr(tags.RUN_ID_ATTR, run_id)
+    return orphan, params, run_id
+
+
 def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*")) if path.exists() else []
 

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import (
     FIXTURE_CONF,
     client_for,
-    compose,
     load_study,
+    orphan_trial,
     plan,
     run_tuner,
     sweep,
@@ -28,7 +25,6 @@ from tests.conftest import (
 from tests.servers import free_port
 from tuner.checkpoints import ResumeCheckpoint, checkpoint_epochs
 from tuner.resume import CHECKPOINT_FILE
-from tuner.study import open_storage
 from tuner.tracking import tags
 from tuner.tracking.breaker import Breaker
 from tuner.tracking.outbox import Outbox
@@ -192,18 +188,8 @@ def test_a_checkpoint_that_does_not_load_means_starting_over(tmp_path):
     says why, starts at epoch 0 in a run of its own, and the file is gone."""
     run_dir = tmp_path / "runs"
     sweep("n_trials=1", run_dir=run_dir)
-    dead = mp.get_context("spawn").Process(target=int)
-    dead.start()
-    dead.join()
-    study = optuna.load_study(study_name="digits-mlp",
-                              storage=open_storage(compose(run_dir=run_dir).cfg.storage))
-    orphan = study.ask()
-    plan(run_dir=run_dir).space.sample(orphan)
-    orphan.set_user_attr(tags.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    orphan, _, orphan_run = orphan_trial(run_dir)
     client = client_for(run_dir)
-    experiment = client.get_experiment_by_name("digits-mlp").experiment_id
-    orphan_run = client.create_run(experiment, tags={tags.ROLE: "trial"}).info.run_id
-    orphan.set_user_attr(tags.RUN_ID_ATTR, orphan_run)
     checkpoint = run_dir / "trials" / "digits-mlp" / str(orphan.number) / CHECKPOINT_FILE
     checkpoint.parent.mkdir(parents=True)
     checkpoint.write_bytes(b"half a checkpoint")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 import socket
 
 import optuna
@@ -11,11 +10,19 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from tests.conftest import FAST, FIXTURE_CONF, client_for, compose, plan, sweep, trial_runs
+from tests.conftest import (
+    FAST,
+    FIXTURE_CONF,
+    client_for,
+    compose,
+    orphan_trial,
+    plan,
+    sweep,
+    trial_runs,
+)
 from tuner import PlainReporter, run_sweep
 from tuner.devices import slot_specs
 from tuner.errors import ConfigError
-from tuner.study import open_storage
 from tuner.tracking import tags
 
 
@@ -74,26 +81,15 @@ def test_trial_left_running_by_a_dead_process_is_reaped(tmp_path):
     and its run KILLED by the next sweep, which then tops the study up."""
     run_dir = tmp_path / "runs"
     sweep("n_trials=2", run_dir=run_dir)
-    dead = mp.get_context("spawn").Process(target=int)
-    dead.start()
-    dead.join()
-    study = optuna.load_study(study_name="digits-mlp",
-                              storage=open_storage(compose(f"run_dir={run_dir}",
-                                                           run_dir=run_dir).cfg.storage))
-    orphan = study.ask()
-    params = plan(f"run_dir={run_dir}", run_dir=run_dir).space.sample(orphan)
-    orphan.set_user_attr(tags.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    orphan, params, run_id = orphan_trial(run_dir)
     client = client_for(run_dir)
-    experiment = client.get_experiment_by_name("digits-mlp").experiment_id
-    run = client.create_run(experiment, tags={tags.ROLE: "orphan"})
-    orphan.set_user_attr(tags.RUN_ID_ATTR, run.info.run_id)
 
     outcome = sweep("n_trials=3", run_dir=run_dir)
     assert_budget_invariant(outcome.study, 3)
     reaped = outcome.study.trials[orphan.number]
     assert reaped.state == TrialState.FAIL
     assert reaped.user_attrs[tags.FAIL_REASON_ATTR].startswith("abandoned: its process")
-    assert client.get_run(run.info.run_id).info.status == "KILLED"
+    assert client.get_run(run_id).info.status == "KILLED"
     # Cut short from outside: repeated with the same params, whatever retry_failed says.
     [repeat] = [t for t in outcome.study.trials
                 if t.user_attrs.get(tags.RETRY_OF_ATTR) == orphan.number]
