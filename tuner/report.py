@@ -12,9 +12,11 @@ import io
 import json
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import optuna
 from mlflow.entities import Metric, RunTag
@@ -161,41 +163,88 @@ def render_report(plan: SweepPlan, study: optuna.Study, rows: list[dict],
 
 def _plots(plan: SweepPlan, study: optuna.Study) -> list[tuple[str, str]]:
     """(title, base64 PNG) for each Optuna plot that the study has data for."""
-    import matplotlib
+    return draw_plots(study, plan.metrics, epochs=plan.reports_epochs,
+                      several_params=len(plan.space) > 1)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as vis
 
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if len(complete) < 2:
+def draw_plots(study: optuna.Study, metrics: tuple[str, ...], *, epochs: bool,
+               several_params: bool) -> list[tuple[str, str]]:
+    """The report's plots of ``study``: with several ``metrics`` its Pareto front, else
+    its history, learning curves (``epochs``: trials report per epoch) and, with
+    ``several_params``, parameter importances and parallel coordinates."""
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
         return []
-    first = {"target": lambda t: t.values[0], "target_name": plan.metrics[0]}
-    if plan.multi_objective:
-        candidates = [("Pareto front", lambda: vis.plot_pareto_front(
-                          study, target_names=list(plan.metrics)))]
-    else:
-        candidates = [("Optimisation history", lambda: vis.plot_optimization_history(study))]
-        if plan.reports_epochs:
-            candidates.append(("Learning curves (per epoch)",
-                               lambda: vis.plot_intermediate_values(study)))
-    if len(plan.space) > 1:
-        candidates += [("Parameter importance",
-                        lambda: vis.plot_param_importances(study, **first)),
-                       ("Parallel coordinates",
-                        lambda: vis.plot_parallel_coordinate(study, **first))]
     plots = []
-    for title, draw in candidates:
+    for title, draw in _candidates(study, metrics, epochs, several_params):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                ax = draw()
-            fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
-            fig.set_size_inches(9, 5)
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-            plt.close(fig)
-            plots.append((title, base64.b64encode(buffer.getvalue()).decode()))
+                png = _render(draw)
+            plots.append((title, base64.b64encode(png).decode()))
         except Exception as error:  # one plot that cannot be drawn must not stop the rest
             plots.append((f"{title}: not drawn ({type(error).__name__}: {error})", ""))
     return plots
+
+
+def _candidates(study: optuna.Study, metrics: tuple[str, ...], epochs: bool,
+                several_params: bool) -> list[tuple[str, Callable[[], Any]]]:
+    from optuna.visualization import matplotlib as vis
+
+    # One objective: Optuna reads it, and its direction, from the study. With several,
+    # the plots show the first; importances are computed for *low* values of a given
+    # target, so a maximised one is negated there.
+    first: dict[str, Any] = {"target_name": metrics[0]}
+    for_importance = first
+    if len(metrics) > 1:
+        first = {**first, "target": lambda t: t.values[0]}
+        sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+        for_importance = {**first, "target": lambda t: sign * t.values[0]}
+    if len(metrics) > 1:
+        candidates = [("Pareto front", lambda: vis.plot_pareto_front(
+                          study, target_names=list(metrics)))]
+    else:
+        candidates = [("Optimisation history", lambda: vis.plot_optimization_history(study))]
+        if epochs:
+            candidates.append(("Learning curves (per epoch)",
+                               lambda: vis.plot_intermediate_values(study)))
+    if several_params:
+        candidates += [("Parameter importance",
+                        lambda: vis.plot_param_importances(study, **for_importance)),
+                       ("Parallel coordinates",
+                        lambda: vis.plot_parallel_coordinate(study, **first))]
+    return candidates
+
+
+def _render(draw: Callable[[], Any]) -> bytes:
+    """PNG bytes of the figure that ``draw`` makes."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot as plt
+
+    ax = draw()
+    fig = (ax.flat[0] if hasattr(ax, "flat") else ax).figure
+    fig.set_size_inches(9, 5)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def warm_plots() -> None:
+    """Draw each of the report's plots once, on a small made-up study.
+
+    The first drawing in a process imports scikit-learn (parameter importances), SciPy
+    and Pillow and loads fonts: seconds that the end of the sweep would otherwise pay.
+    The driver calls this on its warm-up thread while its slots start (tuner.warmup),
+    with Optuna's experimental-feature warnings already filtered: ``catch_warnings``
+    changes process-wide state, so a second thread must not use it."""
+    study = optuna.create_study(direction="maximize")
+    space = {"x": optuna.distributions.FloatDistribution(0, 1),
+             "y": optuna.distributions.IntDistribution(0, 3)}
+    for n in range(4):
+        trial = study.ask(space)
+        trial.report(n / 8, 0)
+        study.tell(trial, n / 4)
+    for _, draw in _candidates(study, ("value",), epochs=True, several_params=True):
+        _render(draw)
