@@ -199,6 +199,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tuner.plan import make_plan
 
     plan = make_plan(composed)
+    from tuner.startup import start_slots
+
+    pool = start_slots(plan)  # importing torch there takes seconds: the driver goes on
     # Imported after the checks: tuner.sweep brings in MLflow (seconds), and bad input
     # is refused without it.
     from tuner.progress import make_reporter
@@ -209,7 +212,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                    f"{composed.choices.get('model')} on {composed.choices.get('data')}, "
                    f"optimising {', '.join(plan.metrics)} ({', '.join(plan.directions)}); "
                    f"records in {plan.run_dir}")
-    outcome = run_sweep(plan, reporter)
+    outcome = run_sweep(plan, reporter, pool)
     counts = outcome.summary.counts
     reporter.print(f"done ({outcome.stop_reason}): {counts['COMPLETE']} complete, "
                    f"{counts['PRUNED']} pruned, {counts['FAIL']} failed")
@@ -222,16 +225,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from tuner import torchrun
     from tuner.plan import make_plan
 
     plan = make_plan(_compose(args.config_dir, args.overrides))
+    from tuner.startup import start_slots
+
+    pool = None if torchrun.launched() else start_slots(plan)  # torchrun: ranks, no slots
     from tuner.progress import make_reporter  # after the checks, as in cmd_sweep
     from tuner.sweep import run_worker
 
     reporter = make_reporter()
     reporter.print(f"worker for study {plan.study_name}: trials until n_trials="
                    f"{plan.cfg.n_trials} are done")
-    outcome = run_worker(plan, reporter, args.wait)
+    outcome = run_worker(plan, reporter, args.wait, pool)
     if outcome is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     reporter.print(f"worker done ({outcome.stop_reason}): trained {outcome.trained} trial(s) "

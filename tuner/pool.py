@@ -78,10 +78,16 @@ class SlotPool:
         self._go: Go | None = None
         self.replaced = 0  # slots started again after one died mid-trial
 
-    def __enter__(self) -> SlotPool:
+    def start(self) -> SlotPool:
+        """Start the slots (once): each imports torch and Lightning, seconds that the
+        driver spends meanwhile on its own imports and checks."""
         for spec in self.specs:
-            self._spawn(spec)
+            if spec.index not in self._slots:
+                self._spawn(spec)
         return self
+
+    def __enter__(self) -> SlotPool:
+        return self.start()
 
     def __exit__(self, *exc) -> None:
         for slot in self._slots.values():

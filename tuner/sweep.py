@@ -32,7 +32,6 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.devices import slot_specs
 from tuner.errors import SweepInterrupted, SweepStopped
 from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
@@ -40,10 +39,10 @@ from tuner.pool import SlotPool
 from tuner.progress import PlainReporter, Tally, format_values
 from tuner.report import Summary
 from tuner.slot import Go
+from tuner.startup import check_services, start_slots
 from tuner.study import (
     FINISHED,
     best_trial,
-    check_storage,
     join_study,
     open_storage,
     open_study,
@@ -51,8 +50,7 @@ from tuner.study import (
 )
 from tuner.sync import finish_records, finish_worker_records
 from tuner.tracking.runs import Tracker
-from tuner.tracking.server import check_tracking_server
-from tuner.warmup import import_store_code_in_background
+from tuner.warmup import warm_driver_in_background
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,13 @@ class SweepOutcome:
     stop_reason: str  # "budget", "timeout", "grid exhausted" or "failures"
 
 
-def run_sweep(plan: SweepPlan, reporter: PlainReporter) -> SweepOutcome:
-    check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
-    check_storage(plan.cfg.storage, plan.locate("storage.url"))
-    import_store_code_in_background(plan.cfg.tracking.tracking_uri)
-    with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
+def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = None
+              ) -> SweepOutcome:
+    """``pool``: the slots, if the caller started them already (tuner.startup); they
+    are stopped here whatever happens."""
+    pool = pool if pool is not None else start_slots(plan)
+    with pool, _sigterm_raises():
+        warm_driver_in_background(plan.cfg.tracking.tracking_uri, plan.cfg.tracking.report)
         pool.preflight()
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(plan, open_storage(plan.cfg.storage))
@@ -102,8 +102,8 @@ class WorkerOutcome:
     pending: int = 0  # MLflow records still waiting in this machine's outbox
 
 
-def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
-               ) -> WorkerOutcome | None:
+def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0,
+               pool: SlotPool | None = None) -> WorkerOutcome | None:
     """Join a study that ``tuner sweep`` started (on this machine or another): same
     config, same budget; this machine's slots claim trials until it is spent. The sweep
     that started the study keeps the parent run and writes the report at its end.
@@ -111,12 +111,12 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0
     Under torchrun the processes are the ranks of every trial (tuner.torchrun)."""
     from tuner import torchrun
 
-    check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
-    check_storage(plan.cfg.storage, plan.locate("storage.url"))
     if torchrun.launched():
+        check_services(plan)
         return torchrun.run(plan, reporter, wait)
-    import_store_code_in_background(plan.cfg.tracking.tracking_uri)
-    with SlotPool(plan, slot_specs(plan.cfg)) as pool, _sigterm_raises():
+    pool = pool if pool is not None else start_slots(plan)
+    with pool, _sigterm_raises():
+        warm_driver_in_background(plan.cfg.tracking.tracking_uri, report=False)
         pool.preflight()
         wait = wait_for_journal(plan, wait)
         study = join_study(plan, open_storage(plan.cfg.storage), wait)

@@ -4,8 +4,11 @@ A sweep's start is a relay: the slot imports torch and Lightning and trains the
 preflight batch while the driver waits; then the driver creates the MLflow store while
 the slot waits. Each side can use the other's turn:
 
-- the driver imports MLflow's store code (about a second on this project's machines)
-  while the slot runs the preflight: imports only, so nothing is written before the
+- the driver, while its slots import torch and run the preflight, imports MLflow's
+  store code (about a second on this project's machines), migrates a new MLflow store
+  in a temporary folder (over a second; tuner.tracking.local_store) and draws the
+  report's plots once on a made-up study (seconds of first-use imports and fonts;
+  tuner.report.warm_plots). Nothing is written where the user looks before the
   preflight passes;
 - the slot, once its preflight passed, imports its own store code and saves a tiny
   model the way trials log theirs, to a temporary folder: the first ``torch.export`` in
@@ -15,9 +18,13 @@ the slot waits. Each side can use the other's turn:
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
+import warnings
 from pathlib import Path
+
+import optuna
 
 
 def _import_store_code(tracking_uri: str) -> None:
@@ -28,11 +35,34 @@ def _import_store_code(tracking_uri: str) -> None:
         import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
 
-def import_store_code_in_background(tracking_uri: str) -> threading.Thread:
-    """Import the MLflow store for ``tracking_uri`` on a daemon thread; imports that the
-    main thread reaches meanwhile wait for it under Python's import lock."""
-    thread = threading.Thread(target=_import_store_code, args=(tracking_uri,),
-                              name="tuner-warmup", daemon=True)
+def warm_driver_in_background(tracking_uri: str, report: bool) -> threading.Thread:
+    """Pay the driver's first-use costs on a daemon thread (see the module's notes),
+    ``report``: also the report's plots. Imports that the main thread reaches meanwhile
+    wait for it under Python's import lock; a store still being migrated is waited for
+    by ``ensure_local_store``. A step that fails here is only paid later, where the
+    main thread meets (and reports) the same error."""
+    from tuner.tracking.local_store import prebuilder
+
+    build_store = prebuilder(tracking_uri)  # registered now: the main thread waits for it
+    if report:
+        # Process-wide and set here, on the main thread: warnings.catch_warnings is not
+        # thread-safe, so the plots drawn on the warm-up thread cannot use it. These
+        # warnings are about Optuna features that tuner chose, nothing a user can act on.
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+    def warm() -> None:
+        with contextlib.suppress(Exception):
+            _import_store_code(tracking_uri)
+        if build_store is not None:
+            with contextlib.suppress(Exception):
+                build_store()
+        if report:
+            from tuner.report import warm_plots
+
+            with contextlib.suppress(Exception):
+                warm_plots()
+
+    thread = threading.Thread(target=warm, name="tuner-warmup", daemon=True)
     thread.start()
     return thread
 

@@ -9,16 +9,69 @@ would both migrate the same new file.
 So a missing store is built under a private name and then linked into place, which
 succeeds for exactly one process; the others, and any later command, open the finished
 file. A kill leaves at most a stray private file, removed by the next creator.
+
+The migrations take over a second, so a sweep starts them early (``prebuild``) in a
+temporary folder outside the project, while its slots import torch: nothing is written
+where the user looks before the preflight passes, and then the finished file is copied
+into place under the private name and linked as above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 SQLITE = "sqlite:///"
 PARTIAL = ".creating-"  # <store>.creating-<pid>: a store being built by that process
+
+_prebuilt: dict[str, _Prebuilt] = {}  # tracking URI -> a store migrated ahead of time
+
+
+class _Prebuilt:
+    """An empty store migrated in a temporary folder, ready to be copied into place."""
+
+    def __init__(self, artifact_root: Path) -> None:
+        self._folder = tempfile.TemporaryDirectory(prefix="tuner-store-")  # gone at exit
+        self.file = Path(self._folder.name) / "store.db"
+        self._artifact_root = artifact_root
+        self._done = threading.Event()
+        self._ok = False
+
+    def build(self) -> None:
+        try:
+            _migrate(self.file, self._artifact_root)
+            self._ok = True
+        finally:
+            self._done.set()
+
+    def take(self) -> Path | None:
+        """The finished file, waiting for the build if it still runs; None if it failed
+        (the caller then builds the store itself, and meets the error if there is one)."""
+        self._done.wait()
+        return self.file if self._ok else None
+
+    def discard(self) -> None:
+        if self._done.is_set():  # else the build still runs: the folder goes at exit
+            self._folder.cleanup()
+
+
+def prebuilder(tracking_uri: str) -> Callable[[], None] | None:
+    """For an SQLite store that does not exist yet, a function that migrates one ahead
+    of time, for a background thread to run: ``ensure_local_store`` then copies it into
+    place (waiting for it if it still runs) instead of migrating. It writes nothing
+    outside a temporary folder. None when there is nothing to build."""
+    if not tracking_uri.startswith(SQLITE) or tracking_uri in _prebuilt:
+        return None
+    path = Path(tracking_uri[len(SQLITE):])
+    if path.exists():
+        return None
+    prebuilt = _prebuilt[tracking_uri] = _Prebuilt(path.parent / "mlartifacts")
+    return prebuilt.build
 
 
 def ensure_local_store(tracking_uri: str) -> None:
@@ -27,23 +80,41 @@ def ensure_local_store(tracking_uri: str) -> None:
     if not tracking_uri.startswith(SQLITE):
         return
     path = Path(tracking_uri[len(SQLITE):])
-    if path.exists():
-        return
+    prebuilt = _prebuilt.pop(tracking_uri, None)
+    try:
+        if not path.exists():
+            _create(path, prebuilt.take() if prebuilt is not None else None)
+    finally:
+        if prebuilt is not None:
+            prebuilt.discard()
+
+
+def _create(path: Path, ready: Path | None) -> None:
+    """Build the store under a private name (from ``ready``, a store migrated ahead of
+    time, if there is one) and link it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(path)
     partial = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
     partial.unlink(missing_ok=True)
-    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-    # The default artifact root only names experiment 0, which tuner never uses.
-    store = SqlAlchemyStore(f"{SQLITE}{partial}", str(path.parent / "mlartifacts"))
-    store.engine.dispose()
     try:
+        if ready is not None:
+            shutil.copyfile(ready, partial)
+        else:
+            _migrate(partial, path.parent / "mlartifacts")
         os.link(partial, path)  # fails if another process got there first: use theirs
     except FileExistsError:
         pass
     finally:
         partial.unlink(missing_ok=True)
+
+
+def _migrate(file: Path, artifact_root: Path) -> None:
+    """Create an empty, fully migrated MLflow store in ``file``."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    # The default artifact root only names experiment 0, which tuner never uses.
+    store = SqlAlchemyStore(f"{SQLITE}{file}", str(artifact_root))
+    store.engine.dispose()
 
 
 def _remove_abandoned(path: Path) -> None:
