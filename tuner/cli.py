@@ -14,6 +14,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from tuner.errors import ConfigError, Problem, RecordsPending, SweepInterrupted, SweepStopped
 from tuner.masking import mask
@@ -356,6 +357,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"serving {model_uri} at http://{args.host}:{args.port}/invocations (Ctrl-C to "
           "stop)", flush=True)
     os.execv(sys.executable, command)
+
+
+def command() -> NoReturn:
+    """The `tuner` command: ``main``, then a quick exit (tuner.exits)."""
+    from tuner.exits import exit_quickly
+
+    exit_quickly(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from tuner.devices import SlotSpec
 from tuner.errors import ConfigError, SweepInterrupted
+from tuner.exits import exit_quickly
 from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
 
@@ -100,6 +101,8 @@ def slot_main(plan: SweepPlan, spec: SlotSpec, conn: Connection) -> None:
             conn.send(SlotError(spec.index, traceback.format_exc()))
         finally:
             os._exit(1)
+    conn.close()
+    exit_quickly(0)  # the driver may be waiting for this process to end
 
 
 def _pin(spec: SlotSpec) -> None:
