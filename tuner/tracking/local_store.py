@@ -120,7 +120,8 @@ def _migrate(file: Path, artifact_root: Path) -> None:
 def _remove_abandoned(path: Path) -> None:
     """Delete private files of creators that no longer run (killed mid-migration)."""
     for stray in path.parent.glob(f"{path.name}{PARTIAL}*"):
-        pid = stray.name.rsplit("-", 1)[-1]
+        # <store>.creating-<pid>, or SQLite's <store>.creating-<pid>-journal beside it
+        pid = stray.name[len(path.name) + len(PARTIAL):].split("-")[0]
         if pid.isdigit() and not _alive(int(pid)):
             with contextlib.suppress(FileNotFoundError):
                 stray.unlink()
