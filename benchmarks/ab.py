@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, tuner_command
+from common import machine
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -42,8 +42,9 @@ def one_run(checkout: Path, overrides: list[str]) -> float:
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
         start = time.perf_counter()
-        result = subprocess.run([*tuner_command(), "sweep", *overrides], cwd=cwd, env=env,
-                                capture_output=True, text=True)
+        # `python -m tuner`, not the installed script: each checkout runs its own entry point.
+        result = subprocess.run([sys.executable, "-m", "tuner", "sweep", *overrides], cwd=cwd,
+                                env=env, capture_output=True, text=True)
         elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"{checkout} failed:\n{result.stdout}\n{result.stderr}")

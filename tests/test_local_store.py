@@ -7,12 +7,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from mlflow import MlflowClient
 
-from tuner.tracking.local_store import ensure_local_store
+from tuner.tracking.local_store import ensure_local_store, prebuilder
 
 CREATE = ("import sys; from tuner.tracking.local_store import ensure_local_store; "
           "ensure_local_store(sys.argv[1])")
@@ -53,3 +54,29 @@ def test_processes_starting_together_share_one_store(tmp_path):
     assert [c.returncode for c in creators] == [0, 0, 0], errors
     assert "registered_models" in tables(db)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
+
+
+def test_a_store_migrated_ahead_of_time_is_copied_into_place(tmp_path):
+    db = tmp_path / "runs" / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    build = prebuilder(uri)
+    assert build is not None
+    build()  # the driver's warm-up thread, while the slots start
+    assert not (tmp_path / "runs").exists(), "nothing is written in the project before use"
+    temporary = [p for p in Path(tempfile.gettempdir()).glob("tuner-store-*")
+                 if (p / "store.db").exists()]
+    assert temporary, "the early build happens in a temporary folder"
+
+    ensure_local_store(uri)
+    assert {"experiments", "runs", "metrics", "registered_models"} <= tables(db)
+    assert sorted(p.name for p in db.parent.iterdir()) == ["mlflow.db"]
+    assert not any(p.exists() for p in temporary), "the temporary copy is removed"
+    client = MlflowClient(uri, registry_uri=uri)
+    assert client.create_run(client.create_experiment("early")).info.status == "RUNNING"
+
+
+def test_no_early_build_for_a_store_that_exists_or_a_server(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ensure_local_store(uri)
+    assert prebuilder(uri) is None
+    assert prebuilder("http://127.0.0.1:5000") is None
