@@ -8,7 +8,11 @@ are the epochs every trial trained (its per-epoch reports), summed over the stud
 Target: the same best val_acc (within 0.5 points, median over seeds) for at most 40% of
 the epochs.
 
-    python benchmarks/pruning.py [--seeds 5] [--trials 30] [--epochs 10]
+    python benchmarks/pruning.py [--seeds 5] [--trials 30] [--epochs 10] \
+        [--set pruner.reduction_factor=4 ...]
+
+``--set`` adds overrides to the hyperband side only, for trying its settings against
+the same no-pruning baseline.
 """
 
 from __future__ import annotations
@@ -31,13 +35,15 @@ from optuna.trial import TrialState
 PRUNERS = ("none", "hyperband")
 
 
-def one_sweep(pruner: str, seed: int, trials: int, epochs: int) -> tuple[float, int, float]:
+def one_sweep(pruner: str, seed: int, trials: int, epochs: int, extra: list[str]
+              ) -> tuple[float, int, float]:
     """The best value, the epochs trained in all, the wall seconds."""
     with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
         start = time.perf_counter()
         result = subprocess.run(
             [*tuner_command(), "sweep", f"pruner={pruner}", f"seed={seed}",
-             f"n_trials={trials}", f"trainer.max_epochs={epochs}", "tracking.report=false"],
+             f"n_trials={trials}", f"trainer.max_epochs={epochs}", "tracking.report=false",
+             *extra],
             cwd=cwd, capture_output=True, text=True)
         wall = time.perf_counter() - start
         if result.returncode != 0:
@@ -55,6 +61,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for the hyperband side, e.g. pruner.reduction_factor=4")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     best: dict[str, list[float]] = {p: [] for p in PRUNERS}
@@ -63,7 +71,8 @@ def main() -> None:
     for seed in range(args.seeds):
         line = []
         for pruner in (PRUNERS if seed % 2 == 0 else PRUNERS[::-1]):
-            b, e, w = one_sweep(pruner, seed, args.trials, args.epochs)
+            extra = args.set if pruner == "hyperband" else []
+            b, e, w = one_sweep(pruner, seed, args.trials, args.epochs, extra)
             best[pruner].append(b)
             spent[pruner].append(e)
             wall[pruner].append(w)
@@ -72,7 +81,8 @@ def main() -> None:
     med = {p: (statistics.median(best[p]), statistics.median(spent[p]),
                statistics.median(wall[p])) for p in PRUNERS}
     print(f"{args.trials} trials x up to {args.epochs} epochs, digits MLP, default space; "
-          f"medians of {args.seeds} seeds")
+          f"medians of {args.seeds} seeds" + (f"; hyperband with {' '.join(args.set)}"
+                                              if args.set else ""))
     for p in PRUNERS:
         print(f"  pruner={p}: best val_acc {med[p][0]:.4f}, {med[p][1]:.0f} epochs, "
               f"{med[p][2]:.1f} s per sweep")
