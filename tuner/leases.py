@@ -6,10 +6,14 @@ journal file. tuner keeps its own lease in two trial user attributes, which ever
 storage holds:
 
 - ``owner``: ``host:pid`` of the slot process that asked for the trial;
+- ``supervisor``: ``host:pid`` of the driver that started that slot; it records the
+  trial itself, with the slot's exit status, when the slot dies;
 - ``lease_until``: unix seconds; the owner renews it every ``LEASE_SECONDS / 4``.
 
 A RUNNING trial is *stale* when its lease has run out, or at once when its owner was a
-process on this host that no longer exists. Stale trials are reaped (marked FAIL, their
+process on this host that no longer exists and neither does its supervisor (while the
+supervisor lives, the trial is its to record: another slot reaping it at the same
+moment would race it, and with a vaguer reason). Stale trials are reaped (marked FAIL, their
 MLflow run KILLED) by whichever process next claims a trial (:mod:`tuner.budget`), so
 that a dead process cannot hold a share of the budget.
 """
@@ -31,7 +35,12 @@ LEASE_SECONDS = 60.0  # a trial is stale this long after its owner last renewed 
 
 
 def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return owner_id_of(os.getpid())
+
+
+def owner_id_of(pid: int) -> str:
+    """How a process ``pid`` of this host appears as a trial's owner."""
+    return f"{socket.gethostname()}:{pid}"
 
 
 def _pid_alive(pid: int) -> bool:
@@ -49,10 +58,8 @@ def stale_reason(trial: FrozenTrial, now: float | None = None) -> str | None:
     now = time.time() if now is None else now
     owner = trial.user_attrs.get(tags.OWNER_ATTR)
     lease = trial.user_attrs.get(tags.LEASE_ATTR)
-    if owner is not None:
-        host, _, pid = owner.rpartition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
-            return f"its process ({owner}) died"
+    if _died_here(owner) and not _alive_here(trial.user_attrs.get(tags.SUPERVISOR_ATTR)):
+        return f"its process ({owner}) died"
     if lease is not None and now > float(lease):
         return f"its lease ran out {now - float(lease):.0f} s ago (owner {owner})"
     if lease is None and trial.datetime_start is not None:
@@ -63,9 +70,28 @@ def stale_reason(trial: FrozenTrial, now: float | None = None) -> str | None:
     return None
 
 
+def _here(process: str | None) -> int | None:
+    """The pid in a ``host:pid`` of this host, else None."""
+    if process is None:
+        return None
+    host, _, pid = process.rpartition(":")
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
+def _died_here(process: str | None) -> bool:
+    pid = _here(process)
+    return pid is not None and not _pid_alive(pid)
+
+
+def _alive_here(process: str | None) -> bool:
+    pid = _here(process)
+    return pid is not None and _pid_alive(pid)
+
+
 def take(storage: BaseStorage, trial_id: int) -> None:
-    """Mark a freshly asked trial as ours, with a fresh lease."""
+    """Mark a freshly asked trial as ours (a slot's), with a fresh lease."""
     storage.set_trial_user_attr(trial_id, tags.OWNER_ATTR, owner_id())
+    storage.set_trial_user_attr(trial_id, tags.SUPERVISOR_ATTR, owner_id_of(os.getppid()))
     storage.set_trial_user_attr(trial_id, tags.LEASE_ATTR, time.time() + LEASE_SECONDS)
 
 

@@ -186,6 +186,8 @@ class SlotPool:
         if code == INTERRUPTED_EXIT:
             raise SweepInterrupted(f"slot {slot.spec.index} was interrupted")
         stop = False
+        if slot.trial is None:  # it may have died between asking for a trial and saying so
+            slot.trial = _running_trial_of(study, slot.process.pid)
         if slot.trial is not None:
             number, slot.trial = slot.trial, None
             reason = f"slot process {exit_reason(code)} while training"
@@ -239,3 +241,17 @@ class SlotPool:
                 yield message
         except (EOFError, OSError):
             return
+
+
+def _running_trial_of(study: optuna.Study | None, pid: int | None) -> int | None:
+    """The number of a RUNNING trial that the slot process ``pid`` owns, if any."""
+    from tuner.leases import owner_id_of
+    from tuner.tracking import tags
+
+    if study is None or pid is None:
+        return None
+    owner = owner_id_of(pid)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get(tags.OWNER_ATTR) == owner:
+            return trial.number
+    return None

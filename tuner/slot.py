@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from tuner.devices import SlotSpec
@@ -268,9 +269,13 @@ def record_interruption(study: optuna.Study, trial: optuna.Trial | int, tracker,
     stored = study.get_trials(deepcopy=False)[number]
     state = stored.state
     if state == TrialState.RUNNING:
-        study._storage.set_trial_user_attr(stored._trial_id, tags.FAIL_REASON_ATTR, reason)
-        tell(study, number, state=TrialState.FAIL)
-        state = TrialState.FAIL
+        try:
+            study._storage.set_trial_user_attr(stored._trial_id, tags.FAIL_REASON_ATTR,
+                                               reason)
+            tell(study, number, state=TrialState.FAIL)
+            state = TrialState.FAIL
+        except UpdateFinishedTrialError:  # someone else ended it meanwhile (a reaper)
+            state = study.get_trials(deepcopy=False)[number].state
     run_id = stored.user_attrs.get(tags.RUN_ID_ATTR)
     if run_id is not None:
         tracker.client.bind(run_id, number)

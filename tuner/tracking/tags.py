@@ -27,6 +27,7 @@ CONFIG_ATTR = "config"  # the trial's composed config, YAML
 SEED_ATTR = "seed"
 FAIL_REASON_ATTR = "fail_reason"
 OWNER_ATTR = "owner"  # "host:pid" of the slot process training the trial
+SUPERVISOR_ATTR = "supervisor"  # "host:pid" of the driver that records it if the owner dies
 LEASE_ATTR = "lease_until"  # unix seconds; its owner renews it while the trial trains
 WORLD_SIZE_ATTR = "world_size"  # processes the trial trained on (DDP ranks)
 RETRY_OF_ATTR = "retry_of"  # a repeat of a failed trial: the number of the first attempt
