@@ -42,6 +42,9 @@ def test_sweep_finishes_and_reports(default_sweep):
     assert out.count("\ntrial ") + out.startswith("trial ") == N_TRIALS  # a line per trial
     assert {p.name for p in run_dir.iterdir()} >= {"optuna.journal", "mlflow.db", "mlartifacts"}
     assert sorted(p.name for p in run_dir.parent.iterdir()) == ["runs"]  # nothing else in cwd
+    # Nothing but our lines: no library logging (e.g. the store's migrations or Optuna's
+    # study creation, which the start-up warm-up runs) reaches the console.
+    assert result.stderr == ""
 
 
 def test_mlflow_hierarchy_and_links_both_ways(default_sweep):

@@ -41,8 +41,14 @@ def warm_driver_in_background(tracking_uri: str, report: bool) -> threading.Thre
     wait for it under Python's import lock; a store still being migrated is waited for
     by ``ensure_local_store``. A step that fails here is only paid later, where the
     main thread meets (and reports) the same error."""
+    from tuner.study import quiet_optuna
     from tuner.tracking.local_store import prebuilder
+    from tuner.tracking.runs import quiet_mlflow
 
+    # Now, not when the main thread would: the store's migrations and the made-up study
+    # log at INFO, which would reach the user's console.
+    quiet_mlflow()
+    quiet_optuna()
     build_store = prebuilder(tracking_uri)  # registered now: the main thread waits for it
     if report:
         # Process-wide and set here, on the main thread: warnings.catch_warnings is not
