@@ -26,6 +26,7 @@ import optuna
 
 from tuner.devices import SlotSpec
 from tuner.errors import SweepInterrupted
+from tuner.leases import owner_id_of
 from tuner.outcome import TrialResult
 from tuner.plan import SweepPlan
 from tuner.resume import discard
@@ -43,6 +44,7 @@ from tuner.slot import (
     record_interruption,
     slot_main,
 )
+from tuner.tracking import tags
 
 STOP_GRACE = 10.0  # seconds interrupted slots get to record their trials before SIGKILL
 KILLED_BY = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
@@ -245,9 +247,6 @@ class SlotPool:
 
 def _running_trial_of(study: optuna.Study | None, pid: int | None) -> int | None:
     """The number of a RUNNING trial that the slot process ``pid`` owns, if any."""
-    from tuner.leases import owner_id_of
-    from tuner.tracking import tags
-
     if study is None or pid is None:
         return None
     owner = owner_id_of(pid)

@@ -199,7 +199,6 @@ def _candidates(study: optuna.Study, metrics: tuple[str, ...], epochs: bool,
         first = {**first, "target": lambda t: t.values[0]}
         sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
         for_importance = {**first, "target": lambda t: sign * t.values[0]}
-    if len(metrics) > 1:
         candidates = [("Pareto front", lambda: vis.plot_pareto_front(
                           study, target_names=list(metrics)))]
     else:

@@ -66,7 +66,8 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
     are stopped here whatever happens."""
     pool = pool if pool is not None else start_slots(plan)
     with pool, _sigterm_raises():
-        warm_driver_in_background(plan.cfg.tracking.tracking_uri, plan.cfg.tracking.report)
+        warmup = warm_driver_in_background(plan.cfg.tracking.tracking_uri,
+                                           plan.cfg.tracking.report)
         pool.preflight()
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(plan, open_storage(plan.cfg.storage))
@@ -82,6 +83,9 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         finally:
             reporter.stop()
     stop_reason = _stop_reason(reasons, failures, plan)
+    # The report draws its plots with matplotlib, which is not thread-safe: the warm-up
+    # thread's own drawing (long done, but for a very short sweep) must be over first.
+    warmup.join()
     summary = finish_records(plan, study, tracker,
                              "FAILED" if stop_reason == "failures" else "FINISHED")
     if stop_reason == "failures":

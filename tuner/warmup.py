@@ -1,8 +1,8 @@
 """One-time costs paid while a process would otherwise wait.
 
 A sweep's start is a relay: the slot imports torch and Lightning and trains the
-preflight batch while the driver waits; then the driver creates the MLflow store while
-the slot waits. Each side can use the other's turn:
+preflight batch while the driver waits; then the driver opens the study and the MLflow
+records while the slot waits. Each side can use the other's turn:
 
 - the driver, while its slots import torch and run the preflight, imports MLflow's
   store code (about a second on this project's machines), migrates a new MLflow store
