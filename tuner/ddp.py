@@ -53,9 +53,7 @@ def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
                  result: TrialResult, point: resume.ResumePoint | None = None) -> None:
     """Train ``trial`` on ``plan.ranks_per_trial`` processes; fill ``result`` in.
     ``point``: the checkpoint every rank resumes from (tuner.resume)."""
-    from tuner.trial import trial_dir
-
-    root = trial_dir(plan, trial.number)
+    root = plan.trial_dir(trial.number)
     root.mkdir(parents=True, exist_ok=True)
     for stale in (root / RESULT_FILE, *root.glob("rank-*.json")):
         stale.unlink(missing_ok=True)  # a retried trial number never reads an old result

@@ -101,7 +101,8 @@ def _train(spec: dict, rank: int, root: Path, **trainer_overrides) -> None:
     best = spec["best_value"]
     if (fitted.values is not None and cfg_logs_models(spec)
             and (best is None or is_better(fitted.values[0], best, spec["direction"]))):
-        log_model(fitted, spec["trial_id"], storage, spec["run_id"], tracker)
+        log_model(fitted, spec["trial_id"], storage, spec["run_id"], tracker,
+                  stored.user_attrs[tags.CONFIG_ATTR])
     _write(root / RESULT_FILE, outcome)
 
 

@@ -65,13 +65,13 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
             result.run_id = tracker.start_trial(
                 trial.number, {**params, "seed": seed}, config_yaml,
                 retry_of=first if first != trial.number else None)
-        trial.set_user_attr(tags.RUN_ID_ATTR, result.run_id)
+            trial.set_user_attr(tags.RUN_ID_ATTR, result.run_id)  # a resume's: record_resume
         if plan.ranks_per_trial > 1:
             from tuner.ddp import fit_in_ranks
 
             fit_in_ranks(plan, trial, tracker, result, point)
         else:
-            _fit(plan, trial, tracker, cfg, seed, result, beats_best, point)
+            _fit(plan, trial, tracker, cfg, config_yaml, seed, result, beats_best, point)
     except Exception as error:
         result.state, result.values = TrialState.FAIL, None
         result.reason = reason_of(error)
@@ -79,11 +79,6 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
             tracker.log_error(result.run_id, traceback.format_exc())
     result.seconds = time.monotonic() - start
     return result
-
-
-def trial_dir(plan: SweepPlan, number: int) -> Path:
-    """Where a trial's Lightning files (and DDP ranks' reports) go."""
-    return plan.trial_dir(number)
 
 
 def _resume_point(plan: SweepPlan, trial: optuna.Trial,
@@ -110,7 +105,7 @@ def _resume_point(plan: SweepPlan, trial: optuna.Trial,
     return point
 
 
-def _fit(plan, trial, tracker, cfg, seed, result, beats_best, point) -> None:
+def _fit(plan, trial, tracker, cfg, config_yaml, seed, result, beats_best, point) -> None:
     checkpoint = None
     if resume.supported(plan):
         checkpoint = ResumeCheckpoint(resume.checkpoint_path(plan, trial),
@@ -118,12 +113,13 @@ def _fit(plan, trial, tracker, cfg, seed, result, beats_best, point) -> None:
     fitted = fit(cfg, seed, trial=trial, metrics=plan.metrics,
                  reports_epochs=plan.reports_epochs,
                  logger=tracker.trial_logger(result.run_id, resumed=point is not None),
-                 root_dir=trial_dir(plan, trial.number), checkpoint=checkpoint,
+                 root_dir=plan.trial_dir(trial.number), checkpoint=checkpoint,
                  resume_from=None if point is None else point.checkpoint)
     result.state, result.values, result.pruned_at = fitted.state, fitted.values, fitted.pruned_at
     if (fitted.state == TrialState.COMPLETE and plan.cfg.tracking.log_models
             and beats_best(fitted.values[0])):
-        log_model(fitted, trial._trial_id, trial.study._storage, result.run_id, tracker)
+        log_model(fitted, trial._trial_id, trial.study._storage, result.run_id, tracker,
+                  config_yaml)
 
 
 @dataclass
@@ -175,10 +171,11 @@ def fit(cfg, seed: int, *, trial: optuna.Trial | None, metrics: tuple[str, ...],
     return Fitted(TrialState.COMPLETE, values, None, trainer, module, datamodule)
 
 
-def log_model(fitted: Fitted, trial_id: int, storage, run_id: str, tracker: Tracker) -> None:
-    """Log the trained module to its run; record the URI (or why not) on the trial."""
+def log_model(fitted: Fitted, trial_id: int, storage, run_id: str, tracker: Tracker,
+              config_yaml: str) -> None:
+    """Log the trained module to its run; record the URI (or why not) on the trial.
+    ``config_yaml``: the trial's config, kept with the weights if they must wait."""
     try:
-        config_yaml = storage.get_trial(trial_id).user_attrs.get(tags.CONFIG_ATTR, "")
         uri = tracker.client.log_model(
             run_id, fitted.module, example_input(fitted.module, fitted.datamodule), config_yaml)
     except Exception as error:
