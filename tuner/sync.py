@@ -17,7 +17,6 @@ them (the sweep that started the study keeps the parent run).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -28,7 +27,7 @@ from tuner.report import Summary, finalize, trial_counts
 from tuner.study import best_trial
 from tuner.tracking.breaker import is_server_uri
 from tuner.tracking.outbox import Outbox
-from tuner.tracking.replay import Finalize, Replayed, replay
+from tuner.tracking.replay import Finalize, replay
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server
 
@@ -76,13 +75,7 @@ def _finalizer(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
     return run
 
 
-@dataclass(frozen=True)
-class SyncOutcome:
-    outbox: Path | None  # the study's outbox folder; None with an embedded store
-    files: list[Replayed]  # what was done with each waiting file
-
-
-def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> SyncOutcome:
+def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
     """``tuner sync``: write every record the outbox holds for the study.
 
     Raises :class:`RecordsPending` when the server does not answer (nothing is touched)
@@ -95,7 +88,7 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> SyncOutcome:
     if outbox is None or not outbox.pending_keys():
         where = outbox.dir if outbox is not None else "the outbox (an embedded store has none)"
         say(f"nothing to sync: no MLflow records wait in {where}")
-        return SyncOutcome(outbox.dir if outbox else None, [])
+        return
     waiting = outbox.count()
     try:
         check_tracking_server(tracking.tracking_uri, plan.locate("tracking"))
@@ -117,4 +110,3 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> SyncOutcome:
                              + "; ".join(reasons or ["the parent run waits for the trials"]))
     outbox.tidy()
     say(f"done: every waiting record is written; nothing waits in {outbox.dir}")
-    return SyncOutcome(outbox.dir, files)

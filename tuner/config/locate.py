@@ -37,13 +37,14 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def _roots(config_dir: Path | None) -> list[Path]:
+def config_roots(config_dir: Path | None) -> list[Path]:
+    """The config folders, searched in this order: the built-in one, then the user's."""
     return [BUILTIN_CONF_DIR] + ([config_dir] if config_dir is not None else [])
 
 
 def config_file(name: str, config_dir: Path | None) -> Path | None:
     """``conf/<name>.yaml`` in the built-in or the user's config dir (built-in first)."""
-    for root in _roots(config_dir):
+    for root in config_roots(config_dir):
         if (root / f"{name}.yaml").is_file():
             return root / f"{name}.yaml"
     return None
@@ -56,7 +57,7 @@ def group_file(group: str, option: str, config_dir: Path | None) -> Path | None:
 def group_options(group: str, config_dir: Path | None = None) -> list[str]:
     """The options a user can pick for a group, built-in and their own."""
     names: set[str] = set()
-    for root in _roots(config_dir):
+    for root in config_roots(config_dir):
         if (root / group).is_dir():
             names.update(p.stem for p in (root / group).glob("*.yaml"))
     return sorted(names - SCHEMA_NAMES)

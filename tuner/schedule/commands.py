@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -152,18 +153,8 @@ def _check_as_sweep(project: Path, config_dir: Path | None, overrides: list[str]
     from tuner.schedule.runner import SCHEDULED_FOR_ENV
     from tuner.schedule.timetable import stamp
 
-    with _in_folder(project), _env(SCHEDULED_FOR_ENV, stamp(due)):
+    with contextlib.chdir(project), _env(SCHEDULED_FOR_ENV, stamp(due)):
         make_plan(compose_config(overrides, config_dir))
-
-
-@contextmanager
-def _in_folder(folder: Path):
-    before = Path.cwd()
-    os.chdir(folder)
-    try:
-        yield
-    finally:
-        os.chdir(before)
 
 
 @contextmanager

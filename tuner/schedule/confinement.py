@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tuner.config.locate import BUILTIN_CONF_DIR, override_key
+from tuner.config.locate import config_roots, override_key
 from tuner.errors import ConfigError, Problem
 
 ALLOWED = ("tuner's built-in conf, or a config folder inside the project: {project} or a "
@@ -72,5 +72,4 @@ def check_overrides(overrides: tuple[str, ...] | list[str], config_dir: Path | N
 
 
 def _group_names(config_dir: Path | None) -> set[str]:
-    roots = [BUILTIN_CONF_DIR] + ([config_dir] if config_dir is not None else [])
-    return {p.name for root in roots for p in root.iterdir() if p.is_dir()}
+    return {p.name for root in config_roots(config_dir) for p in root.iterdir() if p.is_dir()}

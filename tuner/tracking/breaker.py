@@ -72,10 +72,6 @@ class Breaker:
         self.last_error: str | None = None  # why it opened, for messages
         self._open_until: float | None = None  # monotonic seconds; None: closed
 
-    @property
-    def is_open(self) -> bool:
-        return self._open_until is not None
-
     def allows_try(self) -> bool:
         """Closed: yes. Open: no until the cooldown ends, then yes if ``/health`` answers."""
         if self._open_until is None:
