@@ -35,8 +35,9 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
+from tuner.models.optim import OptimSettings, build_optimizer, build_scheduler
+
 EPOCHS = 10
-LR_FINAL_FACTOR = 0.01  # conf/shared/optimizer.yaml
 
 
 def digits() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
@@ -75,28 +76,18 @@ def mlp(p: dict) -> nn.Sequential:
 
 
 def optimizer(model: nn.Module, p: dict) -> torch.optim.Optimizer:
-    weights = [q for q in model.parameters() if q.ndim >= 2]
-    others = [q for q in model.parameters() if q.ndim < 2]
-    groups = [{"params": weights, "weight_decay": p["weight_decay"]},
-              {"params": others, "weight_decay": 0.0}]
-    name, lr, momentum = p["optimizer"], p["lr"], p["momentum"]
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    if name == "adagrad":
-        return torch.optim.Adagrad(groups, lr=lr)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(groups, lr=lr, momentum=momentum)
-    return (torch.optim.Adam if name == "adam" else torch.optim.AdamW)(groups, lr=lr)
+    """tuner's own optimizer builder (tuner.models.optim imports torch only): every side
+    must train identical trials."""
+    return build_optimizer(model.named_parameters(), settings(p))
 
 
 def schedule(opt: torch.optim.Optimizer, p: dict, total_steps: int):
-    def factor(step: int) -> float:
-        if p["lr_schedule"] == "constant":
-            return 1.0
-        progress = min(1.0, step / max(1, total_steps - 1))
-        return LR_FINAL_FACTOR + (1 - LR_FINAL_FACTOR) * 0.5 * (1 + math.cos(math.pi * progress))
+    return build_scheduler(opt, total_steps, settings(p))
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+def settings(p: dict) -> OptimSettings:
+    return OptimSettings(optimizer=p["optimizer"], lr=p["lr"], momentum=p["momentum"],
+                         weight_decay=p["weight_decay"], lr_schedule=p["lr_schedule"])
 
 
 def steps_per_epoch(rows: int, p: dict) -> int:
