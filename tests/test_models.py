@@ -212,3 +212,22 @@ def test_example_input_from_batches_and_module(tmp_path):
     module.example_input_array = None
     with pytest.raises(ValueError, match=r"set self\.example_input_array"):
         example_input(module, DictBatches())
+
+
+def test_fast_hook_name_leaves_module_registration_alone():
+    """TunableModule sets Lightning's hook name as a plain attribute (speed); anything
+    else assigned to a module still registers as a parameter, buffer or submodule."""
+    from tuner.models.mlp import MLPClassifier
+
+    module = MLPClassifier(input_dim=4, num_classes=2, width=3, depth=1)
+    module._current_fx_name = "training_step"
+    module.head = torch.nn.Linear(2, 2)
+    module.scale = torch.nn.Parameter(torch.ones(1))
+    module.register_buffer("steps", torch.zeros(1))
+    assert module._current_fx_name == "training_step"
+    assert "head" in dict(module.named_children())
+    assert {"scale", "head.weight"} <= {n for n, _ in module.named_parameters()}
+    assert "steps" in module.state_dict()
+    assert "_current_fx_name" not in module.state_dict()
+    module.scale = None  # a registered parameter set to None stays a parameter slot
+    assert "scale" in module._parameters
