@@ -2,10 +2,13 @@
 the ratio, for judging a change to tuner itself.
 
     git worktree add /tmp/before HEAD~1        # the code before the change
-    python benchmarks/ab.py --before /tmp/before [--runs 5] -- n_trials=5 trainer.max_epochs=1
+    python benchmarks/ab.py --before /tmp/before [--runs 5] [--study digits-mlp] \
+        -- n_trials=5 trainer.max_epochs=1
 
 Each run starts in a new empty folder with PYTHONPATH pointing at the checkout, so both
-sides pay a first sweep's costs (store creation, preflight, imports).
+sides pay a first sweep's costs (store creation, preflight, imports). Reported: the whole
+command, and the median trial (its start to its end in the study, read from the study
+``--study`` names), which start-up noise does not dilute.
 """
 
 from __future__ import annotations
@@ -14,13 +17,10 @@ import argparse
 import datetime
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-from common import machine
+from common import machine, run_sweep
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -38,17 +38,14 @@ def link_config(checkout: Path) -> list[Path]:
     return made
 
 
-def one_run(checkout: Path, overrides: list[str]) -> float:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
-        start = time.perf_counter()
-        # `python -m tuner`, not the installed script: each checkout runs its own entry point.
-        result = subprocess.run([sys.executable, "-m", "tuner", "sweep", *overrides], cwd=cwd,
-                                env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"{checkout} failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed
+def one_run(checkout: Path, overrides: list[str], study: str) -> tuple[float, float]:
+    """The whole command's seconds and the median trial's."""
+    # `python -m tuner`, not the installed script: each checkout runs its own entry point.
+    sweep = run_sweep(*overrides, study=study, command=[sys.executable, "-m", "tuner"],
+                      env={**os.environ, "PYTHONPATH": str(checkout)})
+    trial = statistics.median((t.datetime_complete - t.datetime_start).total_seconds()
+                              for t in sweep.study.trials if t.datetime_complete is not None)
+    return sweep.wall, trial
 
 
 def main() -> None:
@@ -56,23 +53,32 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True)
     parser.add_argument("--after", type=Path, default=HERE)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--study", default="digits-mlp",
+                        help="the study the command writes (for its trial times)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     times: dict[str, list[float]] = {"before": [], "after": []}
+    trials: dict[str, list[float]] = {"before": [], "after": []}
     links = [*link_config(args.before.resolve()), *link_config(args.after.resolve())]
     try:
         for run in range(args.runs):
             order = ("before", "after") if run % 2 == 0 else ("after", "before")
             for side in order:
-                times[side].append(one_run(getattr(args, side).resolve(), args.overrides))
-            print(f"run {run + 1}: before {times['before'][-1]:.2f} s, "
-                  f"after {times['after'][-1]:.2f} s", flush=True)
+                wall, trial = one_run(getattr(args, side).resolve(), args.overrides, args.study)
+                times[side].append(wall)
+                trials[side].append(trial)
+            print(f"run {run + 1}: before {times['before'][-1]:.2f} s (trial "
+                  f"{trials['before'][-1]:.3f} s), after {times['after'][-1]:.2f} s (trial "
+                  f"{trials['after'][-1]:.3f} s)", flush=True)
     finally:
         for link in links:
             link.unlink()
     before, after = (statistics.median(times[s]) for s in ("before", "after"))
-    print(f"`tuner sweep {' '.join(args.overrides)}`, medians of {args.runs}: before "
-          f"{before:.2f} s, after {after:.2f} s (before/after {before / after:.2f}x)")
+    t_before, t_after = (statistics.median(trials[s]) for s in ("before", "after"))
+    print(f"`tuner sweep {' '.join(args.overrides)}`, medians of {args.runs}: whole command "
+          f"before {before:.2f} s, after {after:.2f} s (before/after {before / after:.2f}x); "
+          f"median trial before {t_before:.3f} s, after {t_after:.3f} s "
+          f"(before/after {t_before / t_after:.2f}x)")
     print(f"date: {datetime.date.today()}; machine: {machine()}")
 
 

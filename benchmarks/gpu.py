@@ -21,14 +21,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
-from common import machine, tuner_command
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from common import machine, run_sweep
 from optuna.trial import FrozenTrial, TrialState
 from workers import FIXED_WORK
 
@@ -64,16 +61,10 @@ def sweep(study: str, *overrides: str) -> Sweep:
          "--format=csv,noheader,nounits", "-lms", "250"],
         stdout=subprocess.PIPE, text=True)
     try:
-        with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
-            start = time.perf_counter()
-            result = subprocess.run([*tuner_command(), "sweep", "tracking.report=false",
-                                     *overrides], cwd=cwd, capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            if result.returncode != 0:
-                sys.exit(f"{overrides} failed:\n{result.stdout}\n{result.stderr}")
-            storage = JournalStorage(JournalFileBackend(str(Path(cwd) / "runs/optuna.journal")))
-            trials = [t for t in optuna.load_study(study_name=study, storage=storage).trials
-                      if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        run = run_sweep("tracking.report=false", *overrides, study=study)
+        wall = run.wall
+        trials = [t for t in run.study.trials
+                  if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     finally:
         smi.terminate()
     samples = []

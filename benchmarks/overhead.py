@@ -32,29 +32,20 @@ import time
 from pathlib import Path
 
 import optuna
-from common import machine, tuner_command
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from common import machine, run_sweep
 from optuna.trial import TrialState
 
 HERE = Path(__file__).resolve().parent
 
 
-def run_tuner(cwd: Path, trials: int, epochs: int) -> tuple[float, list[dict], float, float]:
+def run_tuner(trials: int, epochs: int) -> tuple[float, list[dict], float, float]:
     """Wall seconds, the trials' params, the median trial seconds, the best value."""
-    start = time.perf_counter()
-    result = subprocess.run(
-        [*tuner_command(), "sweep", f"n_trials={trials}", f"trainer.max_epochs={epochs}",
-         "pruner=none"], cwd=cwd, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"tuner sweep failed:\n{result.stdout}\n{result.stderr}")
-    storage = JournalStorage(JournalFileBackend(str(cwd / "runs/optuna.journal")))
-    study = optuna.load_study(study_name="digits-mlp", storage=storage)
+    sweep = run_sweep(f"n_trials={trials}", f"trainer.max_epochs={epochs}", "pruner=none")
+    study = sweep.study
     done = sorted((t for t in study.trials if t.state == TrialState.COMPLETE),
                   key=lambda t: t.number)
     seconds = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
-    return wall, [t.params for t in done], statistics.median(seconds), study.best_value
+    return sweep.wall, [t.params for t in done], statistics.median(seconds), study.best_value
 
 
 def run_by_hand(way: str, cwd: Path, params: list[dict], epochs: int
@@ -91,7 +82,7 @@ def main() -> None:
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="tuner-bench-") as tmp:
             cwd = Path(tmp)
-            w, params, t, best = run_tuner(cwd, args.trials, args.epochs)
+            w, params, t, best = run_tuner(args.trials, args.epochs)
             line = [f"tuner {w:.1f} s (trial {t:.3f} s, best {best:.4f})"]
             wall["tuner"].append(w)
             trial["tuner"].append(t)

@@ -20,16 +20,10 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import optuna
-from common import machine, tuner_command
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from common import machine, run_sweep
 from optuna.trial import TrialState
 
 PRUNERS = ("none", "hyperband")
@@ -38,22 +32,14 @@ PRUNERS = ("none", "hyperband")
 def one_sweep(pruner: str, seed: int, trials: int, epochs: int, extra: list[str]
               ) -> tuple[float, int, float]:
     """The best value, the epochs trained in all, the wall seconds."""
-    with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
-        start = time.perf_counter()
-        result = subprocess.run(
-            [*tuner_command(), "sweep", f"pruner={pruner}", f"seed={seed}",
-             f"n_trials={trials}", f"trainer.max_epochs={epochs}", "tracking.report=false",
-             *extra],
-            cwd=cwd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if result.returncode != 0:
-            sys.exit(f"pruner={pruner} seed={seed} failed:\n{result.stdout}\n{result.stderr}")
-        storage = JournalStorage(JournalFileBackend(str(Path(cwd) / "runs/optuna.journal")))
-        study = optuna.load_study(study_name="digits-mlp", storage=storage)
-        finished = [t for t in study.trials
-                    if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        epochs_spent = sum(len(t.intermediate_values) for t in finished)
-        return study.best_value, epochs_spent, wall
+    sweep = run_sweep(f"pruner={pruner}", f"seed={seed}", f"n_trials={trials}",
+                      f"trainer.max_epochs={epochs}", "tracking.report=false", *extra)
+    study = sweep.study
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    epochs_spent = sum(len(t.intermediate_values) for t in finished)
+    if not any(t.state == TrialState.COMPLETE for t in finished):
+        sys.exit(f"pruner={pruner} seed={seed} {' '.join(extra)}: no trial trained to the end")
+    return study.best_value, epochs_spent, sweep.wall
 
 
 def main() -> None:

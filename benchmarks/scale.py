@@ -19,16 +19,10 @@ import argparse
 import datetime
 import os
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from pathlib import Path
 
 import optuna
-from common import machine, tuner_command
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from common import machine, run_sweep
 
 HERE = Path(__file__).resolve().parent
 NOOP = ("--config-dir", str(HERE / "conf"), "model=noop", "data=noop", "search=noop",
@@ -45,17 +39,10 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)}
-    with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
-        start = time.perf_counter()
-        result = subprocess.run(
-            [*tuner_command(), "sweep", *NOOP, f"n_trials={args.trials}",
-             f"sampler={args.sampler}"], cwd=cwd, capture_output=True, text=True, env=env)
-        wall = time.perf_counter() - start
-        if result.returncode != 0:
-            sys.exit(f"tuner sweep failed:\n{result.stdout}\n{result.stderr}")
-        storage = JournalStorage(JournalFileBackend(str(Path(cwd) / "runs/optuna.journal")))
-        trials = sorted(optuna.load_study(study_name="noop-noop", storage=storage).trials,
-                        key=lambda t: t.number)
+    sweep = run_sweep(*NOOP, f"n_trials={args.trials}", f"sampler={args.sampler}",
+                      study="noop-noop", env=env)
+    wall = sweep.wall
+    trials = sorted(sweep.study.trials, key=lambda t: t.number)
     # Per trial: from its start to the next trial's start (the last: to its own end), so
     # the gap between trials (telling Optuna, ending the run, the claim) is counted too.
     starts = [t.datetime_start for t in trials]

@@ -12,12 +12,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 
-from common import machine, tuner_command
+from common import machine, run_sweep
 
 
 def main() -> None:
@@ -26,15 +22,10 @@ def main() -> None:
     args = parser.parse_args()
     times = []
     for i in range(args.runs):
-        with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
-            start = time.perf_counter()
-            result = subprocess.run([*tuner_command(), "sweep"], cwd=cwd, capture_output=True,
-                                    text=True)
-            elapsed = time.perf_counter() - start
-        if result.returncode != 0:
-            sys.exit(f"run {i + 1} failed:\n{result.stdout}\n{result.stderr}")
-        summary = next((ln for ln in result.stdout.splitlines() if ln.startswith("done")), "")
-        best = next((ln for ln in result.stdout.splitlines() if ln.startswith("best")), "")
+        sweep = run_sweep(study=None)
+        elapsed = sweep.wall
+        summary = next((ln for ln in sweep.stdout.splitlines() if ln.startswith("done")), "")
+        best = next((ln for ln in sweep.stdout.splitlines() if ln.startswith("best")), "")
         print(f"run {i + 1}: {elapsed:.1f} s  ({summary}; {best})", flush=True)
         times.append(elapsed)
     print(f"median of {len(times)}: {statistics.median(times):.1f} s")

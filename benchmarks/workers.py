@@ -27,18 +27,11 @@ import argparse
 import datetime
 import itertools
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 import optuna
-from common import machine, tuner_command
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from common import machine, run_sweep
 
 
 @dataclass(frozen=True)
@@ -55,20 +48,13 @@ FIXED_WORK = ("~search.model.optimizer", "~search.model.momentum", "~search.mode
 
 
 def one_run(workers: int, trials: int, epochs: int, space: tuple[str, ...]) -> Run:
-    with tempfile.TemporaryDirectory(prefix="tuner-bench-") as cwd:
-        start = time.perf_counter()
-        result = subprocess.run(
-            [*tuner_command(), "sweep", f"workers={workers}", f"n_trials={trials}",
-             f"trainer.max_epochs={epochs}", "pruner=none", "tracking.report=false", *space],
-            cwd=cwd, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-        if result.returncode != 0:
-            sys.exit(f"workers={workers} failed:\n{result.stdout}\n{result.stderr}")
-        storage = JournalStorage(JournalFileBackend(str(Path(cwd) / "runs/optuna.journal")))
-        done = [t for t in optuna.load_study(study_name="digits-mlp", storage=storage).trials
-                if t.datetime_complete is not None and t.datetime_start is not None]
-        span = (max(t.datetime_complete for t in done)
-                - min(t.datetime_start for t in done)).total_seconds()
+    sweep = run_sweep(f"workers={workers}", f"n_trials={trials}", f"trainer.max_epochs={epochs}",
+                      "pruner=none", "tracking.report=false", *space)
+    wall = sweep.wall
+    done = [t for t in sweep.study.trials
+            if t.datetime_complete is not None and t.datetime_start is not None]
+    span = (max(t.datetime_complete for t in done)
+            - min(t.datetime_start for t in done)).total_seconds()
     durations = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
     by_slot: dict[str, list] = defaultdict(list)
     for t in done:
