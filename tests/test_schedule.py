@@ -192,3 +192,34 @@ def test_sigterm_stops_the_loop_and_its_running_job_cleanly(tmp_path):
     assert last["status"] == "interrupted" and last["exit_code"] == 130, (last, output)
     assert "running" not in _state(project)["long"]
     assert "interrupted" in Path(last["log"]).read_text()  # tuner's own SIGTERM message
+
+
+def test_a_second_scheduler_on_the_same_file_is_refused_by_name(tmp_path):
+    """Two `tuner schedule run` on one schedule would run each job twice: the second is
+    refused, naming the file it was given (here a .yml one)."""
+    import os
+    import subprocess
+    import time
+
+    from tests.conftest import tuner_command
+
+    project = _project(tmp_path)
+    added = run_tuner("schedule", "add", "nightly", "--cron", "0 3 * * *", "--file",
+                      "jobs.yml", "--", *TINY, cwd=project)
+    assert added.returncode == 0, added.stderr
+    first = subprocess.Popen([*tuner_command(), "schedule", "run", "--file", "jobs.yml"],
+                             cwd=project, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (project / "jobs.lock").exists():  # taken before the loop starts
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.2)
+        time.sleep(1)
+        second = run_tuner("schedule", "run", "--file", "jobs.yml", "--once", cwd=project)
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "another `tuner schedule run` is running the jobs of jobs.yml" in second.stderr
+    assert "jobs.yaml" not in second.stderr

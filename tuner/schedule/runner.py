@@ -279,12 +279,12 @@ class Scheduler:
                                     "not seen", "log": running.get("log")})
 
     def _lock(self):
-        return _ScheduleLock(self.path.with_name(self.path.stem + ".lock"))
+        return _ScheduleLock(self.path.with_name(self.path.stem + ".lock"), self.path)
 
 
 class _ScheduleLock:
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, schedule_path: Path):
+        self.path, self.schedule_path = path, schedule_path
         self.handle: IO[str] | None = None
 
     def __enter__(self) -> _ScheduleLock:
@@ -294,7 +294,7 @@ class _ScheduleLock:
         except BlockingIOError as error:
             self.handle.close()
             raise SchedulerBusy(f"another `tuner schedule run` is running the jobs of "
-                                f"{self.path.with_suffix('.yaml').name} (it holds "
+                                f"{self.schedule_path.name} (it holds "
                                 f"{display_path(self.path)}); nothing was run") from error
         return self
 
