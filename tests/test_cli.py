@@ -201,9 +201,13 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """The CLI as a terminal starts it. Ctrl-C is on (SIGINT at its default) even when
+    pytest itself runs in the background, where the shell starts jobs ignoring SIGINT
+    and Python then installs no KeyboardInterrupt handler."""
     return subprocess.Popen([*tuner_command(), *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True,
-                            env={**os.environ, **(env or {})})
+                            env={**os.environ, **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def test_ui_serves_the_study_on_loopback(default_sweep):
