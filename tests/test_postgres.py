@@ -64,6 +64,12 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     assert numbers == sorted(t.number for t in trials)  # exactly one run per trial
     assert {r.data.tags[tags.PARENT_RUN] for r in children} == {parent.info.run_id}
     assert {r.info.status for r in children} <= {"FINISHED", "FAILED"}
+    # Each trial's composed config reached its run through the server's artifact proxy.
+    by_number = {t.number: t for t in trials}
+    for run in children[:3]:
+        path = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
+        trial = by_number[int(run.data.tags[tags.TRIAL_NUMBER])]
+        assert Path(path).read_text() == trial.user_attrs[tags.CONFIG_ATTR]
     # The champion went through the server's registry and artifact proxy.
     server_log = mlflow_server.log_path.read_text(errors="replace")[-4000:]
     assert "champion: promoted to models:/four@champion" in outputs[0], (

@@ -25,6 +25,8 @@ outbox: every call goes straight to the store.
 from __future__ import annotations
 
 import os
+import posixpath
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,8 +39,9 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from tuner.tracking import tags
-from tuner.tracking.breaker import Breaker, bound_http_retries, is_server_uri, is_unavailable
+from tuner.tracking.breaker import Breaker, bound_http_retries, is_unavailable
 from tuner.tracking.outbox import PARENT, Outbox, trial_of
+from tuner.tracking.server import is_server_uri
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +79,7 @@ class ResilientClient:
         self.experiment_id: str | None = None  # set by the Tracker (open / attach)
         self.parent_run_id: str | None = None
         self._trials: dict[str, int] = {}  # run id -> trial number, for the file key
+        self._artifact_uris: dict[str, str] = {}  # run id -> artifact URI, of runs made here
         self._direct = False
         self.refused: set[str] = set()  # outbox files with a record the server refused
 
@@ -147,6 +151,7 @@ class ResilientClient:
         def call() -> Run:
             run = self.raw.create_run(experiment_id, start_time=start_time, tags=tags,
                                       run_name=run_name)
+            self._artifact_uris[run.info.run_id] = run.info.artifact_uri
             if number is not None:
                 self.bind(run.info.run_id, int(number))
             return run
@@ -178,7 +183,24 @@ class ResilientClient:
     def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
         self._write(run_id, lambda: {"op": "log_text", "text": text,
                                      "artifact_file": artifact_file},
-                    lambda: self.raw.log_text(run_id, text, artifact_file))
+                    lambda: self._log_text_now(run_id, text, artifact_file))
+
+    def _log_text_now(self, run_id: str, text: str, artifact_file: str) -> None:
+        """``MlflowClient.log_text`` first reads the whole run back (``get_run``) to learn
+        where its artifacts go: one store call of the few a trial makes (a round trip to
+        a tracking server). A run this client created told us already."""
+        uri = self._artifact_uris.get(run_id)
+        if uri is None:
+            self.raw.log_text(run_id, text, artifact_file)
+            return
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        repo = get_artifact_repository(uri, tracking_uri=self.raw.tracking_uri)
+        folder, name = posixpath.split(posixpath.normpath(artifact_file))  # as MLflow does
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp, name)
+            path.write_text(text, encoding="utf-8")
+            repo.log_artifact(str(path), folder or None)
 
     def log_artifact(self, run_id: str, local_path: str, artifact_path: str | None = None
                      ) -> None:
