@@ -17,8 +17,7 @@ from tuner.errors import ConfigError, Problem
 from tuner.study import best_trial, find_study_id, journal_path, open_storage
 from tuner.tracking import tags
 from tuner.tracking.links import run_id_of
-
-SQLITE_PREFIX = "sqlite:///"
+from tuner.tracking.local_store import SQLITE
 
 
 def _no_records(what: str, where: str) -> ConfigError:
@@ -33,8 +32,8 @@ def load_study(composed: Composed) -> optuna.Study:
     path = journal_path(cfg.storage)
     if path is not None and not path.is_file():
         raise _no_records("study journal", str(path))
-    if str(cfg.storage.get("url", "")).startswith(SQLITE_PREFIX):
-        db = Path(cfg.storage.url.removeprefix(SQLITE_PREFIX))
+    if str(cfg.storage.get("url", "")).startswith(SQLITE):
+        db = Path(cfg.storage.url.removeprefix(SQLITE))
         if not db.is_file():
             raise _no_records("study database", str(db))
     storage = open_storage(cfg.storage)
@@ -75,8 +74,8 @@ def best_report(composed: Composed) -> dict[str, Any]:
 
 def existing_tracking_uri(composed: Composed) -> str:
     uri = composed.cfg.tracking.tracking_uri
-    if uri.startswith(SQLITE_PREFIX):
-        db = Path(uri.removeprefix(SQLITE_PREFIX))
+    if uri.startswith(SQLITE):
+        db = Path(uri.removeprefix(SQLITE))
         if not db.is_file():
             raise _no_records("MLflow store", str(db))
     return uri

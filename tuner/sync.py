@@ -25,11 +25,10 @@ from tuner.errors import ConfigError, RecordsPending
 from tuner.plan import SweepPlan
 from tuner.report import Summary, finalize, trial_counts
 from tuner.study import best_trial
-from tuner.tracking.breaker import is_server_uri
 from tuner.tracking.outbox import Outbox
 from tuner.tracking.replay import Finalize, replay
 from tuner.tracking.runs import Tracker
-from tuner.tracking.server import check_tracking_server
+from tuner.tracking.server import check_tracking_server, is_server_uri
 
 DEFERRED_NOTE = "MLflow records still wait in the outbox; `tuner sync` registers it"
 

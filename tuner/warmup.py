@@ -28,7 +28,9 @@ import optuna
 
 
 def _import_store_code(tracking_uri: str) -> None:
-    if tracking_uri.startswith(("http://", "https://")):
+    from tuner.tracking.server import is_server_uri
+
+    if is_server_uri(tracking_uri):
         import mlflow.store.tracking.rest_store
     else:
         import mlflow.store.model_registry.sqlalchemy_store

@@ -37,10 +37,6 @@ _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout
                 ProtocolError, ConnectionError, TimeoutError)
 
 
-def is_server_uri(tracking_uri: str) -> bool:
-    return tracking_uri.startswith(("http://", "https://"))
-
-
 def bound_http_retries() -> None:
     """Set ``HTTP_DEFAULTS`` in this process's environment (inherited by the slots and
     ranks it starts) unless the user set them; MLflow reads them at every request."""

@@ -38,7 +38,7 @@ from omegaconf import DictConfig
 from tuner.errors import ConfigError, Problem
 from tuner.masking import mask
 from tuner.tracking import tags
-from tuner.tracking.local_store import ensure_local_store
+from tuner.tracking.local_store import SQLITE, ensure_local_store
 from tuner.tracking.outbox import PARENT
 from tuner.tracking.resilient import is_pending, resilient_client
 
@@ -62,12 +62,11 @@ def _write_ahead_log(tracking_uri: str) -> None:
     mode each commit locks out readers and syncs twice, so slots queue behind each
     other. With WAL, readers never wait and a commit is one append.
     """
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
+    if not tracking_uri.startswith(SQLITE):
         return
     import sqlite3
 
-    with closing(sqlite3.connect(tracking_uri[len(prefix):], timeout=20)) as db:
+    with closing(sqlite3.connect(tracking_uri[len(SQLITE):], timeout=20)) as db:
         db.execute("PRAGMA journal_mode=WAL")
 
 

@@ -46,11 +46,16 @@ def _probe(url: str) -> str | None:
         return str(getattr(error, "reason", error))
 
 
+def is_server_uri(tracking_uri: str) -> bool:
+    """A tracking server (http or https), not a local store (a path or ``sqlite:///``)."""
+    return tracking_uri.startswith(("http://", "https://"))
+
+
 def check_tracking_server(tracking_uri: str, where: str) -> None:
     """Raise ConfigError unless the tracking server at ``tracking_uri`` answers.
 
     Local stores (a file path or ``sqlite:///``) need no server and pass at once."""
-    if not tracking_uri.startswith(("http://", "https://")):
+    if not is_server_uri(tracking_uri):
         return
     url = _health_url(tracking_uri)
     why = None
