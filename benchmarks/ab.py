@@ -5,10 +5,17 @@ the ratio, for judging a change to tuner itself.
     python benchmarks/ab.py --before /tmp/before [--runs 5] [--study digits-mlp] \
         -- n_trials=5 trainer.max_epochs=1
 
-Each run starts in a new empty folder with PYTHONPATH pointing at the checkout, so both
-sides pay a first sweep's costs (store creation, preflight, imports). Reported: the whole
-command, and the median trial (its start to its end in the study, read from the study
-``--study`` names), which start-up noise does not dilute.
+Each run starts in a new empty folder with the checkout first on PYTHONPATH, so both
+sides pay a first sweep's costs (store creation, preflight, imports). The no-op model of
+benchmarks/scale.py needs benchmarks/ on the path too:
+
+    PYTHONPATH=benchmarks python benchmarks/ab.py --before /tmp/before --study noop-noop \
+        -- --config-dir benchmarks/conf model=noop data=noop search=noop \
+        metric=score direction=minimize trainer.max_epochs=1 pruner=none \
+        tracking.report=false n_trials=200
+
+Reported: the whole command, and the median trial (its start to its end in the study,
+read from the study ``--study`` names), which start-up noise does not dilute.
 """
 
 from __future__ import annotations
@@ -42,7 +49,8 @@ def one_run(checkout: Path, overrides: list[str], study: str) -> tuple[float, fl
     """The whole command's seconds and the median trial's."""
     # `python -m tuner`, not the installed script: each checkout runs its own entry point.
     sweep = run_sweep(*overrides, study=study, command=[sys.executable, "-m", "tuner"],
-                      env={**os.environ, "PYTHONPATH": str(checkout)})
+                      env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                          p for p in (str(checkout), os.environ.get("PYTHONPATH")) if p)})
     trial = statistics.median((t.datetime_complete - t.datetime_start).total_seconds()
                               for t in sweep.study.trials if t.datetime_complete is not None)
     return sweep.wall, trial
