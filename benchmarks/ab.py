@@ -7,10 +7,11 @@ the ratio, for judging a change to tuner itself.
 
 Each run starts in a new empty folder with the checkout first on PYTHONPATH, so both
 sides pay a first sweep's costs (store creation, preflight, imports). The no-op model of
-benchmarks/scale.py needs benchmarks/ on the path too:
+benchmarks/scale.py needs benchmarks/ on the path too (absolute paths: each run starts in
+a new folder):
 
-    PYTHONPATH=benchmarks python benchmarks/ab.py --before /tmp/before --study noop-noop \
-        -- --config-dir benchmarks/conf model=noop data=noop search=noop \
+    PYTHONPATH=$PWD/benchmarks python benchmarks/ab.py --before /tmp/before \
+        --study noop-noop -- --config-dir $PWD/benchmarks/conf model=noop data=noop search=noop \
         metric=score direction=minimize trainer.max_epochs=1 pruner=none \
         tracking.report=false n_trials=200
 
