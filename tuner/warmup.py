@@ -26,10 +26,10 @@ from pathlib import Path
 
 import optuna
 
+from tuner.tracking.server import is_server_uri
+
 
 def _import_store_code(tracking_uri: str) -> None:
-    from tuner.tracking.server import is_server_uri
-
     if is_server_uri(tracking_uri):
         import mlflow.store.tracking.rest_store
     else:
