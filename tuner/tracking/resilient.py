@@ -232,6 +232,9 @@ class ResilientClient:
                                      "only_if_running": only_if_running},
                     lambda: end_run(self.raw, run_id, run_tags, status, end_time,
                                     only_if_running))
+        # A slot runs thousands of trials: keep only runs in progress (a later artifact
+        # write, if any, looks the run up as MLflow does).
+        self._artifact_uris.pop(run_id, None)
 
     def log_model(self, run_id: str, module: torch.nn.Module,
                   example_input: tuple[torch.Tensor, ...], config_yaml: str) -> str | None:
