@@ -20,6 +20,22 @@ FIXTURE_CONF = Path(__file__).parent / "fixtures" / "conf"  # test-only config g
 FAST = ("trainer.max_epochs=2", "tracking.report=false")
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_uris_stay_in_their_test():
+    """mlflow.set_tracking_uri and set_registry_uri also write MLFLOW_TRACKING_URI and
+    MLFLOW_REGISTRY_URI into os.environ. A test that opens a Tracker in this process
+    would otherwise point every later test's subprocesses (a "fresh" process loading
+    a champion, say) at its own, by then deleted, store."""
+    names = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+    before = {name: os.environ.get(name) for name in names}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 def tuner_command() -> list[str]:
     """The installed console script, so that tests exercise the real entry point."""
     script = Path(sys.executable).with_name("tuner")
