@@ -75,7 +75,7 @@ def compose(*overrides: str, run_dir: Path, config_dir: Path | None = None):
 
 
 def plan(*overrides: str, run_dir: Path, config_dir: Path | None = None):
-    from tuner.plan import make_plan
+    from tuner.config.plan import make_plan
 
     return make_plan(compose(*overrides, run_dir=run_dir, config_dir=config_dir))
 
@@ -147,6 +147,7 @@ def orphan_trial(run_dir: Path):
     import multiprocessing as mp
     import socket
 
+    from tuner.core import attrs
     from tuner.tracking import tags
 
     dead = mp.get_context("spawn").Process(target=int)
@@ -155,11 +156,11 @@ def orphan_trial(run_dir: Path):
     study = load_study(run_dir)
     orphan = study.ask()
     params = plan(f"run_dir={run_dir}", run_dir=run_dir).space.sample(orphan)
-    orphan.set_user_attr(tags.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    orphan.set_user_attr(attrs.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
     client = client_for(run_dir)
     experiment = client.get_experiment_by_name(study.study_name).experiment_id
     run_id = client.create_run(experiment, tags={tags.ROLE: "trial"}).info.run_id
-    orphan.set_user_attr(tags.RUN_ID_ATTR, run_id)
+    orphan.set_user_attr(attrs.RUN_ID_ATTR, run_id)
     return orphan, params, run_id
 
 

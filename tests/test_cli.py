@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import client_for, files_under, load_study, run_tuner, tuner_command
 from tests.servers import free_port
+from tuner.core import attrs
 from tuner.tracking import tags
 
 N_TRIALS = 4
@@ -57,14 +58,14 @@ def test_mlflow_hierarchy_and_links_both_ways(default_sweep):
     children = [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
-    assert study.user_attrs[tags.PARENT_RUN_ATTR] == parent.info.run_id
+    assert study.user_attrs[attrs.PARENT_RUN_ATTR] == parent.info.run_id
     assert len(children) == N_TRIALS == len(study.trials)
     by_number = {t.number: t for t in study.trials}
     for run in children:
         assert run.data.tags[tags.PARENT_RUN] == parent.info.run_id
         assert run.data.tags[tags.STUDY] == "digits-mlp"
         trial = by_number[int(run.data.tags[tags.TRIAL_NUMBER])]
-        assert trial.user_attrs[tags.RUN_ID_ATTR] == run.info.run_id
+        assert trial.user_attrs[attrs.RUN_ID_ATTR] == run.info.run_id
         expected = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED"}
         assert run.info.status == expected[trial.state.name]
         assert run.data.tags[tags.STATE] == trial.state.name
@@ -81,7 +82,7 @@ def test_parent_run_has_best_leaderboard_and_report(default_sweep):
     _, run_dir, _ = default_sweep
     client = client_for(run_dir)
     study = load_study(run_dir, "digits-mlp")
-    parent_id = study.user_attrs[tags.PARENT_RUN_ATTR]
+    parent_id = study.user_attrs[attrs.PARENT_RUN_ATTR]
     parent = client.get_run(parent_id)
     assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value)
     assert parent.data.tags[tags.BEST_TRIAL] == str(study.best_trial.number)
@@ -99,7 +100,7 @@ def test_champion_is_registered_and_loads_without_pickle(default_sweep):
     study = load_study(run_dir, "digits-mlp")
     client = client_for(run_dir)
     version = client.get_model_version_by_alias("digits-mlp", "champion")
-    assert version.run_id == study.best_trial.user_attrs[tags.RUN_ID_ATTR]
+    assert version.run_id == study.best_trial.user_attrs[attrs.RUN_ID_ATTR]
     # A fresh process with MLflow's pickle deserialisation switched off loads the
     # champion and reproduces the best trial's validation accuracy exactly.
     script = f"""
@@ -320,7 +321,7 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
     interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert len(interrupted) == 1
-    assert interrupted[0].user_attrs[tags.FAIL_REASON_ATTR].startswith("interrupted")
+    assert interrupted[0].user_attrs[attrs.FAIL_REASON_ATTR].startswith("interrupted")
     client = client_for(run_dir)
     runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id])
     statuses = {r.data.tags.get(tags.TRIAL_NUMBER, "parent"): r.info.status for r in runs}
@@ -337,7 +338,7 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     assert len(finished) == done + 1
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
     [repeat] = [t for t in study.trials
-                if t.user_attrs.get(tags.RETRY_OF_ATTR) == interrupted[0].number]
+                if t.user_attrs.get(attrs.RETRY_OF_ATTR) == interrupted[0].number]
     assert repeat.params == interrupted[0].params  # the rerun starts with the cut-short trial
 
 

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import compose
 from tuner.config.locate import BUILTIN_CONF_DIR, GROUPS, group_options
-from tuner.errors import ConfigError
+from tuner.core.errors import ConfigError
 
 # Options that need a value only the user can give.
 # Options that need a value only the user can give, or data that fits them.

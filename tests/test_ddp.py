@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import FIXTURE_CONF, client_for, load_study, sweep, trial_runs
 from tests.servers import free_port
+from tuner.core import attrs
 from tuner.data.batches import TensorBatches
 from tuner.tracking import tags
 
@@ -30,7 +31,7 @@ def test_a_two_process_trial_is_one_trial_and_one_run_logged_by_rank_0(tmp_path)
                     config_dir=FIXTURE_CONF)
     trials = outcome.study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE]
-    assert trials[0].user_attrs[tags.WORLD_SIZE_ATTR] == 2
+    assert trials[0].user_attrs[attrs.WORLD_SIZE_ATTR] == 2
     assert len(trials[0].intermediate_values) == 3  # one report per epoch, from rank 0 only
     runs = trial_runs(run_dir, "digits-mlp")
     assert len(runs) == 1

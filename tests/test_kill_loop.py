@@ -19,7 +19,8 @@ from pathlib import Path
 from optuna.trial import TrialState
 
 from tests.conftest import client_for, load_study, run_tuner, tuner_command, wait_until_gone
-from tuner.retries import cut_short, root_of
+from tuner.core import attrs
+from tuner.study.retries import cut_short, root_of
 from tuner.tracking import tags
 
 # A checkpoint every epoch: a kill mid-trial leaves one, and its repeat resumes from it.
@@ -68,7 +69,7 @@ def test_three_random_kills_lose_no_completed_work(tmp_path):
         assert trials[number].state == TrialState.COMPLETE and trials[number].values == values
     # Every trial cut short by a kill was repeated with its params.
     for failed in (t for t in trials if t.state == TrialState.FAIL):
-        assert cut_short(failed), failed.user_attrs.get(tags.FAIL_REASON_ATTR)
+        assert cut_short(failed), failed.user_attrs.get(attrs.FAIL_REASON_ATTR)
         repeats = [t for t in trials if root_of(t) == root_of(failed) and t.number > failed.number]
         assert repeats and all(r.params == failed.params for r in repeats)
 
@@ -87,16 +88,16 @@ def test_three_random_kills_lose_no_completed_work(tmp_path):
     # every attempt after the first resumed, and the run names the last of them.
     sharing: dict[str, list] = defaultdict(list)
     for t in trials:
-        if tags.RUN_ID_ATTR in t.user_attrs:
-            sharing[t.user_attrs[tags.RUN_ID_ATTR]].append(t)
+        if attrs.RUN_ID_ATTR in t.user_attrs:
+            sharing[t.user_attrs[attrs.RUN_ID_ATTR]].append(t)
     assert set(sharing) <= set(trial_runs)
     for run_id, attempts in sharing.items():
         assert len({root_of(t) for t in attempts}) == 1, f"run {run_id} spans two chains"
-        assert tags.RESUMED_FROM_EPOCH_ATTR not in attempts[0].user_attrs
-        assert all(tags.RESUMED_FROM_EPOCH_ATTR in t.user_attrs for t in attempts[1:])
+        assert attrs.RESUMED_FROM_EPOCH_ATTR not in attempts[0].user_attrs
+        assert all(attrs.RESUMED_FROM_EPOCH_ATTR in t.user_attrs for t in attempts[1:])
         assert trial_runs[run_id].data.tags[tags.TRIAL_NUMBER] == str(attempts[-1].number)
         steps = [m.step for m in client.get_metric_history(run_id, "val_loss")]
         assert steps == sorted(set(steps)), f"run {run_id} logged a step twice"
     for t in trials:
         if t.state != TrialState.FAIL:
-            assert trial_runs[t.user_attrs[tags.RUN_ID_ATTR]].info.status == "FINISHED"
+            assert trial_runs[t.user_attrs[attrs.RUN_ID_ATTR]].info.status == "FINISHED"

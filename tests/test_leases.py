@@ -1,4 +1,4 @@
-"""When a RUNNING trial counts as abandoned (tuner.leases)."""
+"""When a RUNNING trial counts as abandoned (tuner.study.leases)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from tuner.leases import owner_id_of, stale_reason
-from tuner.tracking import tags
+from tuner.core import attrs
+from tuner.study.leases import owner_id_of, stale_reason
 
 
 def _dead_pid() -> int:
@@ -22,11 +22,11 @@ def _dead_pid() -> int:
 
 
 def _running(owner: str, supervisor: str | None) -> optuna.trial.FrozenTrial:
-    attrs = {tags.OWNER_ATTR: owner, tags.LEASE_ATTR: time.time() + 60}
+    user_attrs = {attrs.OWNER_ATTR: owner, attrs.LEASE_ATTR: time.time() + 60}
     if supervisor is not None:
-        attrs[tags.SUPERVISOR_ATTR] = supervisor
+        user_attrs[attrs.SUPERVISOR_ATTR] = supervisor
     return create_trial(state=TrialState.RUNNING, params={"x": 0.5},
-                        distributions={"x": FloatDistribution(0, 1)}, user_attrs=attrs)
+                        distributions={"x": FloatDistribution(0, 1)}, user_attrs=user_attrs)
 
 
 def test_a_dead_slot_whose_driver_lives_is_left_to_its_driver():

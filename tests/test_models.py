@@ -13,10 +13,11 @@ import pytest
 import torch
 
 from tests.conftest import compose
+from tuner.core.quiet import quiet_lightning
 from tuner.data.batches import TensorBatches
 from tuner.data.mnist import read_idx
 from tuner.models.optim import OptimSettings, build_optimizer, lr_factor
-from tuner.training import build_objects, build_trainer, quiet_lightning
+from tuner.trial.build import build_objects, build_trainer
 
 
 def fit_few_steps(cfg, steps=8):
@@ -195,7 +196,7 @@ def test_gpu_bf16_trial_trains(tmp_path):
 
 
 def test_example_input_from_batches_and_module(tmp_path):
-    from tuner.training import example_input
+    from tuner.trial.build import example_input
 
     cfg = compose(run_dir=tmp_path).cfg
     datamodule, module = build_objects(cfg)

@@ -19,6 +19,7 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tests.servers import free_port
+from tuner.core import attrs
 from tuner.tracking import tags
 from tuner.tracking.breaker import HTTP_DEFAULTS, Breaker, bound_http_retries, is_unavailable
 from tuner.tracking.links import late_attr
@@ -119,7 +120,7 @@ def test_replay_cut_short_after_a_write_writes_each_record_once(tmp_path, store_
     assert run.data.params == {"lr": "0.1"}
     history = store.get_metric_history(run.info.run_id, "val_acc")
     assert [m.step for m in history] == list(range(EPOCHS))
-    assert study.user_attrs[late_attr(tags.RUN_ID_ATTR, 0)] == run.info.run_id
+    assert study.user_attrs[late_attr(attrs.RUN_ID_ATTR, 0)] == run.info.run_id
     assert replay(client, study) == []  # nothing left: nothing written again
     assert len(store.get_metric_history(run.info.run_id, "val_acc")) == EPOCHS
 

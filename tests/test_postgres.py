@@ -16,6 +16,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from tests.conftest import FAST, run_tuner, tuner_command
+from tuner.core import attrs
 from tuner.tracking import tags
 
 SHARED = ("storage=postgres", "tracking=server", *FAST, "trainer.max_epochs=1")
@@ -50,14 +51,14 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     assert len(finished) == 20
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert sorted(t.number for t in trials) == list(range(len(trials)))
-    owners = {t.user_attrs[tags.OWNER_ATTR] for t in trials}
+    owners = {t.user_attrs[attrs.OWNER_ATTR] for t in trials}
     assert len(owners) >= 2, "the workers did not share the study"
 
     client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     experiment = client.get_experiment_by_name("four")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     [parent] = [r for r in runs if r.data.tags.get(tags.ROLE) == "study"]
-    assert parent.info.run_id == study.user_attrs[tags.PARENT_RUN_ATTR]
+    assert parent.info.run_id == study.user_attrs[attrs.PARENT_RUN_ATTR]
     assert parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
     numbers = sorted(int(r.data.tags[tags.TRIAL_NUMBER]) for r in children)
@@ -69,7 +70,7 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     for run in children[:3]:
         path = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
         trial = by_number[int(run.data.tags[tags.TRIAL_NUMBER])]
-        assert Path(path).read_text() == trial.user_attrs[tags.CONFIG_ATTR]
+        assert Path(path).read_text() == trial.user_attrs[attrs.CONFIG_ATTR]
     # The champion went through the server's registry and artifact proxy.
     server_log = mlflow_server.log_path.read_text(errors="replace")[-4000:]
     assert "champion: promoted to models:/four@champion" in outputs[0], (
@@ -94,7 +95,7 @@ def test_a_password_in_the_storage_url_appears_in_no_record(postgres, mlflow_ser
     study = load(postgres, database, "masked")
     for trial in study.trials:
         assert secret not in str(trial.user_attrs) + str(trial.params)
-        assert "tuner:***@" in trial.user_attrs[tags.CONFIG_ATTR]
+        assert "tuner:***@" in trial.user_attrs[attrs.CONFIG_ATTR]
     assert secret not in str(study.user_attrs)
     client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     experiment = client.get_experiment_by_name("masked")
@@ -132,4 +133,4 @@ def test_embedded_storages_hold_four_local_slots(storage, tmp_path):
     trials = optuna.load_study(study_name="digits-mlp", storage=backend).trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 12
     assert len({t.number for t in trials}) == len(trials)
-    assert len({t.user_attrs[tags.OWNER_ATTR] for t in trials}) >= 2
+    assert len({t.user_attrs[attrs.OWNER_ATTR] for t in trials}) >= 2

@@ -8,8 +8,8 @@ import re
 from optuna.trial import TrialState
 from rich.console import Console
 
-from tuner.outcome import TrialResult
-from tuner.progress import PlainReporter, RichReporter, Tally, make_reporter
+from tuner.app.progress import PlainReporter, RichReporter, Tally, make_reporter
+from tuner.core.results import TrialResult
 
 METRICS = ("val_acc",)
 

@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.importance import get_param_importances
 
-from tuner.report import _candidates, draw_plots
+from tuner.app.report import _candidates, draw_plots
 
 
 def _study(directions: list[str]) -> optuna.Study:

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,14 @@ from tests.conftest import (
     wait_until_gone,
 )
 from tests.servers import free_port
-from tuner.checkpoints import ResumeCheckpoint, checkpoint_epochs
-from tuner.resume import CHECKPOINT_FILE
+from tuner.core import attrs
 from tuner.tracking import tags
 from tuner.tracking.breaker import Breaker
 from tuner.tracking.outbox import Outbox
 from tuner.tracking.runs import Tracker
-from tuner.trial import fit
+from tuner.trial.checkpoints import ResumeCheckpoint, checkpoint_epochs
+from tuner.trial.fit import FitInputs, fit
+from tuner.trial.resume import CHECKPOINT_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = "digits-slow_mlp"
@@ -76,26 +78,26 @@ def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(rank
     [killed] = load_study(run_dir, STUDY).trials
     assert killed.state == TrialState.RUNNING
     assert checkpoint.is_file()
-    run_id = killed.user_attrs[tags.RUN_ID_ATTR]
+    run_id = killed.user_attrs[attrs.RUN_ID_ATTR]
 
     result = run_tuner(*args, cwd=tmp_path, env=_env())
     assert result.returncode == 0, result.stdout + result.stderr
     first, repeat = load_study(run_dir, STUDY).trials
     assert first.state == TrialState.FAIL
-    assert first.user_attrs[tags.FAIL_REASON_ATTR].startswith("abandoned: its process")
+    assert first.user_attrs[attrs.FAIL_REASON_ATTR].startswith("abandoned: its process")
     assert repeat.state == TrialState.COMPLETE
-    assert repeat.user_attrs[tags.RETRY_OF_ATTR] == 0
-    resumed = repeat.user_attrs[tags.RESUMED_FROM_EPOCH_ATTR]
+    assert repeat.user_attrs[attrs.RETRY_OF_ATTR] == 0
+    resumed = repeat.user_attrs[attrs.RESUMED_FROM_EPOCH_ATTR]
     assert resumed >= 2  # the checkpoint was there once 3 epochs had reported
     # The repeat continued the killed trial's run, and ended it.
-    assert repeat.user_attrs[tags.RUN_ID_ATTR] == run_id
+    assert repeat.user_attrs[attrs.RUN_ID_ATTR] == run_id
     client = client_for(run_dir)
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags[tags.RESUMED_FROM_EPOCH] == str(resumed)
     assert run.data.tags[tags.TRIAL_NUMBER] == "1"
     assert tags.FAIL_REASON not in run.data.tags
-    assert repeat.user_attrs.get(tags.WORLD_SIZE_ATTR, 1) == ranks
+    assert repeat.user_attrs.get(attrs.WORLD_SIZE_ATTR, 1) == ranks
     # Every epoch 0..7 once, in order: validation is logged at each epoch's last step.
     history = sorted(client.get_metric_history(run_id, "val_acc"), key=lambda m: m.timestamp)
     steps = [m.step for m in history]
@@ -131,16 +133,15 @@ def test_a_resumed_fit_ends_exactly_as_an_uninterrupted_one(tmp_path):
     shuffling and dropout of the epochs after the checkpoint are the same."""
     cfg = plan("model.lr_schedule=cosine", "model.dropout=0.3", "trainer.max_epochs=4",
                run_dir=tmp_path / "runs").trial_config({})
-    common = {"trial": None, "metrics": ("val_loss", "val_acc"), "reports_epochs": False,
-              "logger": False, "root_dir": tmp_path}
-    whole = fit(cfg, 7, **common)
+    inputs = FitInputs(cfg, 7, ("val_loss", "val_acc"), reports_epochs=False, root_dir=tmp_path)
+    whole = fit(inputs)
     path = tmp_path / CHECKPOINT_FILE
     with pytest.raises(CutShort):
-        fit(cfg, 7, checkpoint=CutAtEpoch(path, 3), **common)
+        fit(replace(inputs, checkpoint=CutAtEpoch(path, 3)))
     assert checkpoint_epochs(path) == 3
-    resumed = fit(cfg, 7, checkpoint=ResumeCheckpoint(path, None), resume_from=path, **common)
+    resumed = fit(replace(inputs, checkpoint=ResumeCheckpoint(path, None), resume_from=path))
     assert resumed.trainer.global_step == whole.trainer.global_step
-    assert resumed.values == whole.values
+    assert resumed.outcome.values == whole.outcome.values
 
 
 class Watched(ResumeCheckpoint):
@@ -164,8 +165,8 @@ def test_checkpoints_are_saved_only_when_due_and_never_after_the_last_epoch(
         every_s, saves, tmp_path):
     cfg = plan("trainer.max_epochs=4", run_dir=tmp_path / "runs").trial_config({})
     watched = Watched(tmp_path / CHECKPOINT_FILE, every_s)
-    fit(cfg, 0, trial=None, metrics=("val_acc",), reports_epochs=False, logger=False,
-        root_dir=tmp_path, checkpoint=watched)
+    fit(FitInputs(cfg, 0, ("val_acc",), reports_epochs=False, root_dir=tmp_path,
+                  checkpoint=watched))
     # Each save is a new file renamed over the last; the 4th epoch is the last one.
     written = [file for file in watched.seen if file is not None]
     assert len(set(written)) == saves
@@ -196,11 +197,11 @@ def test_a_checkpoint_that_does_not_load_means_starting_over(tmp_path):
 
     outcome = sweep("n_trials=2", run_dir=run_dir)
     [repeat] = [t for t in outcome.study.trials
-                if t.user_attrs.get(tags.RETRY_OF_ATTR) == orphan.number]
+                if t.user_attrs.get(attrs.RETRY_OF_ATTR) == orphan.number]
     assert repeat.state == TrialState.COMPLETE
-    assert tags.RESUMED_FROM_EPOCH_ATTR not in repeat.user_attrs
-    assert repeat.user_attrs[tags.RESUME_ERROR_ATTR]
-    assert repeat.user_attrs[tags.RUN_ID_ATTR] != orphan_run
+    assert attrs.RESUMED_FROM_EPOCH_ATTR not in repeat.user_attrs
+    assert repeat.user_attrs[attrs.RESUME_ERROR_ATTR]
+    assert repeat.user_attrs[attrs.RUN_ID_ATTR] != orphan_run
     assert client.get_run(orphan_run).info.status == "KILLED"
     assert not checkpoint.exists()
 

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import compose
-from tuner.errors import ConfigError
-from tuner.search_space import parse
+from tuner.config.space_parse import parse
+from tuner.core.errors import ConfigError
 
 SOURCE = "conf/search/test.yaml"
 

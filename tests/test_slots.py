@@ -21,8 +21,9 @@ from tests.conftest import (
     trial_runs,
 )
 from tuner import PlainReporter, run_sweep
-from tuner.devices import slot_specs
-from tuner.errors import ConfigError
+from tuner.config.machine import slot_specs
+from tuner.core import attrs
+from tuner.core.errors import ConfigError
 from tuner.tracking import tags
 
 
@@ -47,7 +48,7 @@ def test_two_workers_finish_exactly_n_trials_with_one_run_each(tmp_path):
     assert all(len(v) == 1 for v in by_number.values())
     assert {r.info.status for r in runs} == {"FINISHED"}
     # Two processes trained: each trial records the slot process that owned it.
-    owners = {t.user_attrs[tags.OWNER_ATTR] for t in outcome.study.trials}
+    owners = {t.user_attrs[attrs.OWNER_ATTR] for t in outcome.study.trials}
     assert len(owners) == 2
     assert all(o.startswith(socket.gethostname() + ":") for o in owners)
 
@@ -65,7 +66,7 @@ def test_a_trial_that_kills_its_process_fails_alone(how, tmp_path):
     runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in trial_runs(run_dir, "digits-crashing_mlp")}
     for trial in crashed:
         assert trial.params["model.width"] == 512
-        reason = trial.user_attrs[tags.FAIL_REASON_ATTR]
+        reason = trial.user_attrs[attrs.FAIL_REASON_ATTR]
         assert reason == f"slot process killed by {signal_name} while training"
         run = runs[str(trial.number)]
         # Killed from outside (the OOM killer's SIGKILL) reads KILLED; a crash, FAILED.
@@ -88,13 +89,13 @@ def test_trial_left_running_by_a_dead_process_is_reaped(tmp_path):
     assert_budget_invariant(outcome.study, 3)
     reaped = outcome.study.trials[orphan.number]
     assert reaped.state == TrialState.FAIL
-    assert reaped.user_attrs[tags.FAIL_REASON_ATTR].startswith("abandoned: its process")
+    assert reaped.user_attrs[attrs.FAIL_REASON_ATTR].startswith("abandoned: its process")
     assert client.get_run(run_id).info.status == "KILLED"
     # Cut short from outside: repeated with the same params, whatever retry_failed says.
     [repeat] = [t for t in outcome.study.trials
-                if t.user_attrs.get(tags.RETRY_OF_ATTR) == orphan.number]
+                if t.user_attrs.get(attrs.RETRY_OF_ATTR) == orphan.number]
     assert repeat.params == params and repeat.state == TrialState.COMPLETE
-    assert repeat.user_attrs[tags.SEED_ATTR] == 0 + orphan.number  # seed=0 + first number
+    assert repeat.user_attrs[attrs.SEED_ATTR] == 0 + orphan.number  # seed=0 + first number
 
 
 def test_cpu_slots_split_the_cores(tmp_path):
@@ -154,7 +155,7 @@ def test_preflight_failure_in_a_slot_writes_nothing(tmp_path):
 
 def test_trial_config_records_no_password(tmp_path):
     """A password written into a storage URL never reaches a record tuner writes."""
-    from tuner.masking import mask
+    from tuner.core.masking import mask
 
     cfg = compose("storage=sqlite", "storage.url=postgresql://me:hunter2@db/x",
                   run_dir=tmp_path).cfg
@@ -168,6 +169,6 @@ def test_packed_gpu_slots_share_one_gpu_and_train_in_bf16(tmp_path, monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     outcome = sweep("trainer=gpu", "slots_per_gpu=2", "n_trials=6", run_dir=tmp_path / "runs")
     assert_budget_invariant(outcome.study, 6)
-    assert len({t.user_attrs[tags.OWNER_ATTR] for t in outcome.study.trials}) == 2
-    config = OmegaConf.create(outcome.study.trials[0].user_attrs[tags.CONFIG_ATTR])
+    assert len({t.user_attrs[attrs.OWNER_ATTR] for t in outcome.study.trials}) == 2
+    config = OmegaConf.create(outcome.study.trials[0].user_attrs[attrs.CONFIG_ATTR])
     assert config.trainer.precision == "bf16-mixed"

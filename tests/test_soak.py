@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from tests.conftest import client_for, load_study, tuner_command
+from tuner.core import attrs
 from tuner.tracking import tags
 
 N_PROCESSES = 8  # one sweep, then workers
@@ -66,10 +67,10 @@ def assert_nothing_lost_or_doubled(study: optuna.Study, client: MlflowClient,
     states = Counter(t.state for t in trials)
     assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == N_TRIALS, states
     assert states[TrialState.RUNNING] == 0 and states[TrialState.FAIL] == 0, {
-        t.number: t.user_attrs.get(tags.FAIL_REASON_ATTR) for t in trials
+        t.number: t.user_attrs.get(attrs.FAIL_REASON_ATTR) for t in trials
         if t.state == TrialState.FAIL}
     assert sorted(t.number for t in trials) == list(range(len(trials)))
-    owners = Counter(t.user_attrs[tags.OWNER_ATTR] for t in trials)
+    owners = Counter(t.user_attrs[attrs.OWNER_ATTR] for t in trials)
     assert len(owners) >= 2, f"the processes did not share the study: {owners}"
     print(f"trials per slot process: {sorted(owners.values(), reverse=True)}")
 
@@ -81,7 +82,7 @@ def assert_nothing_lost_or_doubled(study: optuna.Study, client: MlflowClient,
     assert sorted(numbers) == [t.number for t in trials]
     assert {r.info.status for r in trial_runs} == {"FINISHED"}
     run_of = {int(r.data.tags[tags.TRIAL_NUMBER]): r.info.run_id for r in trial_runs}
-    assert {t.number: t.user_attrs[tags.RUN_ID_ATTR] for t in trials} == run_of
+    assert {t.number: t.user_attrs[attrs.RUN_ID_ATTR] for t in trials} == run_of
 
 
 def report_rate(storage: str, seconds: float) -> None:

@@ -10,8 +10,9 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import FIXTURE_CONF, client_for, sweep, trial_runs
-from tuner.errors import SweepStopped
-from tuner.study import best_trial
+from tuner.core import attrs
+from tuner.core.errors import SweepStopped
+from tuner.study.trials import best_trial
 from tuner.tracking import tags
 from tuner.tracking.registry import current_champion, promote
 
@@ -86,7 +87,7 @@ def test_failed_trials_are_recorded_and_replaced(tmp_path):
     assert len(finished) == 4  # failures do not count toward the budget
     for trial in failed:
         assert trial.params["model.width"] == 512
-        assert trial.user_attrs[tags.FAIL_REASON_ATTR].startswith("OutOfMemoryError: CUDA out")
+        assert trial.user_attrs[attrs.FAIL_REASON_ATTR].startswith("OutOfMemoryError: CUDA out")
     runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in trial_runs(run_dir, "digits-flaky_mlp")}
     client = client_for(run_dir)
     for trial in failed:
@@ -105,17 +106,17 @@ def test_a_failed_trial_is_repeated_with_the_same_params_and_seed(tmp_path):
                     config_dir=FIXTURE_CONF)
     trials = outcome.study.trials
     firsts = [t for t in trials if t.state == TrialState.FAIL
-              and tags.RETRY_OF_ATTR not in t.user_attrs]
+              and attrs.RETRY_OF_ATTR not in t.user_attrs]
     assert firsts, "no sampled width exceeded the limit"
     runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in trial_runs(run_dir, "digits-flaky_mlp")}
     for first in firsts:
-        chain = [t for t in trials if t.user_attrs.get(tags.RETRY_OF_ATTR) == first.number]
+        chain = [t for t in trials if t.user_attrs.get(attrs.RETRY_OF_ATTR) == first.number]
         # Width 512 always fails: the first attempt and exactly two repeats, then no more.
-        assert [t.user_attrs[tags.ATTEMPT_ATTR] for t in chain] == [2, 3]
+        assert [t.user_attrs[attrs.ATTEMPT_ATTR] for t in chain] == [2, 3]
         for repeat in chain:
             assert repeat.state == TrialState.FAIL
             assert repeat.params == first.params
-            assert repeat.user_attrs[tags.SEED_ATTR] == first.user_attrs[tags.SEED_ATTR]
+            assert repeat.user_attrs[attrs.SEED_ATTR] == first.user_attrs[attrs.SEED_ATTR]
             assert runs[str(repeat.number)].data.tags[tags.RETRY_OF] == str(first.number)
     assert sum(t.state != TrialState.FAIL for t in trials) == 4
 
@@ -123,7 +124,7 @@ def test_a_failed_trial_is_repeated_with_the_same_params_and_seed(tmp_path):
 def test_without_retry_failed_a_failed_trial_is_not_repeated(tmp_path):
     outcome = sweep("n_trials=4", "model=flaky_mlp", "search=width_only", "sampler=random",
                     "max_failures=0", run_dir=tmp_path / "runs", config_dir=FIXTURE_CONF)
-    assert not [t for t in outcome.study.trials if tags.RETRY_OF_ATTR in t.user_attrs]
+    assert not [t for t in outcome.study.trials if attrs.RETRY_OF_ATTR in t.user_attrs]
 
 
 def test_max_failures_stops_the_sweep_naming_the_reason(tmp_path):
@@ -247,8 +248,8 @@ def test_champion_alias_moves_only_when_beaten(shared_run_dir):
     champion = current_champion(client, "champion")
     best = outcome.summary.best
     assert champion.version == "1" and champion.trial_number == best.number
-    uri = best.user_attrs[tags.MODEL_URI_ATTR]
-    run_id = best.user_attrs[tags.RUN_ID_ATTR]
+    uri = best.user_attrs[attrs.MODEL_URI_ATTR]
+    run_id = best.user_attrs[attrs.RUN_ID_ATTR]
     worse = promote(client, "champion", uri, run_id, best.values[0] - 0.1, "maximize", 99)
     assert worse.version == "1" and not worse.promoted
     better = promote(client, "champion", uri, run_id, best.values[0] + 0.01, "maximize", 98)
@@ -266,8 +267,8 @@ def test_champion_alias_moves_only_when_beaten(shared_run_dir):
 def test_trial_seed_and_config_are_recorded(shared_run_dir):
     outcome = sweep("n_trials=2", "seed=7", "study_name=seeded", run_dir=shared_run_dir)
     for trial in outcome.study.trials:
-        assert trial.user_attrs[tags.SEED_ATTR] == 7 + trial.number
-        config = trial.user_attrs[tags.CONFIG_ATTR]
+        assert trial.user_attrs[attrs.SEED_ATTR] == 7 + trial.number
+        config = trial.user_attrs[attrs.CONFIG_ATTR]
         assert f"lr: {trial.params['model.lr']}" in config
     assert not math.isnan(outcome.summary.best.values[0])
 
@@ -277,9 +278,9 @@ def test_a_tie_for_best_goes_to_the_trial_whose_model_was_logged(direction):
     """Among equal values the champion must be chosen from a trial that has a model."""
     study = optuna.create_study(direction=direction)
     worse = 0.5 if direction == "maximize" else 0.99
-    for value, attrs in [(worse, {tags.MODEL_URI_ATTR: "models:/m-1"}), (0.9, {}),
-                         (0.9, {tags.MODEL_URI_ATTR: "models:/m-3"}), (0.9, {})]:
-        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=attrs))
+    for value, user_attrs in [(worse, {attrs.MODEL_URI_ATTR: "models:/m-1"}), (0.9, {}),
+                              (0.9, {attrs.MODEL_URI_ATTR: "models:/m-3"}), (0.9, {})]:
+        study.add_trial(optuna.trial.create_trial(value=value, user_attrs=user_attrs))
     assert best_trial(study).number == 2
     study.add_trial(optuna.trial.create_trial(value=0.95 if direction == "maximize" else 0.85))
     assert best_trial(study).number == 4  # a strictly better value wins, model or not

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import FAST, client_for, load_study, run_tuner, trial_runs, tuner_command
 from tests.servers import MlflowServer
+from tuner.core import attrs
 from tuner.tracking import tags
 from tuner.tracking.links import model_uri_of, run_id_of
 
@@ -96,26 +97,26 @@ def test_sweep_outlives_its_tracking_server_and_sync_writes_what_it_missed(serve
     assert not [p for p in _outbox_files(run_dir) if p.suffix == ".jsonl"]
 
     study = load_study(run_dir)  # sync added the late run ids to the study
-    attrs = study.user_attrs
+    study_attrs = study.user_attrs
     runs = trial_runs(run_dir, "digits-mlp", server.url)
     by_number = {int(r.data.tags[tags.TRIAL_NUMBER]): r for r in runs}
     assert len(runs) == len(by_number) == len(study.trials)  # exactly one run per trial
     client = client_for(run_dir, server.url)
     for trial in study.trials:
         run = by_number[trial.number]
-        assert run_id_of(trial, attrs) == run.info.run_id
+        assert run_id_of(trial, study_attrs) == run.info.run_id
         assert run.info.status == STATUS[trial.state], trial.number
         assert run.data.tags[tags.STATE] == trial.state.name
         for name, value in trial.params.items():
             assert run.data.params[name] == str(value)
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
         assert steps == sorted(set(steps)) and len(steps) == EPOCHS, (trial.number, steps)
-    parent = client.get_run(study.user_attrs[tags.PARENT_RUN_ATTR])
+    parent = client.get_run(study.user_attrs[attrs.PARENT_RUN_ATTR])
     assert parent.info.status == "FINISHED"  # sync ended it as the sweep would have
     best = study.best_trial
-    assert model_uri_of(best, attrs) is not None
+    assert model_uri_of(best, study_attrs) is not None
     champion = client.get_model_version_by_alias("digits-mlp", tags.CHAMPION_ALIAS)
-    assert champion.run_id == run_id_of(best, attrs)
+    assert champion.run_id == run_id_of(best, study_attrs)
 
     again = run_tuner("sync", *ARGS, cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stdout + again.stderr

@@ -13,10 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import sweep
-from tuner.errors import ConfigError
-
-FIXTURE_CONF = Path(__file__).parent / "fixtures" / "conf"
+from tests.conftest import FIXTURE_CONF, sweep
+from tuner.core.errors import ConfigError
 
 BAD_INPUTS = [
     # (overrides, key the error names, text in the message)

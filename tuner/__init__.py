@@ -15,17 +15,17 @@ from typing import Any
 # Public names and the modules that define them. Imported on first use, so that
 # `tuner --help` does not pay for importing torch, Lightning and MLflow.
 _EXPORTS = {
-    "ConfigError": "tuner.errors",
-    "Problem": "tuner.errors",
-    "SweepInterrupted": "tuner.errors",
-    "SweepStopped": "tuner.errors",
+    "ConfigError": "tuner.core.errors",
+    "Problem": "tuner.core.errors",
+    "SweepInterrupted": "tuner.core.errors",
+    "SweepStopped": "tuner.core.errors",
     "compose_config": "tuner.config.compose",
-    "SweepPlan": "tuner.plan",
-    "make_plan": "tuner.plan",
-    "PlainReporter": "tuner.progress",
-    "SearchSpace": "tuner.search_space",
-    "SweepOutcome": "tuner.sweep",
-    "run_sweep": "tuner.sweep",
+    "SweepPlan": "tuner.config.plan",
+    "make_plan": "tuner.config.plan",
+    "PlainReporter": "tuner.app.progress",
+    "SearchSpace": "tuner.config.space",
+    "SweepOutcome": "tuner.app.sweep",
+    "run_sweep": "tuner.app.sweep",
 }
 
 __all__ = sorted(_EXPORTS)

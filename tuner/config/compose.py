@@ -35,7 +35,7 @@ from tuner.config.locate import (
     yaml_has_key,
 )
 from tuner.config.schema import register_schemas
-from tuner.errors import ConfigError, Problem
+from tuner.core.errors import ConfigError, Problem, first_line
 
 
 @dataclass
@@ -99,10 +99,6 @@ def _where_composition_failed(error: Exception, config_dir: Path | None) -> str:
     return match.group(1) if match else "config"
 
 
-def _first_line(text: str) -> str:
-    return text.strip().splitlines()[0] if text.strip() else text
-
-
 def _failed_override(text: str, overrides: Sequence[str]) -> str | None:
     """The override Hydra names in 'Error merging override X' / "Could not override 'K'"."""
     match = re.search(r"Error merging override (.+)", text)
@@ -137,17 +133,17 @@ def _translate(error: Exception, overrides: Sequence[str], config_dir: Path | No
                 + ("" if config_dir else
                    " (or add your own with --config-dir DIR holding "
                    f"{group}/{option}.yaml)")))
-        return ConfigError(Problem("config", "", _first_line(text),
+        return ConfigError(Problem("config", "", first_line(text),
                                    "check the group names in the defaults list"))
     if isinstance(error, OverrideParseException):
         return ConfigError(Problem("command line", "", f"cannot parse an override: "
-                                   f"{_first_line(str(error))}",
+                                   f"{first_line(str(error))}",
                                    "write overrides as key=value, e.g. n_trials=40 or "
                                    "'metric=[val_acc,param_count]' (quote lists in the shell)"))
     cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", "") or ""
-        message = _first_line(str(cause))
+        message = first_line(str(cause))
         merging = _failed_override(str(error), overrides)
         if merging:
             where = f"command line ({merging})"
@@ -181,7 +177,7 @@ def _translate(error: Exception, overrides: Sequence[str], config_dir: Path | No
         where = f"{mark.name}:{mark.line + 1}" if mark is not None else "config"
         return ConfigError(Problem(where, "", f"invalid YAML: {getattr(error, 'problem', '')}",
                                    "fix the YAML syntax at that line"))
-    return ConfigError(Problem("config", "", f"{type(error).__name__}: {_first_line(text)}"))
+    return ConfigError(Problem("config", "", f"{type(error).__name__}: {first_line(text)}"))
 
 
 def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None = None
@@ -215,7 +211,7 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
         _resolve(composed)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", "") or ""
-        message = _first_line(str(error))
+        message = first_line(str(error))
         raise ConfigError(Problem(composed.locate(key) if key else "config", key, message,
                                   _interpolation_fix(message, key, user_dir))) from error
     return composed

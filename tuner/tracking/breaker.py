@@ -21,7 +21,8 @@ import requests
 from mlflow.exceptions import MlflowException
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
-from tuner.masking import mask
+from tuner.core.errors import first_line
+from tuner.core.masking import mask
 from tuner.tracking.server import server_answers
 
 HTTP_DEFAULTS = {
@@ -81,5 +82,5 @@ class Breaker:
         return False
 
     def trip(self, error: BaseException) -> None:
-        self.last_error = mask(str(error).splitlines()[0] if str(error) else repr(error))[:300]
+        self.last_error = mask(first_line(str(error)) or repr(error))[:300]
         self._open_until = time.monotonic() + self.cooldown

@@ -14,7 +14,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial
 
-from tuner.tracking import tags
+from tuner.core import attrs
 
 
 def late_attr(name: str, number: int) -> str:
@@ -23,10 +23,10 @@ def late_attr(name: str, number: int) -> str:
 
 
 def run_id_of(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str | None:
-    return study_attrs.get(late_attr(tags.RUN_ID_ATTR, trial.number),
-                           trial.user_attrs.get(tags.RUN_ID_ATTR))
+    return study_attrs.get(late_attr(attrs.RUN_ID_ATTR, trial.number),
+                           trial.user_attrs.get(attrs.RUN_ID_ATTR))
 
 
 def model_uri_of(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str | None:
-    return study_attrs.get(late_attr(tags.MODEL_URI_ATTR, trial.number),
-                           trial.user_attrs.get(tags.MODEL_URI_ATTR))
+    return study_attrs.get(late_attr(attrs.MODEL_URI_ATTR, trial.number),
+                           trial.user_attrs.get(attrs.MODEL_URI_ATTR))

@@ -5,12 +5,12 @@ This one buffers and writes with ``log_batch`` at most every ``flush_interval`` 
 and when training ends, so a fast trial costs one request for all its metrics and a
 long one still shows live curves in the MLflow UI.
 
-A trial that resumes from a checkpoint (tuner.resume) logs into the run of the attempt
+A trial that resumes from a checkpoint (tuner.trial.resume) logs into the run of the attempt
 that was cut short, and trains again the epochs that attempt ran after its last
 checkpoint. MLflow cannot delete a metric's values, so the logger skips each step a
 metric already has in the run: every step appears once, in order. The skipped values
 are the ones the resumed trial computes anyway, since it restores the random state too
-(tuner.checkpoints).
+(tuner.trial.checkpoints).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ One folder per study under ``tracking.outbox_dir`` (default ``run_dir/mlflow-out
 Each line is one JSON record for one operation. A record is appended under an exclusive
 lock on its file and fsync'd before the writer goes on, so a crash loses at most the line
 being written (a torn last line is skipped when read). Strings pass through
-:func:`tuner.masking.mask` first, as everything else tuner writes.
+:func:`tuner.core.masking.mask` first, as everything else tuner writes.
 
 Replaying (:mod:`tuner.tracking.replay`) writes a record to the server, then appends
 ``{"done": <record id>}`` to the same file, so an interrupted replay goes on after the
@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from tuner.masking import mask
+from tuner.core.masking import mask
 
 PARENT = "parent"  # the key of the parent run's file
 SUFFIX = ".jsonl"

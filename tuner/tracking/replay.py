@@ -21,6 +21,10 @@ between writing a record and marking it done (:mod:`tuner.tracking.outbox`):
 A record that the server refuses (not an unreachable server) stays in its file, which is
 then left for later, with the reason reported (``tuner sync`` shows it; a slot does not
 try that file again); replay goes on with the other files.
+
+A model that waited is kept as weights and config; the caller passes ``rebuild``, which
+turns them back into the trained module (tuner.trial.build.rebuild_module). Tracking
+never builds models itself: that is the trial layer's, above this one.
 """
 
 from __future__ import annotations
@@ -36,7 +40,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from optuna.trial import TrialState
 
-from tuner.outcome import reason_of
+from tuner.core import attrs
+from tuner.core.results import reason_of
 from tuner.tracking import tags
 from tuner.tracking.breaker import is_unavailable
 from tuner.tracking.links import late_attr
@@ -44,9 +49,13 @@ from tuner.tracking.outbox import PARENT, Outbox, trial_of
 from tuner.tracking.resilient import end_run, is_pending
 
 if TYPE_CHECKING:
+    import torch
+
     from tuner.tracking.resilient import ResilientClient
 
 Finalize = Callable[[str], None]  # runs the end-of-sweep records and ends the parent run
+# (trial config YAML, state dict) -> the trained module, to log a model that waited
+Rebuild = Callable[[str, dict[str, Any]], "torch.nn.Module"]
 
 
 @dataclass
@@ -86,21 +95,22 @@ class _Stop(Exception):
     """The server became unreachable: stop replaying, everything left stays."""
 
 
-def catch_up(client: ResilientClient, study: optuna.Study) -> None:
+def catch_up(client: ResilientClient, study: optuna.Study, rebuild: Rebuild) -> None:
     """A slot, before its next trial: replay finished trials' records if the outbox
     holds any and the breaker allows a try. Costs a directory listing otherwise."""
     if client.outbox is None or not client.outbox.pending_keys():
         return
     if not client.breaker.allows_try():
         return
-    replay(client, study, retry_refused=False)
+    replay(client, study, rebuild=rebuild, retry_refused=False)
 
 
 def replay(client: ResilientClient, study: optuna.Study, finalize: Finalize | None = None,
-           *, retry_refused: bool = True) -> list[Replayed]:
+           *, rebuild: Rebuild | None = None, retry_refused: bool = True) -> list[Replayed]:
     """Replay every file it may (see the module docstring); one :class:`Replayed` per
     file looked at. Without ``finalize`` the parent run's file is left alone; without
-    ``retry_refused``, so are files in which this process had a record refused."""
+    ``retry_refused``, so are files in which this process had a record refused; without
+    ``rebuild``, a model that waited stays waiting (refused, with the reason)."""
     outbox = client.outbox
     if outbox is None:
         return []
@@ -122,14 +132,14 @@ def replay(client: ResilientClient, study: optuna.Study, finalize: Finalize | No
         result = Replayed(key)
         results.append(result)
         try:
-            _replay_file(client, outbox, key, study, finalize, result)
+            _replay_file(client, outbox, key, study, finalize, rebuild, result)
         except _Stop:
             break
     return results
 
 
 def _replay_file(client: ResilientClient, outbox: Outbox, key: str, study: optuna.Study,
-                 finalize: Finalize | None, result: Replayed) -> None:
+                 finalize: Finalize | None, rebuild: Rebuild | None, result: Replayed) -> None:
     with outbox.replaying(key) as held:
         if held is None:
             result.left, result.why_left = len(outbox.waiting(key)), "another process holds it"
@@ -142,7 +152,8 @@ def _replay_file(client: ResilientClient, outbox: Outbox, key: str, study: optun
                 raise _Stop
             try:
                 with client.direct():
-                    phrase = _apply(client.raw, outbox, record, runs, study, finalize, result)
+                    phrase = _apply(client.raw, outbox, record, runs, study, finalize,
+                                    rebuild, result)
             except Exception as error:
                 if is_unavailable(error):
                     client.breaker.trip(error)
@@ -168,7 +179,7 @@ def _unreachable(client: ResilientClient) -> str:
 
 def _apply(client: MlflowClient, outbox: Outbox, record: dict[str, Any],
            runs: dict[str, str], study: optuna.Study, finalize: Finalize | None,
-           result: Replayed) -> str:
+           rebuild: Rebuild | None, result: Replayed) -> str:
     op = record["op"]
     if op == "finalize":
         assert finalize is not None
@@ -185,7 +196,7 @@ def _apply(client: MlflowClient, outbox: Outbox, record: dict[str, Any],
         runs[record["run"]] = run_id
         result.run_id = run_id
         if record["trial"] is not None:
-            study.set_user_attr(late_attr(tags.RUN_ID_ATTR, record["trial"]), run_id)
+            study.set_user_attr(late_attr(attrs.RUN_ID_ATTR, record["trial"]), run_id)
         return phrase
     run_id = _resolve(client, record, runs)
     result.run_id = run_id
@@ -208,7 +219,7 @@ def _apply(client: MlflowClient, outbox: Outbox, record: dict[str, Any],
                         record["status"], record["end_time"], record["only_if_running"])
         return f"ended {record['status']}" if ended else "already ended"
     if op == "log_model":
-        return _log_model(client, outbox, record, run_id, study)
+        return _log_model(client, outbox, record, run_id, study, rebuild)
     raise ValueError(f"unknown outbox operation {op!r}")
 
 
@@ -243,25 +254,24 @@ def _resolve(client: MlflowClient, record: dict[str, Any], runs: dict[str, str])
 
 
 def _log_model(client: MlflowClient, outbox: Outbox, record: dict[str, Any], run_id: str,
-               study: optuna.Study) -> str:
-    """Rebuild the module from the trial's config, load the kept weights, log it the
-    way the trial would have (tuner.tracking.registry.log_trial_model)."""
+               study: optuna.Study, rebuild: Rebuild | None) -> str:
+    """Rebuild the module from the trial's config and the kept weights, log it the way
+    the trial would have (tuner.tracking.registry.log_trial_model)."""
     experiment = record.get("experiment") or client.get_run(run_id).info.experiment_id
     uri = _logged_model(client, experiment, run_id)
     if uri is None:
+        if rebuild is None:
+            raise RuntimeError("this process cannot rebuild the trial's model")
         import torch
-        from omegaconf import OmegaConf
 
         from tuner.tracking.registry import log_trial_model
-        from tuner.training import build_objects
 
         kept = torch.load(outbox.file(record["weights"]), weights_only=True)
-        _, module = build_objects(OmegaConf.create(record["config"]))
-        module.load_state_dict(kept["state_dict"])
+        module = rebuild(record["config"], kept["state_dict"])
         mlflow.set_experiment(experiment_id=experiment)  # logged models join the active one
         uri = log_trial_model(module, tuple(kept["example_input"]), run_id)
     if record["trial"] is not None:
-        study.set_user_attr(late_attr(tags.MODEL_URI_ATTR, record["trial"]), uri)
+        study.set_user_attr(late_attr(attrs.MODEL_URI_ATTR, record["trial"]), uri)
     return f"model {uri}"
 
 

@@ -12,7 +12,7 @@ interrupted   KILLED (Ctrl-C or SIGTERM while it trained)
 ============  ================================================
 
 A repeat of a trial cut short that resumes from its checkpoint continues the trial's
-run (:mod:`tuner.resume`): RUNNING again, renamed after the repeat, tagged
+run (:mod:`tuner.trial.resume`): RUNNING again, renamed after the repeat, tagged
 ``tuner.resumed_from_epoch``.
 
 The parent run is found again through the study's ``mlflow_parent_run_id`` user
@@ -23,7 +23,6 @@ it (:meth:`Tracker.attach`) and write only their own trials' runs.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
@@ -35,8 +34,10 @@ from mlflow.entities import Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
-from tuner.errors import ConfigError, Problem
-from tuner.masking import mask
+from tuner.core import attrs
+from tuner.core.errors import ConfigError, Problem
+from tuner.core.masking import mask
+from tuner.core.quiet import quiet_mlflow
 from tuner.tracking import tags
 from tuner.tracking.local_store import SQLITE, ensure_local_store
 from tuner.tracking.outbox import PARENT
@@ -47,12 +48,6 @@ if TYPE_CHECKING:
 
 MAX_TAG_VALUE = 5000  # MLflow accepts 8000 characters; keep reasons readable
 MAX_PARAM_VALUE = 6000
-
-
-def quiet_mlflow() -> None:
-    """MLflow and alembic log every schema migration at INFO; keep the console for us."""
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def _write_ahead_log(tracking_uri: str) -> None:
@@ -96,7 +91,7 @@ class Tracker:
         # Logged models belong to the *active* experiment, whatever run they attach to;
         # without this they would land in MLflow's default experiment (./mlruns).
         mlflow.set_experiment(experiment_id=self.experiment_id)
-        run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
+        run_id = study.user_attrs.get(attrs.PARENT_RUN_ATTR)
         if run_id and not self.run_exists(run_id):
             run_id = None  # the MLflow store was wiped or changed: start a new parent
         if run_id is None:
@@ -106,7 +101,7 @@ class Tracker:
             run_id = run.info.run_id
             self.client.log_batch(run_id, params=[
                 Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in study_params.items()])
-            study.set_user_attr(tags.PARENT_RUN_ATTR, run_id)
+            study.set_user_attr(attrs.PARENT_RUN_ATTR, run_id)
         else:
             self.client.update_run(run_id, status="RUNNING")
         self.parent_run_id = self.client.parent_run_id = run_id
@@ -118,7 +113,7 @@ class Tracker:
 
     def join(self, study: optuna.Study) -> None:
         """Attach to the parent run of a study that a ``tuner sweep`` opened."""
-        run_id = study.user_attrs.get(tags.PARENT_RUN_ATTR)
+        run_id = study.user_attrs.get(attrs.PARENT_RUN_ATTR)
         if run_id is None or not self.run_exists(run_id):
             raise ConfigError(Problem(
                 self.tracking.tracking_uri, "tracking",
@@ -240,7 +235,7 @@ class Tracker:
     def end_abandoned(self, trial: optuna.trial.FrozenTrial, reason: str) -> None:
         """End the run of a trial whose process died (reaped): KILLED, with the reason.
         Does nothing when the trial never got a run or its run already ended."""
-        run_id = trial.user_attrs.get(tags.RUN_ID_ATTR)
+        run_id = trial.user_attrs.get(attrs.RUN_ID_ATTR)
         if run_id is None:
             return
         self.client.bind(run_id, trial.number)

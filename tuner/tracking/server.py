@@ -13,8 +13,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from tuner.errors import ConfigError, Problem
-from tuner.masking import mask
+from tuner.core.errors import ConfigError, Problem
+from tuner.core.masking import mask
 
 ATTEMPTS = 3
 TIMEOUT_S = 1.5  # per attempt: at most about 5.5 s in all, with the pauses

@@ -1,0 +1,124 @@
+"""The end of a sweep's records, and ``tuner sync`` for those that waited for the server.
+
+While the tracking server is down, what a trial writes waits in the outbox
+(:mod:`tuner.tracking.outbox`) and training goes on. The end of a sweep
+(:func:`finish_records`) queues its own records there too, behind the trials' (champion,
+leaderboard, report, the parent run's final status), and replays the whole outbox:
+
+- the server answers: everything is written, in order, and the outbox is empty;
+- it does not: everything waits, the sweep still ends (its trials are all in Optuna),
+  and ``tuner sync`` (:func:`run_sync`) writes the records once the server is back,
+  ending the parent run as the sweep would have.
+
+A worker's outbox holds only its trials' records; ``tuner sync`` on that machine writes
+them (the sweep that started the study keeps the parent run).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from tuner.app.report import Summary, finalize, trial_counts
+from tuner.config.plan import SweepPlan
+from tuner.core.errors import ConfigError, RecordsPending
+from tuner.study.trials import best_trial
+from tuner.tracking.outbox import Outbox
+from tuner.tracking.replay import Finalize, replay
+from tuner.tracking.runs import Tracker
+from tuner.tracking.server import check_tracking_server, is_server_uri
+
+if TYPE_CHECKING:
+    import torch
+
+DEFERRED_NOTE = "MLflow records still wait in the outbox; `tuner sync` registers it"
+
+
+def rebuild_module(config_yaml: str, state_dict: dict[str, Any]) -> torch.nn.Module:
+    """A model that waited in the outbox, rebuilt to be logged. torch and Lightning are
+    imported here, only when a model waited: the driver stays without them otherwise."""
+    from tuner.trial.build import rebuild_module as rebuild
+
+    return rebuild(config_yaml, state_dict)
+
+
+def finish_records(plan: SweepPlan, study: optuna.Study, tracker: Tracker, status: str
+                   ) -> Summary:
+    """The end of a sweep: champion, leaderboard, report, and the parent run ended with
+    ``status``; or, with a tracking server that does not answer, all of it waiting in the
+    outbox (the summary then says how many records wait)."""
+    client = tracker.client
+    if client.outbox is None:  # an embedded store: nothing can be unreachable
+        summary = finalize(plan, study, tracker)
+        tracker.close(status)
+        return summary
+    client.queue(tracker.parent_run_id, {"op": "finalize", "status": status})
+    summaries: list[Summary] = []
+    replay(client, study, _finalizer(plan, study, tracker, summaries), rebuild=rebuild_module)
+    if summaries:
+        client.outbox.tidy()
+        return summaries[-1]
+    return Summary(best_trial(study), None, DEFERRED_NOTE, trial_counts(study),
+                   pending=client.outbox.count())
+
+
+def finish_worker_records(study: optuna.Study, tracker: Tracker) -> int:
+    """The end of ``tuner worker``: replay its trials' waiting records; how many wait."""
+    client = tracker.client
+    if client.outbox is None:
+        return 0
+    replay(client, study, rebuild=rebuild_module)
+    pending = client.outbox.count()
+    if not pending:
+        client.outbox.tidy()
+    return pending
+
+
+def _finalizer(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
+               into: list[Summary]) -> Finalize:
+    def run(status: str) -> None:
+        into.append(finalize(plan, study, tracker))
+        tracker.close(status)
+
+    return run
+
+
+def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
+    """``tuner sync``: write every record the outbox holds for the study.
+
+    Raises :class:`RecordsPending` when the server does not answer (nothing is touched)
+    or when records are left (a trial still RUNNING, a record the server refuses)."""
+    from tuner.app.records import load_study
+
+    tracking = plan.cfg.tracking
+    outbox = (Outbox(Path(tracking.outbox_dir), plan.study_name)
+              if is_server_uri(tracking.tracking_uri) and tracking.get("outbox_dir") else None)
+    if outbox is None or not outbox.pending_keys():
+        where = outbox.dir if outbox is not None else "the outbox (an embedded store has none)"
+        say(f"nothing to sync: no MLflow records wait in {where}")
+        return
+    waiting = outbox.count()
+    try:
+        check_tracking_server(tracking.tracking_uri, plan.locate("tracking"))
+    except ConfigError as error:
+        raise RecordsPending(
+            f"{error}\n{waiting} MLflow record(s) wait in {outbox.dir}, untouched: run "
+            "`tuner sync` again once the server answers") from None
+    study = load_study(plan.composed)
+    tracker = Tracker(tracking, plan.study_name)
+    tracker.join(study)
+    summaries: list[Summary] = []
+    files = replay(tracker.client, study, _finalizer(plan, study, tracker, summaries),
+                   rebuild=rebuild_module)
+    for done in files:
+        say(done.describe())
+    left = outbox.count()
+    if left:
+        reasons = sorted({f.why_left for f in files if f.left})
+        raise RecordsPending(f"{left} MLflow record(s) still wait in {outbox.dir}: "
+                             + "; ".join(reasons or ["the parent run waits for the trials"]))
+    outbox.tidy()
+    say(f"done: every waiting record is written; nothing waits in {outbox.dir}")

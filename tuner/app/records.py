@@ -1,0 +1,99 @@
+"""Reading a study's records back (``tuner best``, ``tuner ui``, ``tuner serve``).
+
+Nothing here creates a store: asking about a study that does not exist, or a store
+that is not there yet, is an error that says so, not an empty file left behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner.config.compose import Composed
+from tuner.core import attrs
+from tuner.core.errors import ConfigError, Problem
+from tuner.study.storage import find_study_id, journal_path, open_storage
+from tuner.study.trials import best_trial
+from tuner.tracking import tags
+from tuner.tracking.links import run_id_of
+from tuner.tracking.local_store import SQLITE
+
+
+def _no_records(what: str, where: str) -> ConfigError:
+    return ConfigError(Problem(where, "", f"no {what} there yet",
+                               "run `tuner sweep` first, or point at the right place with "
+                               "run_dir=... (and the same storage/tracking options the sweep "
+                               "used)"))
+
+
+def load_study(composed: Composed) -> optuna.Study:
+    cfg = composed.cfg
+    path = journal_path(cfg.storage)
+    if path is not None and not path.is_file():
+        raise _no_records("study journal", str(path))
+    if str(cfg.storage.get("url", "")).startswith(SQLITE):
+        db = Path(cfg.storage.url.removeprefix(SQLITE))
+        if not db.is_file():
+            raise _no_records("study database", str(db))
+    storage = open_storage(cfg.storage)
+    if find_study_id(storage, cfg.study_name) is None:
+        names = optuna.study.get_all_study_names(storage)
+        raise ConfigError(Problem(
+            "command line", "study", f"no study named '{cfg.study_name}' in this storage",
+            f"studies here: {', '.join(names)}" if names else "the storage holds no study yet"))
+    return optuna.load_study(study_name=cfg.study_name, storage=storage)
+
+
+def best_report(composed: Composed) -> dict[str, Any]:
+    study = load_study(composed)
+    metrics = study.metric_names or [f"value_{i}" for i in range(len(study.directions))]
+    trials = study.get_trials(deepcopy=False)
+    best = best_trial(study)
+    report: dict[str, Any] = {
+        "study": study.study_name,
+        "directions": [d.name.lower() for d in study.directions],
+        "n_trials": study.user_attrs.get(attrs.N_TRIALS_ATTR),
+        "complete": sum(t.state == TrialState.COMPLETE for t in trials),
+        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
+        "failed": sum(t.state == TrialState.FAIL for t in trials),
+        "best": None,
+    }
+    if best is not None:
+        report["best"] = {
+            "number": best.number,
+            "values": dict(zip(metrics, best.values, strict=True)),
+            "params": best.params,
+            "mlflow_run_id": run_id_of(best, study.user_attrs),
+            "config": best.user_attrs.get(attrs.CONFIG_ATTR, ""),
+        }
+    if len(study.directions) > 1:
+        report["pareto_front"] = sorted(t.number for t in study.best_trials)
+    return report
+
+
+def existing_tracking_uri(composed: Composed) -> str:
+    uri = composed.cfg.tracking.tracking_uri
+    if uri.startswith(SQLITE):
+        db = Path(uri.removeprefix(SQLITE))
+        if not db.is_file():
+            raise _no_records("MLflow store", str(db))
+    return uri
+
+
+def champion_uri(composed: Composed) -> str:
+    from mlflow import MlflowClient
+
+    from tuner.core.quiet import quiet_mlflow
+    from tuner.tracking.registry import current_champion
+
+    quiet_mlflow()
+    uri = existing_tracking_uri(composed)
+    name = composed.cfg.study_name
+    if current_champion(MlflowClient(uri, registry_uri=uri), name) is None:
+        raise ConfigError(Problem(uri, "study", f"study '{name}' has no champion model",
+                                  "run `tuner sweep` for it to completion first (with "
+                                  "tracking.register_champion=true)"))
+    return f"models:/{name}@{tags.CHAMPION_ALIAS}"

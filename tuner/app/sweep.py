@@ -1,0 +1,108 @@
+"""``tuner sweep``: a plan in, a finished (or topped-up) study and its records out.
+
+    start the slots                 processes that import torch while the driver goes on
+    preflight (in slot 0)           train one batch; nothing is written before this passes
+    open the study and the runs     the storage, the MLflow experiment and parent run
+    slots claim and train trials    each slot: claim -> train -> tell Optuna -> end its run
+    finish                          champion, leaderboard and report on the parent run
+                                    (or, with the tracking server down, all of it waits
+                                    in the outbox for `tuner sync`: tuner.app.finish)
+
+The driver never trains and never imports torch: it opens the records, watches the slots
+(:mod:`tuner.launch.pool`) and shows progress. The budget is ``n_trials`` COMPLETE +
+PRUNED trials in the study, claimed under a lock (:mod:`tuner.study.budget`), so a rerun
+tops up and several slots or machines never overshoot it. The sweep also ends at
+``timeout`` seconds (no new trial starts after it), when a grid sampler has run out of
+points, or after ``max_failures`` failed trials in this invocation.
+
+Interruptions: Ctrl-C or SIGTERM marks the running trials FAIL (reason "interrupted"),
+their MLflow runs KILLED, and the parent run KILLED, then re-raises; the next identical
+command resumes the study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+
+from tuner.app.driver import TrialWatch, run_slots, sigterm_raises
+from tuner.app.finish import finish_records
+from tuner.app.progress import PlainReporter, format_values
+from tuner.app.report import Summary
+from tuner.app.warmup import warm_driver_in_background
+from tuner.config.plan import SweepPlan
+from tuner.core.errors import SweepStopped
+from tuner.launch.pool import SlotPool
+from tuner.launch.startup import start_slots
+from tuner.study.storage import open_storage
+from tuner.study.studies import open_study
+from tuner.tracking.runs import Tracker
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    study: optuna.Study
+    summary: Summary
+    stop_reason: str  # "budget", "timeout", "grid exhausted" or "failures"
+
+
+def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = None
+              ) -> SweepOutcome:
+    """Run (or resume) the plan's study. ``pool``: the slots, if the caller started them
+    already (tuner.launch.startup); they are stopped here whatever happens.
+
+    Raises SweepStopped after ``max_failures`` failed trials (the records are finished
+    first), ConfigError when the preflight or the study refuses the config (nothing
+    written), and KeyboardInterrupt / SweepInterrupted after recording the running
+    trials as interrupted."""
+    pool = pool if pool is not None else start_slots(plan)
+    with pool, sigterm_raises():
+        warmup = warm_driver_in_background(plan.cfg.tracking.tracking_uri,
+                                           plan.cfg.tracking.report)
+        pool.preflight()
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        study = open_study(plan, open_storage(plan.cfg.storage))
+        tracker = Tracker(plan.cfg.tracking, plan.study_name)
+        tracker.open(study, plan.study_params())
+        watch = TrialWatch(plan, study, reporter)
+        try:
+            reasons = run_slots(plan, pool, study, tracker, watch)
+        except BaseException:
+            pool.interrupt(study, tracker)
+            tracker.close("KILLED")
+            raise
+        finally:
+            reporter.stop()
+    stop_reason = watch.stop_reason(reasons)
+    # The report draws its plots with matplotlib, which is not thread-safe: the warm-up
+    # thread's own drawing (long done, but for a very short sweep) must be over first.
+    warmup.join()
+    summary = finish_records(plan, study, tracker,
+                             "FAILED" if stop_reason == "failures" else "FINISHED")
+    if stop_reason == "failures":
+        reason, n = watch.failures.most_common(1)[0]
+        waiting = (f"; {summary.pending} MLflow records pending: run `tuner sync` with the "
+                   "same arguments when the tracking server is back" if summary.pending else "")
+        raise SweepStopped(f"stopped after {sum(watch.failures.values())} failed trials "
+                           f"(max_failures={plan.cfg.max_failures}); most common reason "
+                           f"({n}x): {reason}{waiting}")
+    return SweepOutcome(study, summary, stop_reason)
+
+
+def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:
+    """Human-readable lines about the best trial and the champion."""
+    best = summary.best
+    if best is None:
+        return ["no trial completed"]
+    lines = [f"best trial {best.number}: {format_values(plan.metrics, best.values)}"]
+    lines += [f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}"
+              for k, v in best.params.items()]
+    champion = summary.champion
+    if champion is not None:
+        moved = "promoted to" if champion.promoted else "still"
+        lines.append(f"champion: {moved} models:/{champion.name}@champion (version "
+                     f"{champion.version}, trial {champion.trial_number})")
+    elif summary.champion_note:
+        lines.append(f"no champion registered: {summary.champion_note}")
+    return lines

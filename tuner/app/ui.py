@@ -1,0 +1,97 @@
+"""``tuner ui`` and ``tuner serve``: MLflow's own UI and model server over a study's records.
+
+Both bind loopback. The MLflow UI also serves the REST API and the artifacts (the
+trained models), so it is never put on the network open: with
+``MLFLOW_AUTH_ADMIN_PASSWORD`` in the environment, ``tuner ui --host 0.0.0.0`` starts
+MLflow's own ``basic-auth`` app: every request needs a user and password, and the first
+start creates the user ``admin`` with that password (MLflow reads the variable itself;
+it is never written to a file). The app's user store is an SQLite file beside the
+study's records. The model server has no authentication at all: loopback only.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from tuner.app.records import champion_uri, existing_tracking_uri
+from tuner.config.compose import Composed
+from tuner.core.errors import ConfigError, Problem
+
+ADMIN_PASSWORD_ENV = "MLFLOW_AUTH_ADMIN_PASSWORD"
+ADMIN_USER = "admin"
+MIN_PASSWORD_LENGTH = 12  # MLflow's auth app refuses to create the admin with less
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def basic_auth_config(run_dir: Path) -> Path:
+    """Write the basic-auth app's settings into ``run_dir``; return the file's path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "basic_auth.ini"
+    path.write_text(
+        "[mlflow]\n"
+        # Signed-in users may read everything; only the admin may change or delete.
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{run_dir / 'basic_auth.db'}\n"
+        f"admin_username = {ADMIN_USER}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    return path
+
+
+def check_ui_host(host: str) -> None:
+    """Raise ConfigError unless ``host`` is loopback or basic-auth can protect it."""
+    if host in LOOPBACK:
+        return
+    if not os.environ.get(ADMIN_PASSWORD_ENV):
+        raise ConfigError(Problem(
+            "command line", "--host", f"refusing to bind {host} without authentication: "
+            "the records and models would be open to the network",
+            f"set {ADMIN_PASSWORD_ENV} to turn on MLflow's basic-auth (user 'admin'), or "
+            "use --host 127.0.0.1 and an SSH tunnel (ssh -L 5000:127.0.0.1:5000 host)"))
+    if len(os.environ[ADMIN_PASSWORD_ENV]) < MIN_PASSWORD_LENGTH:
+        raise ConfigError(Problem(
+            "environment", ADMIN_PASSWORD_ENV,
+            f"is shorter than {MIN_PASSWORD_LENGTH} characters, which MLflow refuses",
+            f"choose a longer password (at least {MIN_PASSWORD_LENGTH} characters)"))
+
+
+def check_loopback(host: str) -> None:
+    if host not in LOOPBACK:
+        raise ConfigError(Problem(
+            "command line", "--host", f"refusing to bind {host}: the MLflow server has no "
+            "authentication here, so it would expose the records (and the models) to the "
+            "network", "use --host 127.0.0.1 and reach it through an SSH tunnel "
+            "(ssh -L 5000:127.0.0.1:5000 host)"))
+
+
+def ui_command(composed: Composed, host: str, port: int) -> tuple[list[str], str]:
+    """The MLflow UI's command line over the study's store, and the line to show.
+    Checks first (host, store exists); sets the basic-auth app's environment."""
+    check_ui_host(host)
+    public = host not in LOOPBACK
+    uri = existing_tracking_uri(composed)
+    command = [sys.executable, "-m", "mlflow", "server" if public else "ui",
+               "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    if public:
+        os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(basic_auth_config(
+            Path(composed.cfg.run_dir).resolve()))
+        # The auth app signs its CSRF tokens with this key; one per start unless given.
+        os.environ.setdefault("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_urlsafe(32))
+        command += ["--app-name", "basic-auth"]
+    if composed.cfg.tracking.artifact_location:
+        command += ["--default-artifact-root", composed.cfg.tracking.artifact_location]
+    auth = " with basic-auth (user 'admin')" if public else ""
+    return command, f"MLflow UI for {uri} at http://{host}:{port}{auth} (Ctrl-C to stop)"
+
+
+def serve_command(composed: Composed, host: str, port: int) -> tuple[list[str], str]:
+    """MLflow's model server over the study's champion, and the line to show."""
+    check_loopback(host)
+    uri = existing_tracking_uri(composed)
+    model_uri = champion_uri(composed)
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
+               "--env-manager", "local", "--host", host, "--port", str(port)]
+    return command, f"serving {model_uri} at http://{host}:{port}/invocations (Ctrl-C to stop)"

@@ -1,0 +1,52 @@
+"""The ``tuner`` command: parse the arguments, run the command, map errors to exit codes.
+
+Exit codes: 0 done; 1 the sweep stopped on failures, or `tuner sync` left MLflow records
+waiting (the tracking server does not answer); 2 bad input (nothing was written);
+130 interrupted (the next identical command resumes).
+
+Layout: :mod:`tuner.cli.parser` holds the argument tables, :mod:`tuner.cli.commands`
+what each command does (through tuner.app).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from tuner.core.errors import ConfigError, RecordsPending, SweepInterrupted, SweepStopped
+from tuner.core.masking import mask
+
+__all__ = ["command", "main"]
+
+
+def command() -> NoReturn:
+    """The `tuner` command: ``main``, then a quick exit (tuner.core.exits)."""
+    from tuner.core.exits import exit_quickly
+
+    exit_quickly(main())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from tuner.cli.parser import build_parser
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(mask(f"error: {error}"), file=sys.stderr)
+        print("nothing was written.", file=sys.stderr)
+        return 2
+    except (SweepStopped, RecordsPending) as error:
+        print(mask(f"error: {error}"), file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:
+        # From here a second Ctrl-C ends the process at once, even in the interpreter's
+        # exit handlers; the trials' records were written before we got here.
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+        # SystemExit: Lightning answers Ctrl-C inside fit() with sys.exit(1).
+        print(f"\ninterrupted ({type(error).__name__}): the running trial is marked FAIL and "
+              "its run KILLED; run the same command again to resume.", file=sys.stderr)
+        return 130

@@ -1,0 +1,173 @@
+"""What each ``tuner`` command does: compose the config, call the app, print the outcome.
+
+Heavy imports (torch in the slots, MLflow in the driver) happen inside the commands,
+after the input has been checked: bad input is refused in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from tuner.core.masking import mask
+
+
+def _study_and_overrides(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    """`tuner best [STUDY] [OVERRIDE...]`: the first word without '=' is the study."""
+    study = None
+    overrides = []
+    for arg in args:
+        if study is None and "=" not in arg and not arg.startswith(("+", "~")):
+            study = arg
+        else:
+            overrides.append(arg)
+    return study, overrides
+
+
+def _compose(config_dir: str | None, overrides: list[str], study: str | None = None):
+    from tuner.config.compose import compose_config
+
+    if study is not None:
+        overrides = [*overrides, f"study_name={study}"]
+    return compose_config(overrides, config_dir)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    composed = _compose(args.config_dir, args.overrides)
+    if args.cfg:
+        print(OmegaConf.to_yaml(composed.cfg), end="")
+        return 0
+    from tuner.config.plan import make_plan
+
+    plan = make_plan(composed)
+    from tuner.launch.startup import start_slots
+
+    pool = start_slots(plan)  # importing torch there takes seconds: the driver goes on
+    # Imported after the checks: tuner.app.sweep brings in MLflow (seconds), and bad input
+    # is refused without it.
+    from tuner.app.progress import make_reporter
+    from tuner.app.sweep import describe_best, run_sweep
+
+    reporter = make_reporter()
+    reporter.print(f"study {plan.study_name}: {plan.cfg.n_trials} trials of "
+                   f"{composed.choices.get('model')} on {composed.choices.get('data')}, "
+                   f"optimising {', '.join(plan.metrics)} ({', '.join(plan.directions)}); "
+                   f"records in {plan.run_dir}")
+    outcome = run_sweep(plan, reporter, pool)
+    counts = outcome.summary.counts
+    reporter.print(f"done ({outcome.stop_reason}): {counts['COMPLETE']} complete, "
+                   f"{counts['PRUNED']} pruned, {counts['FAIL']} failed")
+    for line in describe_best(plan, outcome.summary):
+        reporter.print(line)
+    reporter.print("browse the runs: tuner ui" + _where_suffix(args))
+    if outcome.summary.pending:
+        reporter.print(_pending_warning(outcome.summary.pending, args))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from tuner.config.machine import launched_by_torchrun
+    from tuner.config.plan import make_plan
+
+    plan = make_plan(_compose(args.config_dir, args.overrides))
+    from tuner.launch.startup import start_slots
+
+    pool = None if launched_by_torchrun() else start_slots(plan)  # torchrun: ranks, no slots
+    from tuner.app.progress import make_reporter  # after the checks, as in cmd_sweep
+    from tuner.app.worker import run_worker
+
+    reporter = make_reporter()
+    reporter.print(f"worker for study {plan.study_name}: trials until n_trials="
+                   f"{plan.cfg.n_trials} are done")
+    outcome = run_worker(plan, reporter, args.wait, pool)
+    if outcome is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    reporter.print(f"worker done ({outcome.stop_reason}): trained {outcome.trained} trial(s) "
+                   "here")
+    if outcome.pending:
+        reporter.print(_pending_warning(outcome.pending, args))
+    return 0
+
+
+def _pending_warning(pending: int, args: argparse.Namespace) -> str:
+    import shlex
+
+    command = ["tuner", "sync"]
+    if args.config_dir:
+        command += ["--config-dir", args.config_dir]
+    command = shlex.join(command + args.overrides)
+    return f"warning: {pending} MLflow records pending; run `{command}` when the server is back"
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from tuner.app.finish import run_sync
+    from tuner.config.plan import make_plan
+
+    plan = make_plan(_compose(args.config_dir, args.overrides))
+    run_sync(plan, lambda line: print(mask(line), flush=True))
+    return 0
+
+
+def _where_suffix(args: argparse.Namespace) -> str:
+    """The arguments that say where the records are, to repeat in a follow-up command."""
+    from tuner.config.locate import override_key
+
+    keep = [o for o in args.overrides
+            if override_key(o).split(".")[0] in ("run_dir", "tracking", "storage")]
+    if args.config_dir:
+        keep.insert(0, f"--config-dir {args.config_dir}")
+    return "".join(f" {o}" for o in keep)
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    import json
+
+    from tuner.app.records import best_report
+
+    study, overrides = _study_and_overrides(args.args)
+    composed = _compose(args.config_dir, overrides, study)
+    report = best_report(composed)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0
+    print(f"study {report['study']}: {report['complete']} complete, {report['pruned']} pruned, "
+          f"{report['failed']} failed of n_trials={report['n_trials']}")
+    best = report["best"]
+    if best is None:
+        print("no trial has completed yet")
+        return 0
+    values = ", ".join(f"{m}={v:.6g}" for m, v in best["values"].items())
+    print(f"best trial {best['number']}: {values}")
+    for key, value in best["params"].items():
+        print(f"  {key} = {value}")
+    if best.get("mlflow_run_id"):
+        print(f"MLflow run: {best['mlflow_run_id']}")
+    if report.get("pareto_front"):
+        print(f"Pareto front: trials {', '.join(str(n) for n in report['pareto_front'])}")
+    print("config:")
+    print("  " + best["config"].rstrip().replace("\n", "\n  "))
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from tuner.app.ui import check_ui_host, ui_command
+
+    check_ui_host(args.host)  # before anything else: an open host is refused outright
+    command, line = ui_command(_compose(args.config_dir, args.overrides), args.host, args.port)
+    print(line, flush=True)
+    os.execv(sys.executable, command)  # hand the process (and Ctrl-C) to MLflow
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tuner.app.ui import check_loopback, serve_command
+
+    check_loopback(args.host)
+    study, overrides = _study_and_overrides(args.args)
+    command, line = serve_command(_compose(args.config_dir, overrides, study), args.host,
+                                  args.port)
+    print(line, flush=True)
+    os.execv(sys.executable, command)

@@ -1,0 +1,97 @@
+"""The machine a sweep runs on: its devices, how they are cut into slots, and the
+layout torchrun (or SLURM's srun) gives a process.
+
+Which devices and how many CPU threads each slot gets:
+
+GPU slots: the visible GPUs are cut into disjoint groups of ``devices_per_trial``; a slot
+sees only its group (``CUDA_VISIBLE_DEVICES``), so two trials never land on one GPU by
+accident, and Lightning's ``devices=k`` inside the slot means "my k GPUs". With
+``devices_per_trial=1`` and ``slots_per_gpu=m``, m slots share each GPU: small models
+leave most of a GPU idle, and packing them is the cheapest speed-up there is.
+
+CPU slots split the cores: each trial process gets ``cores // (slots x processes per
+trial)`` torch threads (at least one), so slots do not oversubscribe the machine.
+
+Under torchrun every process of every node runs ``tuner worker``, and the layout is in
+the environment (RANK, WORLD_SIZE, LOCAL_WORLD_SIZE); :func:`nodes` reads how many
+machines one trial spans (tuner.launch.torchrun).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    index: int
+    gpus: tuple[str, ...] | None  # this slot's CUDA_VISIBLE_DEVICES; None: a CPU slot
+    threads: int  # torch intra-op threads for each process of a trial
+
+
+def cpu_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use, without initialising CUDA (or importing torch when
+    the machine has no NVIDIA driver at all)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [d.strip() for d in listed.split(",") if d.strip() and d.strip() != "-1"]
+    if not Path("/proc/driver/nvidia").exists():
+        return []
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def uses_gpus(accelerator: str) -> bool:
+    if accelerator in ("gpu", "cuda"):
+        return True
+    return accelerator == "auto" and bool(visible_gpus())
+
+
+def slot_specs(cfg: DictConfig) -> list[SlotSpec]:
+    """The slots this machine runs for ``cfg``; ValueError says which key is wrong."""
+    k, per_gpu, workers = cfg.devices_per_trial, cfg.slots_per_gpu, cfg.workers
+    if uses_gpus(str(cfg.trainer.accelerator)):
+        gpus = visible_gpus()
+        groups = [tuple(gpus[i:i + k]) for i in range(0, len(gpus) - k + 1, k)]
+        if not groups:
+            raise ValueError(f"devices_per_trial={k} but {len(gpus)} GPU(s) are visible")
+        places = [g for g in groups for _ in range(per_gpu)] if k == 1 else groups
+        n = len(places) if workers == "auto" else workers
+        if n > len(places):
+            raise ValueError(f"workers={n} but {len(gpus)} GPU(s) hold {len(places)} "
+                             f"slot(s) of {k} GPU(s) x {per_gpu} per GPU")
+        # Spread over GPUs first: slot i takes place i of a GPU-major interleaving.
+        order = sorted(range(len(places)), key=lambda i: (i % per_gpu, i // per_gpu))
+        return [SlotSpec(i, places[order[i]], max(1, cpu_cores() // n)) for i in range(n)]
+    n = 1 if workers == "auto" else workers
+    return [SlotSpec(i, None, max(1, cpu_cores() // (n * k))) for i in range(n)]
+
+
+def launched_by_torchrun() -> bool:
+    return "TORCHELASTIC_RUN_ID" in os.environ
+
+
+def torchrun_layout() -> tuple[int, int, int]:
+    """This process's global rank, the world size and the processes per node."""
+    env = os.environ
+    return int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_WORLD_SIZE"])
+
+
+def nodes() -> int:
+    """Machines one trial spans: 1 unless torchrun started this process on several."""
+    if not launched_by_torchrun():
+        return 1
+    _, world, local = torchrun_layout()
+    return world // local

@@ -1,0 +1,111 @@
+"""A sweep plan: the composed config after every check that needs no side effect.
+
+:func:`make_plan` runs the checks (:mod:`tuner.config.checks`): the objectives, the
+budget, the study name, the slots against this machine, the search space against the
+config, that every ``_target_`` imports, and that the sampler and pruner accept their
+arguments. Anything wrong raises one ConfigError listing each problem with its file and
+key. The preflight (:mod:`tuner.trial.preflight`) then trains one batch; only after both
+does anything get written.
+
+The plan is a value: it is pickled to every slot, and it records what it learnt about
+the machine when it was made (the node count under torchrun), so that no layer above
+has to read the environment again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from tuner.config import checks
+from tuner.config.compose import Composed
+from tuner.config.machine import nodes
+from tuner.config.space import SearchSpace
+from tuner.config.space_parse import parse
+from tuner.core.errors import ConfigError, Problem
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    composed: Composed
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]
+    space: SearchSpace
+    nodes: int = 1  # machines one trial spans (more than one only under torchrun)
+
+    @property
+    def cfg(self) -> DictConfig:
+        return self.composed.cfg
+
+    @property
+    def study_name(self) -> str:
+        return self.cfg.study_name
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.cfg.run_dir)
+
+    def trial_dir(self, number: int) -> Path:
+        """Where trial ``number``'s files go: Lightning's, DDP ranks' reports, and the
+        checkpoint its chain of repeats resumes from (tuner.trial.resume)."""
+        return self.run_dir / "trials" / self.study_name / str(number)
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
+
+    @property
+    def ranks_per_trial(self) -> int:
+        """Processes one trial trains on (DDP ranks): its devices on every node."""
+        return int(self.cfg.devices_per_trial) * self.nodes
+
+    @property
+    def reports_epochs(self) -> bool:
+        """Trials report each epoch's metric to Optuna (for pruning and learning curves);
+        Optuna takes intermediate values for single-objective studies only."""
+        return not self.multi_objective
+
+    def locate(self, key: str) -> str:
+        return self.composed.locate(key)
+
+    def trial_config(self, values: dict[str, Any]) -> DictConfig:
+        """The config one trial trains with: sampled values set, then resolved, so that
+        keys interpolating a searched key (``${data.block_size}``) follow it."""
+        cfg = self.space.apply(self.composed.raw, values)
+        OmegaConf.resolve(cfg)
+        return cfg
+
+    def study_params(self) -> dict[str, Any]:
+        """What the parent MLflow run records about the study (set once, at creation)."""
+        choices = self.composed.choices
+        return {
+            "metric": ",".join(self.metrics), "direction": ",".join(self.directions),
+            **{f"{group}": choices.get(group) for group in
+               ("model", "data", "search", "sampler", "pruner", "storage")},
+            "search_space_fingerprint": self.space.fingerprint(),
+        }
+
+
+def make_plan(composed: Composed) -> SweepPlan:
+    """The plan of ``composed``; raises one ConfigError naming every problem."""
+    cfg = composed.cfg
+    problems: list[Problem] = []
+    metrics, directions = checks.objectives(composed, problems)
+    checks.budget(composed, problems)
+    checks.targets(composed, problems)
+    checks.run_dir(composed, problems)
+    checks.slots(composed, problems)
+    try:
+        space = parse(cfg.search, composed.locate("search"), composed.locate)
+        space.check_against(cfg, composed.locate)
+    except ConfigError as error:
+        problems.extend(error.problems)
+        space = None
+    if space is not None:  # the sampler needs the space (grid), the checks need both
+        problems.extend(checks.sampler_and_pruner(composed, space, len(metrics)))
+    if problems:
+        raise ConfigError(problems)
+    return SweepPlan(composed, metrics, directions, space, nodes())

@@ -1,0 +1,28 @@
+"""Names of the user attributes tuner keeps on Optuna trials and studies, in one place.
+
+MLflow and Optuna point at each other: a trial's user attribute holds its MLflow run
+id (here), and the run's tags hold the study name and trial number
+(:mod:`tuner.tracking.tags`).
+"""
+
+# Trial user attributes
+RUN_ID_ATTR = "mlflow_run_id"
+MODEL_URI_ATTR = "mlflow_model_uri"
+MODEL_ERROR_ATTR = "model_error"  # why the trial's model could not be logged
+CONFIG_ATTR = "config"  # the trial's composed config, YAML
+SEED_ATTR = "seed"
+FAIL_REASON_ATTR = "fail_reason"
+OWNER_ATTR = "owner"  # "host:pid" of the slot process training the trial
+SUPERVISOR_ATTR = "supervisor"  # "host:pid" of the driver that records it if the owner dies
+LEASE_ATTR = "lease_until"  # unix seconds; its owner renews it while the trial trains
+WORLD_SIZE_ATTR = "world_size"  # processes the trial trained on (DDP ranks)
+RETRY_OF_ATTR = "retry_of"  # a repeat of a failed trial: the number of the first attempt
+ATTEMPT_ATTR = "attempt"  # 1 for a trial's first attempt, 2 for its first repeat, ...
+RESUMED_FROM_EPOCH_ATTR = "resumed_from_epoch"  # a repeat that resumed: epochs already trained
+RESUME_ERROR_ATTR = "resume_error"  # why a repeat started over although a checkpoint was there
+
+# Study user attributes
+PARENT_RUN_ATTR = "mlflow_parent_run_id"
+SPACE_FINGERPRINT_ATTR = "search_space_fingerprint"
+SPACE_ATTR = "search_space"
+N_TRIALS_ATTR = "n_trials"

@@ -1,0 +1,42 @@
+"""Keep the libraries' console chatter out of a sweep's output.
+
+A sweep builds hundreds of Trainers and opens many stores: Lightning prints device
+banners and tips once per Trainer, MLflow and alembic log every schema migration, and
+Optuna logs every trial at INFO. tuner reports progress itself (tuner.app.progress).
+Lightning and MLflow are quieted through the standard logging module, which costs no
+import of theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+
+def quiet_optuna() -> None:
+    # Through Optuna's own call: importing optuna (re)sets its logger's level, so a
+    # level set on the logger before that import would not hold.
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def quiet_mlflow() -> None:
+    """MLflow and alembic log every schema migration at INFO; keep the console for us."""
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def quiet_lightning() -> None:
+    """Lightning prints device banners and tips once per Trainer; a sweep builds hundreds.
+
+    Both package names are quieted: mlflow.pytorch imports the standalone
+    ``pytorch_lightning`` package, which renames Lightning's shared rank-zero logger.
+    """
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning",
+                 "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # Per-epoch logging is tuner's design (tuner.models.base.EpochMeans), not a mistake.
+    warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")

@@ -1,0 +1,245 @@
+"""The driver's side of the slots: start them, watch them, replace the ones that die.
+
+A slot claims its next trial the moment it is free (no batch barrier), so the driver
+only listens: it waits on every slot's pipe and process at once and reacts to what
+comes first. A slot that dies mid-trial (a segfault, the OOM killer, SIGKILL) takes only
+that trial with it: the driver marks the trial FAIL with the exit status as its reason,
+ends its MLflow run (KILLED when it was killed, FAILED otherwise) and starts a fresh
+slot on the same devices.
+
+Slots are started with multiprocessing's ``spawn``: a fresh interpreter, so nothing
+(CUDA state, OpenMP thread pools, locks held by other threads) is inherited from the
+driver, and each slot's device and thread settings apply before torch is imported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+
+import optuna
+
+from tuner.config.machine import SlotSpec
+from tuner.config.plan import SweepPlan
+from tuner.core import attrs
+from tuner.core.errors import SweepInterrupted
+from tuner.core.exits import INTERRUPTED_EXIT, STOP_GRACE, exit_reason
+from tuner.core.results import TrialResult
+from tuner.launch.protocol import (
+    CONTINUE,
+    PREFLIGHT,
+    STOP,
+    Finished,
+    Go,
+    PreflightDone,
+    SlotError,
+    Started,
+    Stopped,
+)
+from tuner.launch.slot import slot_main
+from tuner.study.leases import owner_id_of
+from tuner.trial.recording import record_interruption
+from tuner.trial.resume import discard
+
+KILLED_BY = (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)
+
+
+class SlotsFailed(RuntimeError):
+    """Every slot stopped on an error outside a trial (e.g. the storage went away)."""
+
+
+@dataclass
+class _Slot:
+    spec: SlotSpec
+    process: mp.process.BaseProcess
+    conn: Connection
+    trial: int | None = None  # the trial number it is training
+    stopped: str | None = None  # why it stopped, once it has
+    errors: list[str] = field(default_factory=list)
+
+
+class SlotPool:
+    def __init__(self, plan: SweepPlan, specs: list[SlotSpec]):
+        self.plan, self.specs = plan, specs
+        self._context = mp.get_context("spawn")
+        self._slots: dict[int, _Slot] = {}
+        self._go: Go | None = None
+
+    def start(self) -> SlotPool:
+        """Start the slots (once): each imports torch and Lightning, seconds that the
+        driver spends meanwhile on its own imports and checks."""
+        for spec in self.specs:
+            if spec.index not in self._slots:
+                self._spawn(spec)
+        return self
+
+    def __enter__(self) -> SlotPool:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        for slot in self._slots.values():
+            if slot.process.is_alive():
+                slot.process.kill()
+            slot.process.join()
+            slot.conn.close()
+
+    def _spawn(self, spec: SlotSpec) -> None:
+        ours, theirs = self._context.Pipe()
+        process = self._context.Process(target=slot_main, args=(self.plan, spec, theirs),
+                                        name=f"tuner-slot-{spec.index}", daemon=True)
+        process.start()
+        theirs.close()  # ours is the only driver end: EOF on it means the slot is gone
+        self._slots[spec.index] = _Slot(spec, process, ours)
+
+    # -- before the study exists ---------------------------------------------------------
+
+    def preflight(self) -> None:
+        """Slot 0 trains one batch; raises the ConfigError if that fails."""
+        slot = self._slots[self.specs[0].index]
+        slot.conn.send(PREFLIGHT)
+        while True:
+            message = self._receive(slot)
+            if isinstance(message, PreflightDone):
+                if message.error is not None:
+                    raise message.error
+                return
+            if isinstance(message, SlotError):
+                raise RuntimeError(f"slot {slot.spec.index} failed before the preflight:\n"
+                                   f"{message.text}")
+
+    def _receive(self, slot: _Slot):
+        """The next message from one slot; raises if the slot dies first."""
+        try:
+            return slot.conn.recv()
+        except EOFError:
+            slot.process.join()
+            if slot.process.exitcode == INTERRUPTED_EXIT:
+                raise SweepInterrupted("slot interrupted") from None
+            raise RuntimeError(f"slot {slot.spec.index} {exit_reason(slot.process.exitcode)} "
+                               "before the first trial") from None
+
+    # -- the sweep ---------------------------------------------------------------------
+
+    def run(self, go: Go, study: optuna.Study, tracker,
+            on_finished: Callable[[TrialResult], bool]) -> list[str]:
+        """Let every slot claim trials until all have stopped; returns why each stopped.
+
+        ``on_finished`` gets each trial's result; when it returns True the pool asks the
+        slots to stop after their current trial (e.g. too many failures).
+        """
+        self._go = go
+        for slot in self._slots.values():
+            slot.conn.send(go)
+        stopping = False
+        while any(s.stopped is None for s in self._slots.values()):
+            live = [s for s in self._slots.values() if s.stopped is None]
+            ready = wait([s.conn for s in live] + [s.process.sentinel for s in live])
+            for slot in live:
+                if slot.conn in ready or slot.process.sentinel in ready:
+                    stopping |= self._drain(slot, study, tracker, on_finished, stopping)
+        errors = [e for s in self._slots.values() for e in s.errors]
+        reasons = [s.stopped for s in self._slots.values() if s.stopped != "error"]
+        if not reasons and errors:
+            raise SlotsFailed(errors[0])
+        return reasons
+
+    def _drain(self, slot: _Slot, study, tracker, on_finished, stopping: bool) -> bool:
+        """Handle what one slot sent, and its death; True when the sweep should stop."""
+        stop = False
+        for message in self._pending(slot):
+            if isinstance(message, Finished):
+                if on_finished(message.result) and not stopping:
+                    stop = True
+                    for other in self._slots.values():
+                        if other is not slot and other.stopped is None:
+                            self._send(other, STOP)
+                self._send(slot, STOP if stop or stopping else CONTINUE)
+            elif isinstance(message, Stopped):
+                slot.stopped = message.reason
+            elif isinstance(message, SlotError):
+                slot.errors.append(message.text)
+        if slot.stopped is None and not slot.process.is_alive():
+            slot.process.join()
+            stop |= self._died(slot, study, tracker, on_finished, stopping)
+        return stop
+
+    @staticmethod
+    def _send(slot: _Slot, message) -> None:
+        with contextlib.suppress(OSError):  # it died meanwhile; its sentinel will say so
+            slot.conn.send(message)
+
+    def _died(self, slot: _Slot, study, tracker, on_finished, stopping: bool) -> bool:
+        code = slot.process.exitcode
+        if code == INTERRUPTED_EXIT:
+            raise SweepInterrupted(f"slot {slot.spec.index} was interrupted")
+        stop = False
+        if slot.trial is None:  # it may have died between asking for a trial and saying so
+            slot.trial = _running_trial_of(study, slot.process.pid)
+        if slot.trial is not None:
+            number, slot.trial = slot.trial, None
+            reason = f"slot process {exit_reason(code)} while training"
+            killed = code is not None and code < 0 and -code in KILLED_BY
+            record_interruption(study, number, tracker, reason, killed=killed)
+            # A failure of the trial's own (tuner.study.retries), so a repeat starts over.
+            discard(self.plan, study.get_trials(deepcopy=False)[number])
+            stop = on_finished(TrialResult(number, optuna.trial.TrialState.FAIL,
+                                           reason=reason))
+            if not (stop or stopping):
+                slot.conn.close()
+                self._spawn(slot.spec)
+                self._slots[slot.spec.index].conn.send(self._go)
+                return False
+        slot.stopped = "error"
+        if not slot.errors:
+            slot.errors.append(f"slot {slot.spec.index} {exit_reason(code)}")
+        return stop
+
+    def interrupt(self, study: optuna.Study | None, tracker) -> None:
+        """Stop every slot now (Ctrl-C, SIGTERM): they mark their trials FAIL and runs
+        KILLED; any that does not within STOP_GRACE is killed and its trial reaped."""
+        live = [s for s in self._slots.values() if s.process.is_alive()]
+        for slot in live:
+            with contextlib.suppress(ProcessLookupError):
+                slot.process.terminate()
+        deadline = time.monotonic() + STOP_GRACE
+        for slot in live:
+            for _ in self._pending(slot):  # learn which trial it was training
+                pass
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            if slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join()
+                if slot.trial is not None and study is not None:
+                    record_interruption(study, slot.trial, tracker,
+                                        "interrupted (slot killed after the grace period)")
+
+    @staticmethod
+    def _pending(slot: _Slot) -> Iterator[object]:
+        """The messages a slot has sent so far; keeps ``slot.trial`` (the trial it
+        trains) up to date. Ends quietly if the slot died; its sentinel says how."""
+        try:
+            while slot.conn.poll():
+                message = slot.conn.recv()
+                if isinstance(message, Started):
+                    slot.trial = message.number
+                elif isinstance(message, Finished):
+                    slot.trial = None
+                yield message
+        except (EOFError, OSError):
+            return
+
+
+def _running_trial_of(study: optuna.Study | None, pid: int | None) -> int | None:
+    """The number of a RUNNING trial that the slot process ``pid`` owns, if any."""
+    if study is None or pid is None:
+        return None
+    owner = owner_id_of(pid)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get(attrs.OWNER_ATTR) == owner:
+            return trial.number
+    return None

@@ -1,0 +1,58 @@
+"""What the driver and its slots say to each other over a slot's pipe.
+
+Driver to slot: ``PREFLIGHT``, then :class:`Go` (or ``STOP``), then ``CONTINUE`` or
+``STOP`` in answer to each :class:`Finished` (so that ``max_failures`` stops the sweep
+before another trial starts), or ``STOP`` at any time (finish the current trial, then
+exit). Slot to driver: :class:`PreflightDone`, then :class:`Started` / :class:`Finished`
+per trial, and :class:`Stopped` or :class:`SlotError` last.
+
+Everything here is pickled across processes: it stays free of torch and Lightning, which
+the driver never imports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuner.core.errors import ConfigError
+from tuner.core.results import TrialResult
+
+PREFLIGHT = "preflight"
+STOP = "stop"
+CONTINUE = "continue"
+
+
+@dataclass(frozen=True)
+class Go:
+    experiment_id: str
+    parent_run_id: str
+    deadline: float | None  # unix seconds after which no trial starts; None: no limit
+
+
+@dataclass(frozen=True)
+class PreflightDone:
+    error: ConfigError | None
+
+
+@dataclass(frozen=True)
+class Started:
+    slot: int
+    number: int
+
+
+@dataclass(frozen=True)
+class Finished:
+    slot: int
+    result: TrialResult
+
+
+@dataclass(frozen=True)
+class Stopped:
+    slot: int
+    reason: str  # "budget", "timeout", "grid exhausted" or "stopped"
+
+
+@dataclass(frozen=True)
+class SlotError:
+    slot: int
+    text: str  # traceback of an error outside any trial (e.g. the storage went away)

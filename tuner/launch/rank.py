@@ -1,0 +1,157 @@
+"""One rank of a DDP trial: ``python -m tuner.launch.rank``, started by a slot (rank 0) or
+by Lightning's launcher (ranks 1..k-1), with the trial's address in ``TUNER_TRIAL_SPEC``.
+Under torchrun, every process runs :func:`run_rank` in-process (tuner.launch.torchrun).
+
+Every rank reads the trial's config and seed from the study by trial id, so all ranks
+train the same trial. Rank 0 alone holds the Optuna trial (epoch reports, pruning) and
+the MLflow logger, logs the model when it beats the study's best, and writes the
+result the slot reads. Each rank writes a small report of how far it trained, which
+the slot attaches to the run (``ranks.json``). Every rank takes part in saving the
+trial's checkpoint and, for a repeat of a trial cut short, resumes from it
+(tuner.trial.resume); the slot has already recorded the resume.
+
+Kept light at import: the slot imports the file names below without torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+SPEC_ENV = "TUNER_TRIAL_SPEC"  # JSON: where the trial is and how to report it
+RESULT_FILE = "result.json"  # written by rank 0
+RANKS_LOG = "ranks.log"  # every rank's stdout and stderr
+
+
+def rank_report_file(root: Path, rank: int) -> Path:
+    return root / f"rank-{rank}.json"
+
+
+def main() -> int:
+    spec = json.loads(os.environ[SPEC_ENV])
+    # Lightning's launcher sets LOCAL_RANK for the ranks it starts; rank 0 has none.
+    rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if rank == 0:
+        _die_with_parent()
+    run_rank(spec, rank)
+    return 0
+
+
+def run_rank(spec: dict, rank: int, **trainer_overrides: Any) -> None:
+    """Train this rank's part of the trial; rank 0 also writes the result (FAIL with the
+    reason when training raises, before re-raising)."""
+    root = Path(spec["root_dir"])
+    try:
+        _train(spec, rank, root, trainer_overrides)
+    except Exception as error:
+        if rank == 0:
+            from tuner.core.results import reason_of
+
+            _write(root / RESULT_FILE, {"state": "FAIL", "reason": reason_of(error),
+                                        "traceback": traceback.format_exc()})
+        raise
+
+
+def _train(spec: dict, rank: int, root: Path, trainer_overrides: dict[str, Any]) -> None:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tuner.core import attrs
+    from tuner.trial.build import prepare_process
+    from tuner.trial.checkpoints import ResumeCheckpoint
+    from tuner.trial.fit import FitInputs, fit
+
+    prepare_process(spec["threads"], log_models=False)
+    storage = instantiate(spec["storage"])
+    stored = storage.get_trial(spec["trial_id"])
+    config_yaml = stored.user_attrs[attrs.CONFIG_ATTR]
+    resume_from = (Path(spec["resume"]["checkpoint"]) if spec.get("resume") is not None
+                   else None)  # the slot chose it and recorded the resume
+    trial, logger, tracker = None, False, None
+    if rank == 0:
+        trial, tracker = _owner_handles(spec, storage, stored.number)
+        logger = tracker.trial_logger(spec["run_id"], resumed=resume_from is not None)
+    checkpoint = None
+    if spec.get("checkpoint") is not None:
+        checkpoint = ResumeCheckpoint(Path(spec["checkpoint"]), spec["checkpoint_every_s"])
+    fitted = fit(FitInputs(
+        OmegaConf.create(config_yaml), stored.user_attrs[attrs.SEED_ATTR],
+        tuple(spec["metrics"]), spec["reports_epochs"], root, trial=trial, logger=logger,
+        checkpoint=checkpoint, resume_from=resume_from, trainer_overrides=trainer_overrides))
+    trainer, outcome = fitted.trainer, fitted.outcome
+    _write(rank_report_file(root, trainer.global_rank),
+           {"rank": trainer.global_rank, "world_size": trainer.world_size,
+            "epochs": trainer.current_epoch, "global_step": trainer.global_step,
+            "pruned_at": outcome.pruned_at})
+    if not trainer.is_global_zero:
+        return
+    _wait_for_other_ranks(trainer)
+    if outcome.values is not None and _beats_best(spec, outcome.values[0]):
+        from tuner.trial.model import log_model
+
+        log_model(fitted, spec["trial_id"], storage, spec["run_id"], tracker, config_yaml)
+    _write(root / RESULT_FILE, {"state": outcome.state.name, "values": outcome.values,
+                                "pruned_at": outcome.pruned_at})
+
+
+def _owner_handles(spec: dict, storage, number: int):
+    """Rank 0's Optuna trial (epoch reports, pruning) and MLflow tracker (its run)."""
+    import optuna
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from tuner.tracking.runs import Tracker
+
+    study = optuna.load_study(study_name=spec["study_name"], storage=storage,
+                              sampler=optuna.samplers.RandomSampler(),
+                              pruner=instantiate(spec["pruner"]))
+    trial = optuna.trial.Trial(study, spec["trial_id"])
+    tracker = Tracker(OmegaConf.create(spec["tracking"]), spec["study_name"])
+    tracker.attach(spec["experiment_id"], spec["parent_run_id"])
+    tracker.client.bind(spec["run_id"], number)  # its records join the slot's
+    return trial, tracker
+
+
+def _beats_best(spec: dict, value: float) -> bool:
+    from tuner.tracking.registry import is_better
+
+    best = spec["best_value"]
+    return bool(spec["tracking"].get("log_models")) and (
+        best is None or is_better(value, best, spec["direction"]))
+
+
+def _wait_for_other_ranks(trainer, timeout: float = 60.0) -> None:
+    """Rank 0 returns only once its launched ranks have exited, so the slot's view of
+    the trial (and of the machine's devices) is settled when rank 0 exits."""
+    launcher = getattr(trainer.strategy, "launcher", None)
+    deadline = time.monotonic() + timeout
+    for process in getattr(launcher, "procs", []):
+        process.wait(max(0.1, deadline - time.monotonic()))
+
+
+def _die_with_parent() -> None:
+    """If the slot that started this trial dies, stop every rank of it."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="tuner-parent-watch", daemon=True).start()
+
+
+def _write(path: Path, data: dict) -> None:
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(data))
+    partial.replace(path)  # the slot never reads half a file
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

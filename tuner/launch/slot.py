@@ -1,0 +1,178 @@
+"""A slot: one process that trains trials one after another until the budget is spent.
+
+The driver (:mod:`tuner.launch.pool`) starts each slot as a fresh process and talks to
+it over a pipe (:mod:`tuner.launch.protocol`). The slot imports torch and Lightning once
+and keeps them: a trial costs its training, not a Python start-up. It owns the trials it
+trains: it claims each one (:mod:`tuner.study.budget`) and hands it to the trial's
+lifecycle (:mod:`tuner.trial.lifecycle`: lease, train, tell Optuna, end its MLflow run).
+The driver only watches; if the slot dies (segfault, OOM kill, SIGKILL), the driver ends
+the slot's trial and starts another slot.
+
+Ctrl-C or SIGTERM while a trial trains marks it FAIL ("interrupted") and its run KILLED,
+then the slot exits with status 130; the trial's checkpoint, if it saved one, stays for
+its repeat to resume from (:mod:`tuner.trial.resume`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import traceback
+from multiprocessing.connection import Connection
+from typing import Protocol
+
+import optuna
+
+from tuner.config.machine import SlotSpec
+from tuner.config.plan import SweepPlan
+from tuner.config.samplers import build_pruner, build_sampler
+from tuner.core.errors import ConfigError, SweepInterrupted
+from tuner.core.exits import INTERRUPTED_EXIT, exit_quickly
+from tuner.launch.protocol import (
+    PREFLIGHT,
+    STOP,
+    Finished,
+    Go,
+    PreflightDone,
+    SlotError,
+    Started,
+    Stopped,
+)
+
+WAIT_POLL = 0.5  # seconds between budget checks while others' trials may still fail
+
+
+class Channel(Protocol):
+    """The slot's end of its pipe (or, under torchrun, a stand-in for it)."""
+
+    def send(self, message: object) -> None: ...
+    def poll(self) -> bool: ...
+    def recv(self) -> object: ...
+
+
+def slot_main(plan: SweepPlan, spec: SlotSpec, conn: Connection) -> None:
+    """Entry point of a slot process (multiprocessing ``spawn``)."""
+    _pin(spec)  # before torch is imported: CUDA and OpenMP read these once
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    try:
+        _serve(plan, spec, conn)
+    except (KeyboardInterrupt, SweepInterrupted, SystemExit):
+        # A second signal must not cut the clean-up short; the driver waits for us.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os._exit(INTERRUPTED_EXIT)
+    except Exception:
+        try:
+            conn.send(SlotError(spec.index, traceback.format_exc()))
+        finally:
+            os._exit(1)
+    conn.close()
+    exit_quickly(0)  # the driver may be waiting for this process to end
+
+
+def _pin(spec: SlotSpec) -> None:
+    if spec.gpus is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(spec.gpus)
+    else:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU slot never touches a GPU
+    os.environ["OMP_NUM_THREADS"] = str(spec.threads)
+    os.environ["MKL_NUM_THREADS"] = str(spec.threads)
+
+
+def _raise_interrupted(signum, frame):
+    raise SweepInterrupted(signal.Signals(signum).name)
+
+
+def _serve(plan: SweepPlan, spec: SlotSpec, conn: Channel) -> None:
+    from tuner.trial.build import prepare_process
+
+    prepare_process(spec.threads, plan.cfg.tracking.log_models)
+    while True:
+        message = conn.recv()
+        if message == PREFLIGHT:
+            from tuner.trial.preflight import preflight
+
+            try:
+                preflight(plan)
+            except ConfigError as error:
+                conn.send(PreflightDone(error))
+                continue
+            conn.send(PreflightDone(None))
+            # The driver now creates the study and the MLflow store: meanwhile, pay what
+            # the first trial would (tuner.tracking.preload).
+            from tuner.tracking import preload
+
+            preload.import_store_code(plan.cfg.tracking.tracking_uri)
+            if plan.cfg.tracking.log_models:
+                preload.warm_model_export()
+        elif isinstance(message, Go):
+            reason = Slot(plan, spec, conn, message).run()
+            conn.send(Stopped(spec.index, reason))
+            return
+        elif message == STOP:
+            return
+
+
+class Slot:
+    """The claim loop: claim a trial, train it, report it, until told or out of budget."""
+
+    def __init__(self, plan: SweepPlan, spec: SlotSpec, conn: Channel, go: Go):
+        from tuner.study.budget import claim_lock
+        from tuner.study.storage import open_storage
+        from tuner.tracking.runs import Tracker
+
+        self.plan, self.spec, self.conn, self.go = plan, spec, conn, go
+        self.storage = open_storage(plan.cfg.storage)
+        study_id = self.storage.get_study_id_from_name(plan.study_name)
+        n = len(self.storage.get_all_trials(study_id, deepcopy=False))
+        self.study = optuna.load_study(
+            study_name=plan.study_name, storage=self.storage,
+            sampler=build_sampler(plan.cfg, plan.space, trials_so_far=n, slot=spec.index),
+            pruner=build_pruner(plan.cfg))
+        self.tracker = Tracker(plan.cfg.tracking, plan.study_name)
+        self.tracker.attach(go.experiment_id, go.parent_run_id)
+        self.lock = claim_lock(self.storage, plan.study_name)
+
+    def run(self) -> str:
+        """Why the slot stopped: "stopped", "timeout", "budget" or "grid exhausted"."""
+        from tuner.launch.ddp import fit_in_ranks
+        from tuner.study.budget import claim
+        from tuner.tracking.replay import catch_up
+        from tuner.trial.build import rebuild_module
+        from tuner.trial.lifecycle import train_claimed
+
+        while True:
+            if self._stop_requested():
+                return "stopped"
+            if self.go.deadline is not None and time.time() >= self.go.deadline:
+                return "timeout"
+            # MLflow records that had to wait for the tracking server
+            catch_up(self.tracker.client, self.study, rebuild_module)
+            claimed = claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
+                            self.tracker.end_abandoned, self.plan.cfg.retry_failed)
+            if claimed.stop is not None:
+                return claimed.stop
+            if claimed.wait:
+                time.sleep(WAIT_POLL)
+                continue
+            self.conn.send(Started(self.spec.index, claimed.trial.number))
+            result = train_claimed(self.plan, self.study, self.storage, claimed.trial,
+                                   self.tracker, fit_in_ranks, _interrupt_self)
+            self.conn.send(Finished(self.spec.index, result))
+            if self.conn.recv() == STOP:
+                return "stopped"
+
+    def _stop_requested(self) -> bool:
+        try:
+            while self.conn.poll():
+                if self.conn.recv() == STOP:
+                    return True
+        except EOFError:  # the driver is gone
+            return True
+        return False
+
+
+def _interrupt_self() -> None:
+    """The driver was killed: end the running trial as interrupted (via SIGTERM)."""
+    os.kill(os.getpid(), signal.SIGTERM)

@@ -1,0 +1,141 @@
+"""Claiming the next trial so that the study ends with exactly ``n_trials``.
+
+Several processes draw from one budget: slots on this machine, ``tuner worker`` on
+others. Counting "COMPLETE + PRUNED + RUNNING < n_trials" and then asking is only exact
+if no other process can ask in between, so both happen under one lock per study:
+
+- journal file or SQLite storage: an exclusive ``flock`` on a file beside it (every
+  process that can open the file can take the lock);
+- PostgreSQL: a session-level advisory lock, which holds across machines.
+
+When the budget is fully allocated but some of it is still RUNNING, a claimant waits
+instead of stopping: a running trial may still fail and need replacing. RUNNING trials
+whose owner is gone (:mod:`tuner.study.leases`) are reaped under the same lock, so a dead
+process never holds budget.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import optuna
+from optuna.storages import BaseStorage, JournalStorage, RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.core import attrs
+from tuner.study import leases
+from tuner.study.retries import next_retry
+from tuner.study.trials import FINISHED, grid_exhausted, tell
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A trial to train, or why not: ``stop`` ends the claimant, neither means wait."""
+
+    trial: optuna.Trial | None = None
+    stop: str | None = None  # "budget" or "grid exhausted"
+
+    @property
+    def wait(self) -> bool:
+        return self.trial is None and self.stop is None
+
+
+Reaper = Callable[[FrozenTrial, str], None]  # ends a reaped trial's other records
+
+
+Lock = Callable[[], AbstractContextManager]  # a fresh hold of the lock per call
+
+
+def claim_lock(storage: BaseStorage, study_name: str) -> Lock:
+    """The lock under which the budget is counted and a trial asked."""
+    if isinstance(storage, JournalStorage):
+        path = getattr(getattr(storage, "_backend", None), "_file_path", None)
+        if path is not None:
+            return partial(_file_lock, Path(f"{path}.claim.lock"))
+    if isinstance(storage, RDBStorage):
+        url = storage.engine.url
+        if url.get_backend_name() == "sqlite" and url.database:
+            return partial(_file_lock, Path(f"{url.database}.claim.lock"))
+        if url.get_backend_name() == "postgresql":
+            return partial(_advisory_lock, storage, study_name)
+    # Other storages (e.g. MySQL, Redis): no shared lock; concurrent claimants may
+    # overshoot n_trials by at most one trial each. README, "Many machines", says so.
+    return nullcontext
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _advisory_key(study_name: str) -> int:
+    digest = hashlib.sha1(f"tuner-claim:{study_name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def _advisory_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    from sqlalchemy import text
+
+    key = _advisory_key(study_name)
+    with storage.engine.connect() as connection:
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+            connection.commit()
+
+
+def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
+          lock: Lock, reap: Reaper, retry_failed: int = 0) -> Claim:
+    """Ask for a trial if the budget has room; see the module docstring. The trial is a
+    repeat of a failed one when :func:`tuner.study.retries.next_retry` says one is due."""
+    with lock():
+        trials = study.get_trials(deepcopy=False)
+        running, reaped = [], False
+        for trial in trials:
+            if trial.state != TrialState.RUNNING:
+                continue
+            reason = leases.stale_reason(trial)
+            if reason is None:
+                running.append(trial)
+            else:
+                _reap(study, storage, trial, reason, reap)
+                reaped = True
+        if reaped:
+            trials = study.get_trials(deepcopy=False)
+        finished = sum(t.state in FINISHED for t in trials)
+        if finished >= n_trials:
+            return Claim(stop="budget")
+        if grid_exhausted(study):
+            return Claim(stop="grid exhausted")
+        if finished + len(running) >= n_trials:
+            return Claim()
+        retry = next_retry(trials, retry_failed)
+        if retry is not None:
+            # ask() takes the oldest WAITING trial first: this one, or one that an
+            # earlier claimant enqueued and did not live to ask for.
+            study.enqueue_trial(retry.params, user_attrs=retry.user_attrs)
+        trial = study.ask()
+        leases.take(storage, trial._trial_id)
+        return Claim(trial=trial)
+
+
+def _reap(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, reason: str,
+          reap: Reaper) -> None:
+    text = f"abandoned: {reason}"
+    storage.set_trial_user_attr(trial._trial_id, attrs.FAIL_REASON_ATTR, text)
+    tell(study, trial.number, state=TrialState.FAIL, skip_if_finished=True)
+    reap(trial, text)

@@ -1,0 +1,105 @@
+"""Where a study lives: Optuna's storages, opened once the database answers.
+
+Any storage Optuna has works (``storage`` group, ``_target_``). Two things are added:
+a database that does not answer is refused before anything is written
+(:func:`check_storage`), and processes that open an empty PostgreSQL database at once
+take turns creating Optuna's tables (:func:`open_storage`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from hydra.utils import instantiate
+from optuna.storages import BaseStorage
+
+from tuner.core.errors import ConfigError, Problem, first_line
+from tuner.core.masking import mask
+from tuner.core.quiet import quiet_optuna
+
+SCHEMA_LOCK_KEY = 0x7475_6E65_7200  # "tuner" in ASCII: one advisory lock per database
+
+
+def check_storage(storage_cfg, where: str) -> None:
+    """Raise ConfigError unless the database server behind an RDB storage answers.
+
+    Runs before anything is written: without it, a sweep pointed at a database that is
+    down would start its slots, run the preflight and create the run dir, then fail with
+    a traceback. File storages (the journal, SQLite) need no server and pass at once."""
+    url = storage_cfg.get("url") if hasattr(storage_cfg, "get") else None
+    if url is None or str(url).startswith("sqlite"):
+        return
+    import sqlalchemy
+
+    engine = None
+    try:
+        engine = sqlalchemy.create_engine(str(url), **engine_kwargs(
+            storage_cfg.get("engine_kwargs") or {}))
+        with engine.connect():
+            pass
+    except Exception as error:  # bad URL, missing driver, refused, auth: all the user's
+        cause = getattr(error, "orig", None) or error
+        raise ConfigError(Problem(
+            where, "storage.url", f"cannot connect to the study's database at {mask(str(url))}: "
+            f"{mask(first_line(str(cause)))}",
+            "start the database server, or point storage.url at one that runs (for "
+            "storage=postgres: PGHOST, PGPORT, PGUSER, PGDATABASE; the password comes from "
+            "PGPASSWORD or ~/.pgpass)")) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+
+
+def engine_kwargs(given) -> dict:
+    """A storage config's ``engine_kwargs`` as SQLAlchemy's ``create_engine`` takes them."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(given) if OmegaConf.is_config(given) else dict(given)
+
+
+def open_storage(storage_cfg) -> BaseStorage:
+    quiet_optuna()
+    url = storage_cfg.get("url") if hasattr(storage_cfg, "get") else None
+    if url is not None and str(url).startswith("postgresql"):
+        with _schema_lock(str(url), storage_cfg.get("engine_kwargs") or {}):
+            return instantiate(storage_cfg)
+    return instantiate(storage_cfg)
+
+
+@contextmanager
+def _schema_lock(url: str, given_kwargs) -> Iterator[None]:
+    """Serialise RDBStorage's first connection, which creates Optuna's tables: processes
+    that start at once on an empty PostgreSQL database otherwise race on CREATE TABLE
+    and all but one fail with a unique violation."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs(given_kwargs))
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"),
+                               {"key": SCHEMA_LOCK_KEY})
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"),
+                                   {"key": SCHEMA_LOCK_KEY})
+                connection.commit()
+    finally:
+        engine.dispose()
+
+
+def journal_path(storage_cfg) -> Path | None:
+    """The journal file behind a journal-file storage config, if that is what it is."""
+    log_storage = storage_cfg.get("log_storage") if hasattr(storage_cfg, "get") else None
+    if log_storage is not None and "file_path" in log_storage:
+        return Path(log_storage.file_path)
+    return None
+
+
+def find_study_id(storage: BaseStorage, name: str) -> int | None:
+    try:
+        return storage.get_study_id_from_name(name)
+    except KeyError:
+        return None

@@ -1,0 +1,56 @@
+"""Reading a study's trials: what counts toward the budget, the best trial, telling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.core import attrs
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
+
+
+def best_trial(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
+               ) -> FrozenTrial | None:
+    """The COMPLETE trial with the best value of the study's first metric.
+
+    For one metric this is Optuna's best trial; for several it is the point of the
+    Pareto front that is best on the first metric (the one the champion is chosen by).
+    Pass ``trials`` when they were just read, to save reading them again.
+
+    Ties (common for accuracy on a small validation set) go to a trial whose model was
+    logged, then to the lowest number: the champion is chosen from this trial, and with
+    parallel slots two tied trials can both have tried to log their model, only one
+    successfully.
+    """
+    trials = study.get_trials(deepcopy=False) if trials is None else trials
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return None
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(complete, key=lambda t: (sign * t.values[0], attrs.MODEL_URI_ATTR in t.user_attrs,
+                                        -t.number))
+
+
+def tell(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:
+    """``study.tell``, tolerating GridSampler's way of ending a study.
+
+    GridSampler calls ``study.stop()`` after the trial that uses its last point, and
+    ``stop()`` raises outside ``study.optimize()``. The trial's state is stored before
+    that (Optuna stores it in a ``finally``), and the sweep loop checks
+    :func:`grid_exhausted` before asking again, so that one error is safe to drop.
+    """
+    try:
+        study.tell(trial, **outcome)
+    except RuntimeError as error:
+        if not (isinstance(study.sampler, optuna.samplers.GridSampler)
+                and "Study.stop" in str(error)):
+            raise
+
+
+def grid_exhausted(study: optuna.Study) -> bool:
+    sampler = study.sampler
+    return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)

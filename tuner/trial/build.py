@@ -1,0 +1,142 @@
+"""Config -> Lightning objects: the DataModule, the module and a lean Trainer.
+
+Shared by the preflight (one batch), by every trial and DDP rank, and by the replay of
+a model that waited for the tracking server, so all of them build the same objects the
+same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from tuner.core.quiet import quiet_lightning, quiet_optuna
+
+
+def prepare_process(threads: int, log_models: bool) -> None:
+    """What a process that trains does once (a slot, a DDP rank): its torch threads,
+    quiet libraries, Lightning's plugin scan cached."""
+    torch.set_num_threads(threads)
+    if log_models:
+        # Imported now, not at the first model: it imports the standalone
+        # pytorch_lightning package and configures logging, which quiet_lightning undoes.
+        import mlflow.pytorch  # noqa: F401
+    quiet_lightning()
+    look_up_callback_plugins_once()
+    quiet_optuna()
+
+
+def look_up_callback_plugins_once() -> None:
+    """Each ``Trainer()`` scans every installed package's entry points for callback
+    factories (~5 ms here, a large share of building a Trainer); a slot builds one per
+    trial. Packages do not change under a running process, so the scan is cached; the
+    factories themselves still run for every Trainer.
+    """
+    from lightning.fabric.utilities import registry
+
+    lookup = getattr(registry, "entry_points", None)
+    if lookup is not None and not hasattr(lookup, "cache_info"):
+        registry.entry_points = functools.cache(lookup)
+
+
+class BuildError(Exception):
+    """``data`` or ``model`` could not be built from its config."""
+
+    def __init__(self, group: str, error: BaseException):
+        cause = error.__cause__ or error  # Hydra wraps the constructor's own exception
+        self.group, self.cause = group, cause
+        super().__init__(f"{group} cannot be built: {type(cause).__name__}: {cause}")
+
+
+def build_objects(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """Instantiate ``cfg.data`` and ``cfg.model`` from their ``_target_``."""
+    built = []
+    for group in ("data", "model"):
+        try:
+            built.append(instantiate(cfg[group], _convert_="all"))
+        except Exception as error:
+            raise BuildError(group, error) from error
+    datamodule, module = built
+    if not isinstance(module, pl.LightningModule):
+        raise BuildError("model", TypeError(f"it builds a {type(module).__name__}, not a "
+                                            "lightning.pytorch.LightningModule"))
+    return datamodule, module
+
+
+def rebuild_module(config_yaml: str, state_dict: dict[str, Any]) -> torch.nn.Module:
+    """A trial's trained module again, from its config and its kept weights (the
+    replay of a model that waited in the outbox: tuner.tracking.replay)."""
+    _, module = build_objects(OmegaConf.create(config_yaml))
+    module.load_state_dict(state_dict)
+    return module
+
+
+def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
+    t = OmegaConf.to_container(trainer_cfg, resolve=True)
+    kwargs = {
+        "max_epochs": t["max_epochs"],
+        "accelerator": t["accelerator"],
+        "devices": t["devices"],
+        "num_nodes": t["num_nodes"],
+        # One process per device and rank 0 reports: tuner launches ranks with
+        # Lightning's default (subprocess) launcher, never ddp_spawn's pickling.
+        "strategy": ("ddp" if t["strategy"] == "auto" and t["devices"] * t["num_nodes"] > 1
+                     else t["strategy"]),
+        "precision": t["precision"],
+        # Lightning clips after unscaling the (accumulated) gradients and before the
+        # optimizer step, i.e. once per optimizer step, not per micro-batch.
+        "gradient_clip_val": t["gradient_clip_val"] or None,
+        "gradient_clip_algorithm": str(getattr(t["gradient_clip_algorithm"], "value",
+                                               t["gradient_clip_algorithm"])),
+        "accumulate_grad_batches": t["accumulate_grad_batches"],
+        "check_val_every_n_epoch": t["check_val_every_n_epoch"],
+        "log_every_n_steps": t["log_every_n_steps"],
+        "deterministic": t["deterministic"],
+        "enable_checkpointing": t["enable_checkpointing"],
+        # Lean by default: tuner reports progress for the sweep, not per trial.
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,  # the preflight already ran a validation batch
+    }
+    for key in ("limit_train_batches", "limit_val_batches"):
+        if t[key] is not None:
+            kwargs[key] = t[key]
+    kwargs.update(t["extra"])
+    return kwargs
+
+
+def build_trainer(trainer_cfg: DictConfig, *, callbacks: list[pl.Callback] | None = None,
+                  logger: Any = False, root_dir: str | None = None, **overrides: Any
+                  ) -> pl.Trainer:
+    kwargs = trainer_kwargs(trainer_cfg)
+    kwargs.update(callbacks=callbacks or [], logger=logger, default_root_dir=root_dir)
+    kwargs.update(overrides)
+    return pl.Trainer(**kwargs)
+
+
+def example_input(module: pl.LightningModule, datamodule: pl.LightningDataModule
+                  ) -> tuple[torch.Tensor, ...]:
+    """A small input for exporting ``module``: its ``example_input_array`` if it sets one,
+    else the first two rows of the first validation batch's input (``batch[0]`` of a
+    tuple or list batch, or the batch itself if it is a tensor).
+
+    Raises ValueError when neither gives tensors (e.g. dict batches): the module then
+    needs an ``example_input_array``; the trial records why its model was not logged.
+    """
+    given = getattr(module, "example_input_array", None)
+    if given is None:
+        batch = next(iter(datamodule.val_dataloader()))
+        given = batch[0] if isinstance(batch, list | tuple) else batch
+        if isinstance(given, torch.Tensor):
+            given = given[:2]
+    inputs = tuple(given) if isinstance(given, list | tuple) else (given,)
+    if not inputs or not all(isinstance(x, torch.Tensor) for x in inputs):
+        raise ValueError(
+            f"cannot tell {type(module).__name__}'s input from a {type(given).__name__}; set "
+            "self.example_input_array to a tensor (or a tuple of tensors) that forward() takes")
+    return inputs

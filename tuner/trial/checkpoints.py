@@ -1,0 +1,131 @@
+"""The checkpoint a long trial saves, so that a repeat can resume it (tuner.trial.resume).
+
+At the end of a training epoch, once at least ``every_s`` seconds have passed since the
+fit started or since the last save, the whole training state (weights, optimizer and
+scheduler, loop counters, and the random number generators) goes to one file. It is
+written beside the file and renamed over it, so a kill mid-write leaves the previous
+checkpoint whole. Fast trials never pay for it: a trial shorter than ``every_s`` saves
+nothing, and the last epoch never saves (the trial is over), nor does an epoch after
+which the trial stops (pruned).
+
+Saving the random state is what makes a resumed trial train exactly as it would have
+without the interruption (on CPU; GPU kernels may be nondeterministic anyway): Lightning
+restores weights, optimizer and counters, but not the generators that shuffle the next
+epoch and draw dropout masks.
+
+The checkpoint is saved where Lightning's own ``ModelCheckpoint(save_on_train_epoch_end=
+True)`` saves it, so a resume starts with the next epoch. Schedulers stepped per epoch
+(``interval: epoch``) step after that point, so a resume loses one of their steps, as
+with Lightning's own checkpoints; the built-in models step their schedules per batch.
+
+Under DDP every rank takes part in the save (rank 0 writes), on rank 0's clock.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from tuner.trial.resume import partial_path
+
+STATE_KEY = "tuner.resume"  # the callback's entry in a Lightning checkpoint
+
+
+class ResumeCheckpoint(pl.Callback):
+    """Saves the trial's state to ``path`` (see the module docstring); ``every_s=None``
+    never saves. When the fit resumes from such a checkpoint, it puts the random state
+    back before the first epoch."""
+
+    def __init__(self, path: Path, every_s: float | None):
+        self.path = Path(path)
+        self.every_s = every_s
+        self._last_save = time.monotonic()
+        self._epochs = 0  # epochs trained when the checkpoint being written was taken
+        self._restored_rng: dict | None = None
+
+    @property
+    def state_key(self) -> str:
+        return STATE_KEY  # where checkpoint_epochs finds it, whatever the subclass
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_save = time.monotonic()
+
+    # -- resuming ----------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {"epochs": self._epochs, "rng": _rng_state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        # Applied when training starts: Lightning restores the rest of the state after
+        # this call, and nothing may draw from the generators once they are set.
+        self._restored_rng = state_dict.get("rng")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restored_rng is not None:
+            _set_rng_state(self._restored_rng)
+            self._restored_rng = None
+
+    # -- saving ------------------------------------------------------------------------
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_s is None:
+            return
+        due = (time.monotonic() - self._last_save >= self.every_s
+               and not trainer.should_stop and not _last_epoch(trainer))
+        if trainer.world_size > 1:
+            due = trainer.strategy.broadcast(due, src=0)  # every rank must join the save
+        if not due:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(self.path)
+        self._epochs = trainer.current_epoch + 1
+        trainer.save_checkpoint(partial, weights_only=False)  # every rank; rank 0 writes
+        if trainer.is_global_zero:
+            with partial.open("rb") as written:
+                os.fsync(written.fileno())  # on disk before it replaces the last one
+            os.replace(partial, self.path)
+        self._last_save = time.monotonic()
+
+
+def checkpoint_epochs(path: Path) -> int:
+    """How many epochs the checkpoint at ``path`` had trained. Raises when it cannot be
+    resumed from: unreadable, not tuner's, or holding objects beyond tensors and plain
+    values (it is read as Lightning will read it, without running pickled code). Reads
+    lazily (``mmap``): the structure, not the weights."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    state = checkpoint.get("callbacks", {}).get(STATE_KEY)
+    if not state or int(state.get("epochs", 0)) < 1:
+        raise ValueError(f"{path} is no checkpoint of a trial's epoch")
+    return int(state["epochs"])
+
+
+def _last_epoch(trainer: pl.Trainer) -> bool:
+    limit = trainer.max_epochs
+    return limit is not None and limit >= 0 and trainer.current_epoch + 1 >= limit
+
+
+def _rng_state() -> dict:
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             # As a tensor, so that the checkpoint loads with weights_only=True.
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss,
+                       cached]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

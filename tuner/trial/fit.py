@@ -1,0 +1,95 @@
+"""The one place a trial's model is trained: config in, Lightning ``Trainer.fit``, result out.
+
+Every process that trains calls :func:`fit` with a :class:`FitInputs`: the slot for a
+trial on one process (tuner.trial.lifecycle), and each DDP rank for its part of a trial
+on several (tuner.launch.rank). What differs between them is in the inputs: only the
+process that owns the trial holds the Optuna handle and the MLflow logger, and ranks
+started by torchrun get Lightning's layout as trainer overrides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from tuner.trial.build import build_objects, build_trainer
+from tuner.trial.checkpoints import ResumeCheckpoint
+from tuner.trial.pruning import OptunaPruning
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    """What one process needs to train (its part of) a trial."""
+
+    cfg: DictConfig  # the trial's config: sampled values applied, resolved
+    seed: int
+    metrics: tuple[str, ...]  # the study's objectives, read after the last validation
+    reports_epochs: bool  # report each epoch's first metric to Optuna (pruning)
+    root_dir: Path  # Lightning's folder for the trial
+    trial: optuna.Trial | None = None  # where epoch reports go; None on DDP ranks > 0
+    logger: Any = False  # the trial run's Lightning logger; False on ranks > 0
+    checkpoint: ResumeCheckpoint | None = None  # saves the training state now and then
+    resume_from: Path | None = None  # such a checkpoint to continue from
+    trainer_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FitOutcome:
+    """How the fit ended, as it travels between processes (DDP ranks write it to a file)."""
+
+    state: TrialState  # COMPLETE or PRUNED; a fit that fails raises instead
+    values: list[float] | None = None  # the objective values of a COMPLETE trial
+    pruned_at: int | None = None  # the epoch after which a PRUNED trial stopped
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What :func:`fit` left: the outcome, and the objects for logging the model."""
+
+    outcome: FitOutcome
+    trainer: pl.Trainer
+    module: pl.LightningModule
+    datamodule: pl.LightningDataModule
+
+
+def fit(inputs: FitInputs) -> Fitted:
+    """Build the trial's objects from its config and train them.
+
+    Raises on anything that makes the trial FAIL (a build error, a shape mismatch, CUDA
+    out of memory, a metric never logged, a NaN or infinite objective when epochs are
+    not reported); returns PRUNED or COMPLETE with the objective values. A NaN metric
+    under epoch reports stops the trial PRUNED (tuner.trial.pruning).
+    """
+    pl.seed_everything(inputs.seed, workers=True, verbose=False)
+    datamodule, module = build_objects(inputs.cfg)
+    metrics = inputs.metrics
+    pruning = OptunaPruning(inputs.trial, metrics[0]) if inputs.reports_epochs else None
+    callbacks = [c for c in (pruning, inputs.checkpoint) if c is not None]
+    trainer = build_trainer(inputs.cfg.trainer, callbacks=callbacks, logger=inputs.logger,
+                            root_dir=str(inputs.root_dir), **inputs.trainer_overrides)
+    # weights_only: the checkpoint is read without running pickled code.
+    trainer.fit(module, datamodule=datamodule, ckpt_path=inputs.resume_from,
+                weights_only=True if inputs.resume_from is not None else None)
+    if pruning is not None and pruning.pruned:
+        outcome = FitOutcome(TrialState.PRUNED, pruned_at=pruning.pruned_at)
+        return Fitted(outcome, trainer, module, datamodule)
+    values = []
+    for metric in metrics:
+        value = trainer.callback_metrics.get(metric)
+        if value is None:
+            raise RuntimeError(f"metric '{metric}' was not logged in validation")
+        values.append(float(value))
+    bad = [m for m, v in zip(metrics, values, strict=True) if not math.isfinite(v)]
+    if bad:
+        # Without epoch reports (multi-objective) a diverged trial reaches this point;
+        # NaN or inf cannot be ranked, so it fails (README: "what happens when things fail").
+        raise FloatingPointError(f"objective {bad[0]} is {values[metrics.index(bad[0])]}")
+    return Fitted(FitOutcome(TrialState.COMPLETE, values), trainer, module, datamodule)

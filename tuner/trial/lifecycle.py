@@ -1,0 +1,179 @@
+"""A trial's life, from the moment a slot has claimed it until nothing of it is RUNNING.
+
+    train_claimed        keep the trial's lease while it runs; record how it ended; on
+                         Ctrl-C or SIGTERM, record the interruption instead
+    run_trial            sample -> config -> its MLflow run (new, or the run it resumes)
+                         -> fit, in this process or across DDP ranks -> the model, if it
+                         beats the best
+    record               tell Optuna how it ended, then end its MLflow run to match
+    record_interruption  leave nothing RUNNING, wherever the interruption landed
+                         (the last two in tuner.trial.recording: the driver uses them
+                         too, for a slot that died mid-trial, without importing torch)
+
+The trial's own seed is ``seed + trial.number``: two trials with the same params still
+differ by seed (as repeated runs would), and a trial is reproducible from its number. A
+repeat of a failed trial keeps its first attempt's seed (tuner.study.retries); a repeat
+of a trial cut short from outside resumes from its chain's last checkpoint and
+continues its MLflow run (tuner.trial.resume).
+
+Failures are results, not exceptions: anything a trial raises (a bad sample, a shape
+error, a NaN objective, CUDA out of memory) comes back as a FAIL result with the
+reason, so that the sweep goes on. ``KeyboardInterrupt``, ``SystemExit`` and
+``SweepInterrupted`` are not caught by :func:`run_trial`; :func:`train_claimed` records
+them as interruptions and re-raises.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.storages import BaseStorage
+from optuna.trial import TrialState
+
+from tuner.config.plan import SweepPlan
+from tuner.core import attrs
+from tuner.core.masking import mask
+from tuner.core.results import TrialResult, reason_of
+from tuner.study.leases import LeaseKeeper
+from tuner.study.retries import root_of
+from tuner.study.trials import best_trial
+from tuner.tracking.registry import is_better
+from tuner.tracking.runs import Tracker
+from tuner.trial import resume
+from tuner.trial.checkpoints import ResumeCheckpoint, checkpoint_epochs
+from tuner.trial.fit import FitInputs, FitOutcome, fit
+from tuner.trial.model import log_model
+from tuner.trial.recording import record, record_interruption
+
+# Trains a trial on several processes (tuner.launch.ddp.fit_in_ranks); the slot passes
+# it in, so that this layer never reaches up into the one that launches processes.
+RankFitter = Callable[[SweepPlan, optuna.Trial, Tracker, str, resume.ResumePoint | None],
+                      FitOutcome]
+
+
+def train_claimed(plan: SweepPlan, study: optuna.Study, storage: BaseStorage,
+                  trial: optuna.Trial, tracker: Tracker, fit_in_ranks: RankFitter,
+                  on_orphaned: Callable[[], None]) -> TrialResult:
+    """Train a trial this process has claimed from ``study`` (opened on ``storage``), and
+    record it. ``on_orphaned`` runs if the process that started this one (the sweep's
+    driver) dies meanwhile."""
+    best = best_trial(study)
+
+    def beats_best(value: float) -> bool:
+        return best is None or is_better(value, best.values[0], plan.directions[0])
+
+    try:
+        with LeaseKeeper(storage, trial._trial_id, on_orphaned=on_orphaned):
+            result = run_trial(plan, trial, tracker, beats_best, fit_in_ranks)
+            record(study, trial, tracker, result)
+        # It ended on its own: nothing to resume. Deleted only once Optuna knows, so
+        # that a kill just before still leaves a checkpoint to resume from.
+        resume.discard(plan, trial)
+        return result
+    except BaseException as error:  # Ctrl-C, SIGTERM, or Lightning's exit on Ctrl-C
+        # A second signal must not cut the recording short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        record_interruption(study, trial, tracker, f"interrupted ({type(error).__name__})")
+        raise
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A trial ready to fit: its config, seed and MLflow run."""
+
+    cfg: DictConfig
+    config_yaml: str  # masked: what the run's config.yaml and the trial's attribute hold
+    seed: int
+    run_id: str
+    point: resume.ResumePoint | None  # where a repeat resumes; None: from epoch 0
+
+
+def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
+              beats_best: Callable[[float], bool], fit_in_ranks: RankFitter) -> TrialResult:
+    """Train one trial; its MLflow run is created here and left for the caller to end."""
+    start = time.monotonic()
+    prepared = None
+    try:
+        prepared = _prepare(plan, trial, tracker)
+        if plan.ranks_per_trial > 1:
+            outcome = fit_in_ranks(plan, trial, tracker, prepared.run_id, prepared.point)
+        else:
+            outcome = _fit_here(plan, trial, tracker, prepared, beats_best)
+    except Exception as error:
+        run_id = prepared.run_id if prepared is not None else None
+        if run_id is not None:
+            tracker.log_error(run_id, traceback.format_exc())
+        return TrialResult(trial.number, TrialState.FAIL, reason=reason_of(error),
+                           run_id=run_id, seconds=time.monotonic() - start)
+    return TrialResult(trial.number, outcome.state, outcome.values, pruned_at=outcome.pruned_at,
+                       run_id=prepared.run_id, seconds=time.monotonic() - start)
+
+
+def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker) -> _Prepared:
+    params = plan.space.sample(trial)
+    cfg = plan.trial_config(params)
+    first = root_of(trial)
+    seed = plan.cfg.seed + first
+    config_yaml = mask(OmegaConf.to_yaml(cfg))
+    trial.set_user_attr(attrs.SEED_ATTR, seed)
+    trial.set_user_attr(attrs.CONFIG_ATTR, config_yaml)
+    point = _resume_point(plan, trial, tracker)
+    if point is not None:  # a repeat of a trial cut short: continue its run
+        return _Prepared(cfg, config_yaml, seed, point.run_id, point)
+    resume.discard(plan, trial)  # a fresh start: an older checkpoint is not its run's
+    run_id = tracker.start_trial(trial.number, {**params, "seed": seed}, config_yaml,
+                                 retry_of=first if first != trial.number else None)
+    trial.set_user_attr(attrs.RUN_ID_ATTR, run_id)  # a resume's: resume.record_resume
+    return _Prepared(cfg, config_yaml, seed, run_id, None)
+
+
+def _resume_point(plan: SweepPlan, trial: optuna.Trial,
+                  tracker: Tracker) -> resume.ResumePoint | None:
+    """Where this trial resumes, with the resume recorded and its run taken over; None
+    to start at epoch 0, with the reason on the trial when a checkpoint was there but
+    cannot be used."""
+    point = resume.find(plan, trial)
+    if point is None:
+        return None
+    try:
+        point = replace(point, epochs=checkpoint_epochs(point.checkpoint))
+    except Exception as error:
+        why = reason_of(error)
+    else:
+        why = tracker.why_not_resume(point.run_id, point.attempts)
+    if why is not None:
+        trial.set_user_attr(attrs.RESUME_ERROR_ATTR, why)
+        return None
+    # The trial points at the run before the run is RUNNING again: a kill in between
+    # leaves a run that whoever reaps this trial finds and ends.
+    resume.record_resume(trial, tracker, point)
+    tracker.resume_trial(point.run_id, trial.number, root_of(trial))
+    return point
+
+
+def _fit_here(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, prepared: _Prepared,
+              beats_best: Callable[[float], bool]) -> FitOutcome:
+    """Fit the trial in this process; log its model when it beats the best."""
+    checkpoint = None
+    if resume.supported(plan):
+        checkpoint = ResumeCheckpoint(resume.checkpoint_path(plan, trial),
+                                      plan.cfg.resume_checkpoint_s)
+    point = prepared.point
+    fitted = fit(FitInputs(
+        prepared.cfg, prepared.seed, plan.metrics, plan.reports_epochs,
+        plan.trial_dir(trial.number), trial=trial,
+        logger=tracker.trial_logger(prepared.run_id, resumed=point is not None),
+        checkpoint=checkpoint, resume_from=None if point is None else point.checkpoint))
+    outcome = fitted.outcome
+    if (outcome.state == TrialState.COMPLETE and plan.cfg.tracking.log_models
+            and beats_best(outcome.values[0])):
+        log_model(fitted, trial._trial_id, trial.study._storage, prepared.run_id, tracker,
+                  prepared.config_yaml)
+    return outcome
