@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 FIXTURE_CONF = Path(__file__).parent / "fixtures" / "conf"  # test-only config groups
+REPO = Path(__file__).resolve().parents[1]
 
 # Small enough for a few seconds per sweep on 2 cores, large enough to train and prune.
 FAST = ("trainer.max_epochs=2", "tracking.report=false")
@@ -43,6 +44,13 @@ def tuner_command() -> list[str]:
         return [str(script)]
     found = shutil.which("tuner")
     return [found] if found else [sys.executable, "-m", "tuner"]
+
+
+def fixtures_env() -> dict[str, str]:
+    """PYTHONPATH for a tuner process that imports test fixtures (tests.fixtures.*)
+    named by a config's _target_: the repository first, then whatever was there."""
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), path) if p)}
 
 
 def run_tuner(*args: str, cwd: Path, timeout: float = 300,

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from tests.conftest import (
     FIXTURE_CONF,
     client_for,
+    fixtures_env,
     load_study,
     orphan_trial,
     plan,
@@ -33,19 +34,12 @@ from tuner.trial.checkpoints import ResumeCheckpoint, checkpoint_epochs
 from tuner.trial.fit import FitInputs, fit
 from tuner.trial.resume import CHECKPOINT_FILE
 
-REPO = Path(__file__).resolve().parents[1]
 STUDY = "digits-slow_mlp"
 # One trial of 8 epochs, each slowed to about half a second, a checkpoint every epoch.
 SLOW = ("sweep", "n_trials=1", "model=slow_mlp", "search=width_only",
         "search.model.width.choices=[64]", "trainer.max_epochs=8", "resume_checkpoint_s=0",
         "pruner=none", "tracking.report=false", "tracking.flush_interval=0",
         "tracking.log_models=false", "trainer.accelerator=cpu")
-
-
-def _env() -> dict[str, str]:
-    """The fixture model (tests.fixtures.slow) must import in the tuner process."""
-    path = os.environ.get("PYTHONPATH")
-    return {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), path) if p)}
 
 
 def _reported(run_dir: Path) -> int:
@@ -61,7 +55,7 @@ def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(rank
     checkpoint = run_dir / "trials" / STUDY / "0" / CHECKPOINT_FILE
     args = (*SLOW, f"devices_per_trial={ranks}", "--config-dir", str(FIXTURE_CONF))
     process = subprocess.Popen([*tuner_command(), *args], cwd=tmp_path,
-                               env={**os.environ, **_env()}, stdout=subprocess.DEVNULL,
+                               env={**os.environ, **fixtures_env()}, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not (checkpoint.is_file() and _reported(run_dir) >= 3):
@@ -80,7 +74,7 @@ def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(rank
     assert checkpoint.is_file()
     run_id = killed.user_attrs[attrs.RUN_ID_ATTR]
 
-    result = run_tuner(*args, cwd=tmp_path, env=_env())
+    result = run_tuner(*args, cwd=tmp_path, env=fixtures_env())
     assert result.returncode == 0, result.stdout + result.stderr
     first, repeat = load_study(run_dir, STUDY).trials
     assert first.state == TrialState.FAIL

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -116,11 +115,10 @@ def test_hand_edited_outside_config_dir_is_refused_at_run_time(tmp_path):
     assert "refused at" in listing.stdout and "outside the project" in listing.stdout
 
 
-def test_run_once_runs_a_due_job_as_a_real_sweep(tmp_path):
+def test_run_once_runs_a_due_job_as_a_real_round(tmp_path):
     project = _project(tmp_path)
-    study = "nightly-${oc.env:TUNER_SCHEDULED_FOR}"  # a new study per due time
     added = run_tuner("schedule", "add", "every_minute", "--cron", "* * * * *", "--",
-                      *TINY, f"study_name={study}", cwd=project)
+                      *TINY, cwd=project)
     assert added.returncode == 0, added.stderr
     assert not (project / "runs").exists()  # add checks; it does not sweep
 
@@ -133,9 +131,12 @@ def test_run_once_runs_a_due_job_as_a_real_sweep(tmp_path):
     assert last["status"] == "ok" and last["exit_code"] == 0
     log = Path(last["log"])
     assert log.parent == project / "tuner-schedule-logs" / "every_minute"
-    assert "done (" in log.read_text()  # the sweep's own output
-    due = datetime.fromisoformat(last["due"])
-    trials = load_study(project / "runs", f"nightly-{due:%Y%m%d-%H%M}").trials
+    text = log.read_text()
+    assert "round 1 of job every_minute" in text and "champion promoted" in text
+    [round_1] = json.loads((project / "tuner-schedule-history" / "every_minute.json")
+                           .read_text())["rounds"]
+    assert round_1["status"] == "done" and round_1["due"] == last["due"]
+    trials = load_study(project / "runs", "every_minute-r1").trials  # a study per round
     assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
 
@@ -147,7 +148,8 @@ def test_schedule_help_is_real():
     import subprocess
     import sys
 
-    for args in ([], ["add"], ["list"], ["remove"], ["run"]):
+    for args in ([], ["add"], ["list"], ["remove"], ["run"], ["round"], ["history"],
+                 ["export"]):
         result = subprocess.run([sys.executable, "-m", "tuner", "schedule", *args, "--help"],
                                 capture_output=True, text=True, check=True)
         assert "usage: tuner schedule" in result.stdout

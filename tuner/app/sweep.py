@@ -22,6 +22,7 @@ command resumes the study.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -47,10 +48,13 @@ class SweepOutcome:
     stop_reason: str  # "budget", "timeout", "grid exhausted" or "failures"
 
 
-def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = None
+def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = None,
+              prepare: Callable[[optuna.Study, Tracker], None] | None = None
               ) -> SweepOutcome:
     """Run (or resume) the plan's study. ``pool``: the slots, if the caller started them
-    already (tuner.launch.startup); they are stopped here whatever happens.
+    already (tuner.launch.startup); they are stopped here whatever happens. ``prepare``:
+    called with the study and its records once both are open, before any trial starts
+    (a scheduled round enqueues its warm start and tags its parent run there).
 
     Raises SweepStopped after ``max_failures`` failed trials (the records are finished
     first), ConfigError when the preflight or the study refuses the config (nothing
@@ -67,6 +71,8 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         tracker.open(study, plan.study_params())
         watch = TrialWatch(plan, study, reporter)
         try:
+            if prepare is not None:
+                prepare(study, tracker)
             reasons = run_slots(plan, pool, study, tracker, watch)
         except BaseException:
             pool.interrupt(study, tracker)

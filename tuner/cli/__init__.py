@@ -1,8 +1,9 @@
 """The ``tuner`` command: parse the arguments, run the command, map errors to exit codes.
 
-Exit codes: 0 done; 1 the sweep stopped on failures, or `tuner sync` left MLflow records
-waiting (the tracking server does not answer); 2 bad input (nothing was written);
-130 interrupted (the next identical command resumes).
+Exit codes: 0 done; 1 the sweep stopped on failures, `tuner sync` left MLflow records
+waiting (the tracking server does not answer), or a round of the same scheduled job is
+already running; 2 bad input (nothing was written); 130 interrupted (the next identical
+command resumes).
 
 Layout: :mod:`tuner.cli.parser` holds the argument tables, :mod:`tuner.cli.commands`
 what each command does (through tuner.app).
@@ -16,7 +17,13 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from tuner.core.errors import ConfigError, RecordsPending, SweepInterrupted, SweepStopped
+from tuner.core.errors import (
+    AlreadyRunning,
+    ConfigError,
+    RecordsPending,
+    SweepInterrupted,
+    SweepStopped,
+)
 from tuner.core.masking import mask
 
 __all__ = ["command", "main"]
@@ -39,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(mask(f"error: {error}"), file=sys.stderr)
         print("nothing was written.", file=sys.stderr)
         return 2
-    except (SweepStopped, RecordsPending) as error:
+    except (SweepStopped, RecordsPending, AlreadyRunning) as error:
         print(mask(f"error: {error}"), file=sys.stderr)
         return 1
     except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:

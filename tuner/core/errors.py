@@ -43,6 +43,10 @@ class RecordsPending(Exception):
     """MLflow records still wait in the outbox (the tracking server does not answer)."""
 
 
+class AlreadyRunning(Exception):
+    """Another execution of the same work holds its lock (a round of a scheduled job)."""
+
+
 class SweepInterrupted(BaseException):
     """SIGTERM arrived; handled like Ctrl-C (a BaseException so trials do not catch it)."""
 

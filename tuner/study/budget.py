@@ -103,19 +103,8 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
     """Ask for a trial if the budget has room; see the module docstring. The trial is a
     repeat of a failed one when :func:`tuner.study.retries.next_retry` says one is due."""
     with lock():
-        trials = study.get_trials(deepcopy=False)
-        running, reaped = [], False
-        for trial in trials:
-            if trial.state != TrialState.RUNNING:
-                continue
-            reason = leases.stale_reason(trial)
-            if reason is None:
-                running.append(trial)
-            else:
-                _reap(study, storage, trial, reason, reap)
-                reaped = True
-        if reaped:
-            trials = study.get_trials(deepcopy=False)
+        trials, _ = reap_stale(study, storage, reap)
+        running = [t for t in trials if t.state == TrialState.RUNNING]
         finished = sum(t.state in FINISHED for t in trials)
         if finished >= n_trials:
             return Claim(stop="budget")
@@ -131,6 +120,25 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
         trial = study.ask()
         leases.take(storage, trial._trial_id)
         return Claim(trial=trial)
+
+
+def reap_stale(study: optuna.Study, storage: BaseStorage, reap: Reaper,
+               everyone_gone: str | None = None) -> tuple[list[FrozenTrial], int]:
+    """Mark FAIL ("abandoned: ...") each RUNNING trial whose owner is gone
+    (tuner.study.leases), and let ``reap`` end its other records. ``everyone_gone``: the
+    caller knows no owner lives (a killed round, whose lock it now holds), and this is
+    the reason for trials whose lease has not run out yet. Returns the study's trials
+    afterwards and how many were reaped."""
+    trials = study.get_trials(deepcopy=False)
+    reaped = 0
+    for trial in trials:
+        if trial.state != TrialState.RUNNING:
+            continue
+        reason = leases.stale_reason(trial) or everyone_gone
+        if reason is not None:
+            _reap(study, storage, trial, reason, reap)
+            reaped += 1
+    return (study.get_trials(deepcopy=False) if reaped else trials), reaped
 
 
 def _reap(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, reason: str,

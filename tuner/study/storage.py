@@ -20,6 +20,7 @@ from tuner.core.masking import mask
 from tuner.core.quiet import quiet_optuna
 
 SCHEMA_LOCK_KEY = 0x7475_6E65_7200  # "tuner" in ASCII: one advisory lock per database
+SQLITE_URL = "sqlite:///"  # an SQLite storage's URL: this, then the file's path
 
 
 def check_storage(storage_cfg, where: str) -> None:

@@ -79,6 +79,14 @@ def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value:
     if current is not None and (current.run_id == run_id
                                 or not is_better(value, current.value, direction)):
         return current
+    return register_champion(client, name, model_uri, run_id, value, trial_number)
+
+
+def register_champion(client: MlflowClient, name: str, model_uri: str, run_id: str,
+                      value: float, trial_number: int) -> Champion:
+    """Make ``model_uri`` a new version of the registered model ``name`` and move the
+    ``champion`` alias to it. The version is created first and the alias moved in one
+    call after it: a failure in between leaves the alias where it was."""
     try:
         client.get_registered_model(name)
     except MlflowException:

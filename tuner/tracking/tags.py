@@ -18,6 +18,10 @@ RESUMED_FROM_EPOCH = "tuner.resumed_from_epoch"  # epochs a resumed run had trai
 WORLD_SIZE = "tuner.world_size"  # DDP processes the trial trained on; only rank 0 logs
 BEST_TRIAL = "tuner.best_trial_number"
 BEST_PARAM_PREFIX = "tuner.best_param."
+JOB = "tuner.job"  # on a scheduled round's parent run: the job it is a round of
+ROUND = "tuner.round"  # ... and its number (1, 2, ...)
+DECISION = "tuner.decision"  # ... and what it did with the champion: promoted, kept, none
+DECISION_WHY = "tuner.decision_why"
 
 # Model registry
 CHAMPION_ALIAS = "champion"

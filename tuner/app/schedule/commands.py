@@ -1,33 +1,49 @@
-"""`tuner schedule add | list | remove | run`: argument parsing and printing only."""
+"""`tuner schedule add | list | remove | run` (and, from tuner.app.schedule.round_commands,
+`round | history | export`): argument parsing and printing only."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
-from tuner.app.schedule.jobs import SCHEDULE_FILE, Job, check_name, load_schedule
+from tuner.app.schedule.jobs import (
+    SCHEDULE_FILE,
+    Job,
+    check_name,
+    check_round_overrides,
+    load_schedule,
+)
+from tuner.app.schedule.round_commands import (
+    add_budget_options,
+    add_round_actions,
+    budget_settings,
+)
 from tuner.core.errors import ConfigError, Problem
 
-SCHEDULE_HELP = "Re-tune on a timetable: jobs that run `tuner sweep` when their cron matches."
+SCHEDULE_HELP = ("Re-tune on a timetable: jobs that run a round (a study of its own, "
+                 "warm-started, with a champion that must win on the round's data) when "
+                 "their cron matches.")
 
 SCHEDULE_EPILOG = """\
 examples:
-  tuner schedule add nightly --cron "0 3 * * *" -- model=cnn search=cnn n_trials=60
-  tuner schedule add weekly --cron @weekly --config-dir conf -- model=my_model \\
-      'study_name=weekly-${oc.env:TUNER_SCHEDULED_FOR}'
+  tuner schedule add nightly --cron "0 2 * * *" --trials 40 --time 2h -- model=cnn search=cnn
+  tuner schedule add weekly --cron @weekly --config-dir conf --margin 0.005 -- model=my_model
   tuner schedule list
   tuner schedule run                # the scheduler, in the foreground (systemd, containers)
-  tuner schedule run --once         # run what is due now, then exit (e.g. from cron)
+  tuner schedule run --once         # run what is due now, then exit
+  tuner schedule round nightly      # one round now (what every timetable runs)
+  tuner schedule history nightly    # the rounds: trials, best, champion before/after, why
+  tuner schedule export nightly --format crontab|systemd|kubernetes
   tuner schedule remove nightly
 
 Jobs live in ./tuner-schedule.yaml (plain YAML; edit it by hand if you like) and run in
-its folder, the project. Rerunning a sweep resumes its study and tops it up to n_trials,
-so a job that should re-tune either starts a new study each run, with
-'study_name=NAME-${oc.env:TUNER_SCHEDULED_FOR}' (the due minute, e.g. 20261124-0300), or
-has n_trials raised in the file between runs.
+its folder, the project. Each run of a job is a round with a study of its own,
+<job>-r<N>: it first tries the best params of earlier rounds, then searches, then
+measures the current champion (the registered model named after the job) on this
+round's validation data, and promotes the round's best only if it beats that figure by
+the job's margin. Overrides may use ${oc.env:TUNER_ROUND} (the round's number) and
+${oc.env:TUNER_SCHEDULED_FOR} (the due minute, e.g. 20261124-0300).
 
 Configs are code (`_target_` imports what it names), so a job uses only tuner's built-in
 conf and config folders inside the project, checked when it is added and before each run."""
@@ -38,14 +54,14 @@ FILE_HELP = (f"the schedule file (default: ./{SCHEDULE_FILE}); its folder is the
 ADD_HELP = ("Add a job: checked as `tuner sweep` would check it (nothing is written when "
             "anything is wrong), then saved to the schedule file.")
 ADD_EPILOG = """\
-Everything after -- goes to `tuner sweep`. The job's study name may use
-${oc.env:TUNER_SCHEDULED_FOR}, the minute the run was due (e.g. 20261124-0300), to start a
-new study each run: 'study_name=nightly-${oc.env:TUNER_SCHEDULED_FOR}' (quote it).
-Refused in a job's overrides: hydra.* settings, _target_ keys and config options written as
-paths, which could reach configs outside the project."""
+Everything after -- goes to the round's sweep, as to `tuner sweep`. A round's budget is
+--trials and/or --time (no trial starts after the time; none is cut short). Refused in a
+job's overrides: study_name (rounds name their studies), hydra.* settings, _target_ keys
+and config options written as paths, which could reach configs outside the project."""
 
-RUN_HELP = ("Run the scheduler in the foreground: each due job as `tuner sweep`, one at "
-            "a time; Ctrl-C or SIGTERM stops it (and a running job, cleanly).")
+RUN_HELP = ("Run the scheduler in the foreground: each due job as a round (`tuner schedule "
+            "round`), one at a time; Ctrl-C or SIGTERM stops it (and a running round, "
+            "cleanly).")
 RUN_EPILOG = """\
 Each run's output goes to tuner-schedule-logs/JOB/STARTED.log, and its start, end and exit
 status to tuner-schedule.state.json (both next to the schedule file). A job due while its
@@ -94,8 +110,9 @@ def add_schedule_command(commands: argparse._SubParsersAction) -> None:
                      help="when to run, e.g. '0 3 * * *' (03:00 daily) or @hourly")
     add.add_argument("--config-dir", metavar="DIR",
                      help="a folder of your own config groups inside the project")
+    add_budget_options(add)
     add.add_argument("overrides", nargs="*", metavar="OVERRIDE",
-                     help="the `tuner sweep` overrides to run, after --")
+                     help="the `tuner sweep` overrides of each round, after --")
     add.set_defaults(func=cmd_add)
 
     listing = action("list", "List the jobs: cron, overrides, next run, last run and how "
@@ -111,6 +128,8 @@ def add_schedule_command(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--once", action="store_true",
                      help="run the jobs due now (or missed), one after another, then exit")
     run.set_defaults(func=cmd_run)
+
+    add_round_actions(action)
 
 
 def cmd_add(args: argparse.Namespace) -> int:
@@ -128,46 +147,37 @@ def cmd_add(args: argparse.Namespace) -> int:
                                   "choose another name, or `tuner schedule remove "
                                   f"{args.name}` first"))
     check_cron(args.cron, "command line", "--cron")
+    settings = budget_settings(args)
+    check_round_overrides(args.overrides, "command line", "OVERRIDE")
     project = schedule.project_dir
     config_dir = project_config_dir(args.config_dir, project, "command line", "--config-dir",
                                     base=Path.cwd())
     check_overrides(args.overrides, config_dir, "command line", "OVERRIDE")
     added = now()
     first = first_due_from(args.cron.strip(), added)
-    _check_as_sweep(project, config_dir, args.overrides, first)
-    stored_dir = None if config_dir is None else config_dir.relative_to(project).as_posix()
-    schedule.jobs[args.name] = Job(args.name, args.cron.strip(), tuple(args.overrides),
-                                   stored_dir, added)
+    job = Job(args.name, args.cron.strip(), tuple(args.overrides),
+              None if config_dir is None else config_dir.relative_to(project).as_posix(),
+              added, **settings)
+    _check_as_round(project, config_dir, job, first)
+    schedule.jobs[args.name] = job
     schedule.save()
     print(f"added {args.name} to {schedule.where}: next run {first:%Y-%m-%d %H:%M %Z}; "
           "`tuner schedule run` runs it")
     return 0
 
 
-def _check_as_sweep(project: Path, config_dir: Path | None, overrides: list[str],
-                    due) -> None:
-    """Compose and plan exactly as `tuner sweep` would in the project folder at the first
-    due time, so a job that would fail its first run is refused now."""
-    from tuner.app.schedule.runner import SCHEDULED_FOR_ENV
+def _check_as_round(project: Path, config_dir: Path | None, job: Job, due) -> None:
+    """Compose and plan exactly as the job's first round would in the project folder at
+    its first due time, so a job that would fail its first round is refused now."""
+    from tuner.app.schedule.environment import ROUND_ENV, SCHEDULED_FOR_ENV, scoped_env
+    from tuner.app.schedule.rounds import round_overrides
     from tuner.app.schedule.timetable import stamp
     from tuner.config.compose import compose_config
     from tuner.config.plan import make_plan
 
-    with contextlib.chdir(project), _env(SCHEDULED_FOR_ENV, stamp(due)):
-        make_plan(compose_config(overrides, config_dir))
-
-
-@contextmanager
-def _env(name: str, value: str):
-    before = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = before
+    with (contextlib.chdir(project), scoped_env(SCHEDULED_FOR_ENV, stamp(due)),
+          scoped_env(ROUND_ENV, "1")):
+        make_plan(compose_config(round_overrides(job, 1), config_dir))
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -188,12 +198,21 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{job.name}: cron '{job.cron}'"
               + (f", config_dir {job.config_dir}" if job.config_dir else ""))
         print(f"  overrides: {shlex.join(job.overrides) or '(none)'}")
+        print(f"  rounds:    {_round_settings(job)}")
         print(f"  next run:  {_next_run(job, entry, moment, pending_due)}")
         running = entry.get("running")
         if running:
             print(f"  running:   since {running['started']} (pid {running['pid']})")
         print(f"  last run:  {_last_run(entry.get('last_run'))}")
     return 0
+
+
+def _round_settings(job: Job) -> str:
+    budget = [f"{job.trials} trials" if job.trials is not None else "n_trials of the config"]
+    if job.seconds is not None:
+        budget.append(f"at most {job.seconds:g} s")
+    return (f"{', '.join(budget)}; warm start from the best {job.warm_start}; margin "
+            f"{job.margin:g}; history: tuner schedule history {job.name}")
 
 
 def _next_run(job: Job, entry: dict, moment, pending_due) -> str:

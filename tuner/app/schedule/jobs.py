@@ -5,15 +5,21 @@ to run then. Plain YAML that a user can read and edit by hand:
       nightly:
         cron: 0 3 * * *
         config_dir: conf          # relative to this file's folder; omit for tuner's own conf
-        overrides: [n_trials=60, 'study_name=nightly-${oc.env:TUNER_SCHEDULED_FOR}']
+        overrides: [model=cnn, search=cnn]
+        trials: 40                # a round's budget in trials (else the config's n_trials)
+        seconds: 3600             # ... and in wall time: no trial starts after it
+        warm_start: 3             # a round first tries the best 3 params of earlier rounds
+        margin: 0.002             # the challenger must beat the champion by more than this
         added: '2026-11-24T02:14:05+00:00'
 
-Jobs run in the folder that holds the file (the project), so relative paths in their
-overrides (run_dir=...) are read from there.
+Each run of a job is a round (tuner.app.schedule.rounds) with a study of its own,
+``<job>-r<N>``. Jobs run in the folder that holds the file (the project), so relative
+paths in their overrides (run_dir=...) are read from there.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,11 +34,17 @@ from tuner.core.errors import ConfigError, Problem
 SCHEDULE_FILE = "tuner-schedule.yaml"
 JOB_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_\-]{0,63}$")
 JOB_NAME_HELP = "a letter, then up to 63 letters, digits, '_' or '-', e.g. nightly_cnn"
-JOB_KEYS = ("cron", "config_dir", "overrides", "added")
+JOB_KEYS = ("cron", "config_dir", "overrides", "trials", "seconds", "warm_start", "margin",
+            "added")
+WARM_START = 3  # params of earlier rounds a round tries first, unless the job says
+NOT_IN_OVERRIDES = ("study_name",)  # a round names its study itself: <job>-r<N>
 
 HEADER = """\
-# tuner schedule: `tuner schedule run` starts each job as `tuner sweep [--config-dir DIR]
-# OVERRIDES` in this folder when its cron expression matches (host's local time).
+# tuner schedule: `tuner schedule run` starts a round of each job (`tuner schedule round
+# NAME`: a sweep with the job's overrides, in a study of its own, <job>-r<N>) in this
+# folder when its cron expression matches (host's local time). Per job: trials and
+# seconds (a round's budget), warm_start (best params of earlier rounds tried first),
+# margin (by how much a round's best must beat the champion on the round's data).
 # Edit by hand or with `tuner schedule add/remove`. config_dir must be this folder or
 # one below it: configs are code (`_target_` imports what it names).
 """
@@ -45,12 +57,23 @@ class Job:
     overrides: tuple[str, ...] = ()
     config_dir: str | None = None  # as written: relative to the project folder
     added: datetime | None = None  # due from this minute on; None: from when first seen
+    trials: int | None = None  # a round's n_trials; None: the config's
+    seconds: float | None = None  # a round's timeout; None: the config's
+    warm_start: int = WARM_START  # best params of earlier rounds enqueued first
+    margin: float = 0.0  # how much the challenger must beat the champion by
 
     def to_yaml(self) -> dict:
         entry: dict = {"cron": self.cron}
         if self.config_dir is not None:
             entry["config_dir"] = self.config_dir
         entry["overrides"] = list(self.overrides)
+        for key in ("trials", "seconds"):
+            if getattr(self, key) is not None:
+                entry[key] = getattr(self, key)
+        if self.warm_start != WARM_START:
+            entry["warm_start"] = self.warm_start
+        if self.margin:
+            entry["margin"] = self.margin
         if self.added is not None:
             entry["added"] = self.added.isoformat(timespec="seconds")
         return entry
@@ -134,6 +157,7 @@ def _job(name: str, entry: object, where: str) -> Job:
     if config_dir is not None and not isinstance(config_dir, str):
         raise ConfigError(Problem(where, f"{key}.config_dir", "must be a path (a string)",
                                   "write a folder relative to this file, e.g. conf"))
+    settings = _round_settings(entry, where, key)
     added = entry.get("added")
     if added is not None:
         try:
@@ -144,4 +168,43 @@ def _job(name: str, entry: object, where: str) -> Job:
                                       "write an ISO time, e.g. 2026-11-24T02:14:05+00:00, "
                                       "or remove the key")) from error
     return Job(name=name, cron=cron, overrides=tuple(overrides), config_dir=config_dir,
-               added=added)
+               added=added, **settings)
+
+
+def check_round_overrides(overrides: list[str], where: str, key: str) -> None:
+    """A round names its study and sets its budget itself; the job says it elsewhere."""
+    from tuner.config.locate import override_key
+
+    for override in overrides:
+        if override_key(override) in NOT_IN_OVERRIDES:
+            raise ConfigError(Problem(
+                where, key, f"'{override}': a round sets {override_key(override)} itself",
+                "remove it: each round has a study of its own, named <job>-r<N>"))
+
+
+def _round_settings(entry: dict, where: str, key: str) -> dict:
+    """The job's round settings, each checked: ConfigError names the key."""
+    settings: dict = {}
+    checks = (("trials", lambda v: _is_int(v) and v >= 1, "a whole number of trials >= 1"),
+              ("seconds", lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
+              ("warm_start", lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+              ("margin", lambda v: _is_number(v) and v >= 0, "a number >= 0"))
+    for name, valid, what in checks:
+        value = entry.get(name)
+        if value is None:
+            continue
+        if not valid(value):
+            raise ConfigError(Problem(where, f"{key}.{name}", f"must be {what}, got {value!r}",
+                                      f"fix or remove {name}:"))
+        settings[name] = value
+    check_round_overrides(entry.get("overrides") or [], where, f"{key}.overrides")
+    return settings
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))

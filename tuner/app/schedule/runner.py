@@ -1,6 +1,7 @@
 """The scheduler loop behind `tuner schedule run`: it starts each due job as a
-subprocess `tuner sweep`, one at a time, in the project folder, with its output in a log
-file per run, and notes each run's start, end and exit status in the state file.
+subprocess `tuner schedule round NAME` (tuner.app.schedule.rounds), one at a time, in the
+project folder, with its output in a log file per run, and notes each run's start, end
+and exit status in the state file.
 
 - A job due while it is still running (or still waiting for another job to finish) is
   skipped, with a line saying so; due times missed while no scheduler ran are caught up
@@ -21,7 +22,6 @@ import os
 import shlex
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from tuner.app.schedule.confinement import check_overrides, project_config_dir
+from tuner.app.schedule.environment import JOB_ENV, SCHEDULED_FOR_ENV, round_command
 from tuner.app.schedule.files import ScheduleLock
 from tuner.app.schedule.jobs import Job, Schedule, load_schedule
 from tuner.app.schedule.state import State, iso, parse_time, state_path
@@ -48,8 +49,6 @@ from tuner.core.errors import ConfigError
 LOG_DIR = "tuner-schedule-logs"
 STOP_GRACE_S = 120.0  # time a stopped job has to end its trials before it is killed
 POLL_S = 1.0
-SCHEDULED_FOR_ENV = "TUNER_SCHEDULED_FOR"  # the due minute, e.g. 20261124-0300
-JOB_ENV = "TUNER_SCHEDULE_JOB"
 
 
 def pending_due(job: Job, entry: dict[str, Any], moment: datetime) -> datetime:
@@ -59,14 +58,6 @@ def pending_due(job: Job, entry: dict[str, Any], moment: datetime) -> datetime:
     if handled is not None and handled >= minute_of(start):
         return next_due(job.cron, handled)
     return first_due_from(job.cron, start)
-
-
-def sweep_command(config_dir: Path | None, overrides: tuple[str, ...]) -> list[str]:
-    # The same interpreter, so a job runs the tuner (and the torch) this scheduler runs.
-    command = [sys.executable, "-m", "tuner", "sweep"]
-    if config_dir is not None:
-        command += ["--config-dir", str(config_dir)]
-    return command + list(overrides)
 
 
 @dataclass
@@ -208,7 +199,7 @@ class Scheduler:
         started = now()
         log = project / LOG_DIR / job.name / f"{started:%Y%m%d-%H%M%S}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        command = sweep_command(config_dir, job.overrides)
+        command = round_command(job.name, self.path)
         log_file = log.open("a", encoding="utf-8")
         log_file.write(f"# job {job.name} due {iso(due)}, started {iso(started)}\n"
                        f"# {SCHEDULED_FOR_ENV}={stamp(due)} {shlex.join(command)}\n")
