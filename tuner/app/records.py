@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from tuner.config.compose import Composed
 from tuner.core import attrs
 from tuner.core.errors import ConfigError, Problem
-from tuner.study.storage import find_study_id, journal_path, open_storage
+from tuner.study.storage import find_study_id, journal_path, open_storage, storage_file
 from tuner.study.trials import best_trial
 from tuner.tracking import tags
 from tuner.tracking.links import run_id_of
@@ -31,13 +31,10 @@ def _no_records(what: str, where: str) -> ConfigError:
 
 def load_study(composed: Composed) -> optuna.Study:
     cfg = composed.cfg
-    path = journal_path(cfg.storage)
+    path = storage_file(cfg.storage)
     if path is not None and not path.is_file():
-        raise _no_records("study journal", str(path))
-    if str(cfg.storage.get("url", "")).startswith(SQLITE):
-        db = Path(cfg.storage.url.removeprefix(SQLITE))
-        if not db.is_file():
-            raise _no_records("study database", str(db))
+        kind = "study journal" if journal_path(cfg.storage) is not None else "study database"
+        raise _no_records(kind, str(path))
     storage = open_storage(cfg.storage)
     if find_study_id(storage, cfg.study_name) is None:
         names = optuna.study.get_all_study_names(storage)

@@ -17,7 +17,6 @@ process never holds budget.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.core import attrs
 from tuner.study import leases
 from tuner.study.retries import next_retry
+from tuner.study.storage import advisory_key
 from tuner.study.trials import FINISHED, grid_exhausted, tell
 
 
@@ -79,16 +79,11 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _advisory_key(study_name: str) -> int:
-    digest = hashlib.sha1(f"tuner-claim:{study_name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 @contextmanager
 def _advisory_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
     from sqlalchemy import text
 
-    key = _advisory_key(study_name)
+    key = advisory_key("claim", study_name)
     with storage.engine.connect() as connection:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
         try:

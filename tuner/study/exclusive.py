@@ -15,7 +15,6 @@ Neither waits: a second holder is refused at once (:class:`AlreadyRunning`).
 from __future__ import annotations
 
 import fcntl
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,22 +22,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from tuner.core.errors import AlreadyRunning
-from tuner.study.storage import SQLITE_URL, engine_kwargs, journal_path
-
-
-def storage_file(storage_cfg: DictConfig) -> Path | None:
-    """The file behind a journal-file or SQLite storage config; None for a server."""
-    journal = journal_path(storage_cfg)
-    if journal is not None:
-        return journal
-    url = str(storage_cfg.get("url") or "")
-    return Path(url.removeprefix(SQLITE_URL)) if url.startswith(SQLITE_URL) else None
-
-
-def advisory_key(purpose: str, name: str) -> int:
-    """A PostgreSQL advisory lock key for ``name`` (64 bits of a hash)."""
-    digest = hashlib.sha1(f"tuner-{purpose}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
+from tuner.study.storage import advisory_key, engine_kwargs, storage_file
 
 
 @contextmanager

@@ -8,11 +8,13 @@ take turns creating Optuna's tables (:func:`open_storage`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.utils import instantiate
+from omegaconf import DictConfig
 from optuna.storages import BaseStorage
 
 from tuner.core.errors import ConfigError, Problem, first_line
@@ -97,6 +99,21 @@ def journal_path(storage_cfg) -> Path | None:
     if log_storage is not None and "file_path" in log_storage:
         return Path(log_storage.file_path)
     return None
+
+
+def storage_file(storage_cfg: DictConfig) -> Path | None:
+    """The file behind a journal-file or SQLite storage config; None for a server."""
+    journal = journal_path(storage_cfg)
+    if journal is not None:
+        return journal
+    url = str(storage_cfg.get("url") or "")
+    return Path(url.removeprefix(SQLITE_URL)) if url.startswith(SQLITE_URL) else None
+
+
+def advisory_key(purpose: str, name: str) -> int:
+    """A PostgreSQL advisory lock key for ``name`` (64 bits of a hash)."""
+    digest = hashlib.sha1(f"tuner-{purpose}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def find_study_id(storage: BaseStorage, name: str) -> int | None:

@@ -15,7 +15,6 @@ have changed since.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,12 +47,12 @@ class Decision:
 
 
 def beats(challenger: float, champion: float, direction: str, margin: float) -> bool:
-    """True when ``challenger`` is better than ``champion`` by more than ``margin``."""
-    if math.isnan(champion):
-        return not math.isnan(challenger)
-    if direction == "maximize":
-        return challenger > champion + margin
-    return challenger < champion - margin
+    """True when ``challenger`` is better than ``champion`` by more than ``margin``:
+    the registry's own comparison, against the champion moved by the margin."""
+    from tuner.tracking.registry import is_better
+
+    bar = champion + margin if direction == "maximize" else champion - margin
+    return is_better(challenger, bar, direction)
 
 
 def decide(plan: SweepPlan, job: Job, study: optuna.Study, best: FrozenTrial | None

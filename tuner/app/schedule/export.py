@@ -138,8 +138,9 @@ def host_time_zone() -> str | None:
     if (zone and "/" in zone) or zone in ("UTC", "Etc/UTC"):
         return zone
     timezone_file = Path("/etc/timezone")
-    if timezone_file.is_file() and timezone_file.read_text().strip():
-        return timezone_file.read_text().strip()
+    named = timezone_file.read_text().strip() if timezone_file.is_file() else ""
+    if named:
+        return named
     localtime = Path("/etc/localtime")
     if localtime.is_symlink():
         target = str(localtime.resolve())

@@ -25,7 +25,6 @@ from typing import Any
 from tuner.app.schedule.files import write_atomically
 
 HISTORY_DIR = "tuner-schedule-history"
-STATUSES = ("running", "done", "failed", "interrupted", "crashed")
 
 
 def history_path(schedule_path: Path, job: str) -> Path:

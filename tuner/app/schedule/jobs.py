@@ -182,21 +182,22 @@ def check_round_overrides(overrides: list[str], where: str, key: str) -> None:
                 "remove it: each round has a study of its own, named <job>-r<N>"))
 
 
+def check_round_setting(name: str, value: object, where: str, key: str, fix: str) -> None:
+    """Raise ConfigError (naming ``where`` and ``key``) unless ``value`` can be the job's
+    round setting ``name``: the one rule for the schedule file and the command line."""
+    valid, what = ROUND_SETTINGS[name]
+    if not valid(value):
+        raise ConfigError(Problem(where, key, f"must be {what}, got {value!r}", fix))
+
+
 def _round_settings(entry: dict, where: str, key: str) -> dict:
     """The job's round settings, each checked: ConfigError names the key."""
     settings: dict = {}
-    checks = (("trials", lambda v: _is_int(v) and v >= 1, "a whole number of trials >= 1"),
-              ("seconds", lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
-              ("warm_start", lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
-              ("margin", lambda v: _is_number(v) and v >= 0, "a number >= 0"))
-    for name, valid, what in checks:
+    for name in ROUND_SETTINGS:
         value = entry.get(name)
-        if value is None:
-            continue
-        if not valid(value):
-            raise ConfigError(Problem(where, f"{key}.{name}", f"must be {what}, got {value!r}",
-                                      f"fix or remove {name}:"))
-        settings[name] = value
+        if value is not None:
+            check_round_setting(name, value, where, f"{key}.{name}", f"fix or remove {name}:")
+            settings[name] = value
     check_round_overrides(entry.get("overrides") or [], where, f"{key}.overrides")
     return settings
 
@@ -208,3 +209,11 @@ def _is_int(value: object) -> bool:
 def _is_number(value: object) -> bool:
     return (isinstance(value, int | float) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+ROUND_SETTINGS = {  # name: (is it valid, what it must be)
+    "trials": (lambda v: _is_int(v) and v >= 1, "a whole number of trials >= 1"),
+    "seconds": (lambda v: _is_number(v) and v > 0, "a positive number of seconds"),
+    "warm_start": (lambda v: _is_int(v) and v >= 0, "a whole number >= 0"),
+    "margin": (lambda v: _is_number(v) and v >= 0, "a number >= 0"),
+}

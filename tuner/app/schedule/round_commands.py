@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from tuner.app.schedule.jobs import load_schedule
+from tuner.app.schedule.jobs import check_round_setting, load_schedule
 from tuner.core.errors import ConfigError, Problem
 
 ROUND_HELP = ("Run one round of a job now: a study of its own (<job>-r<N>), warm-started "
@@ -82,34 +82,34 @@ def add_budget_options(add: argparse.ArgumentParser) -> None:
 
 
 def budget_settings(args: argparse.Namespace) -> dict:
-    """The round settings given on the command line, each checked (ConfigError)."""
+    """The round settings given on the command line, each checked as the schedule file's
+    are (tuner.app.schedule.jobs.check_round_setting); ConfigError names the flag."""
     settings: dict = {}
     if args.trials is not None:
-        settings["trials"] = _number(args.trials, "--trials", int, "a whole number >= 1",
-                                     lambda v: v >= 1)
+        settings["trials"] = _setting("trials", args.trials, "--trials", int)
     if args.time is not None:
         match = DURATION.match(args.time)
-        seconds = (float(match.group(1)) * UNIT_SECONDS[match.group(2)] if match else None)
-        if not seconds:
+        if match is None:
             raise ConfigError(Problem("command line", "--time", f"'{args.time}' is not a "
-                                      "positive duration", "write seconds (3600) or a "
-                                      "number with s, m, h or d (90m, 2h)"))
+                                      "duration", "write seconds (3600) or a number with s, "
+                                      "m, h or d (90m, 2h)"))
+        seconds = float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+        check_round_setting("seconds", seconds, "command line", "--time", "give a positive "
+                            "duration, e.g. --time 90m")
         settings["seconds"] = int(seconds) if seconds == int(seconds) else seconds
-    settings["warm_start"] = _number(args.warm_start, "--warm-start", int,
-                                     "a whole number >= 0", lambda v: v >= 0)
-    settings["margin"] = _number(args.margin, "--margin", float, "a number >= 0",
-                                 lambda v: v >= 0 and v == v and v != float("inf"))
+    settings["warm_start"] = _setting("warm_start", args.warm_start, "--warm-start", int)
+    settings["margin"] = _setting("margin", args.margin, "--margin", float)
     return settings
 
 
-def _number(text: str, flag: str, kind: type, what: str, valid) -> int | float:
+def _setting(name: str, text: str, flag: str, kind: type) -> int | float:
     try:
         value = kind(text)
     except ValueError:
-        value = None
-    if value is None or not valid(value):
-        raise ConfigError(Problem("command line", flag, f"'{text}' is not {what}",
-                                  f"give {flag} {what}"))
+        number = "a whole number" if kind is int else "a number"
+        raise ConfigError(Problem("command line", flag, f"'{text}' is not {number}",
+                                  f"give {flag} {number}")) from None
+    check_round_setting(name, value, "command line", flag, f"give {flag} a valid value")
     return value
 
 
