@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -74,6 +78,38 @@ def wait_until_gone(group: int, timeout: float = 60) -> None:
         time.sleep(0.2)
     os.killpg(group, signal.SIGKILL)
     raise AssertionError(f"processes of the killed sweep still alive after {timeout} s")
+
+
+def wait_for_http(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited: {process.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def start(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """The CLI as a terminal starts it. Ctrl-C is on (SIGINT at its default) even when
+    pytest itself runs in the background, where the shell starts jobs ignoring SIGINT
+    and Python then installs no KeyboardInterrupt handler."""
+    return subprocess.Popen([*tuner_command(), *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def compose(*overrides: str, run_dir: Path, config_dir: Path | None = None):
@@ -188,3 +224,18 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "gpu" in item.keywords:
                 item.add_marker(skip)
+
+
+PAGES_STUDIES = {"digits-mlp": 8, "digits-mlp-b": 6}  # study -> n_trials
+
+
+@pytest.fixture(scope="session")
+def two_studies(tmp_path_factory) -> Path:
+    """Two small sweeps of the default model in one project (cwd returned; records in
+    cwd/runs), each with its end-of-sweep report: what the page and browser tests read."""
+    cwd = tmp_path_factory.mktemp("pages")
+    for (study, n), seed in zip(PAGES_STUDIES.items(), (0, 3), strict=True):
+        result = run_tuner("sweep", f"study_name={study}", f"n_trials={n}", f"seed={seed}",
+                           "trainer.max_epochs=3", cwd=cwd)
+        assert result.returncode == 0, result.stdout + result.stderr
+    return cwd

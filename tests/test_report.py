@@ -1,54 +1,96 @@
-"""The report's plots: what they show for the study's own direction."""
+"""The report's plots (Optuna's plotly figures): what they show for the study's own
+direction, pruned trials told apart, the Pareto front of a multi-objective study, and
+the comparison's refusals."""
 
 from __future__ import annotations
 
-import warnings
+import json
 
 import optuna
 import pytest
 from optuna.importance import get_param_importances
 
-from tuner.app.report import _candidates, draw_plots
+from tuner.app.pages.comparison import check_comparable, compare, differing_params
+from tuner.app.pages.study_plots import _draw, learning_curves, study_plots, top_params
+from tuner.core.errors import ConfigError
+
+pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 
-def _study(directions: list[str]) -> optuna.Study:
+def _study(directions: list[str], n_trials: int = 60, seed: int = 0) -> optuna.Study:
     """y decides the highest values, x the lowest: importances depend on the direction."""
     study = optuna.create_study(directions=directions,
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+                                sampler=optuna.samplers.RandomSampler(seed=seed))
+    study.set_metric_names([f"m{i}" for i in range(len(directions))])
 
     def objective(trial: optuna.Trial):
         x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        trial.suggest_categorical("z", ["a", "b"])
         value = y if y > 0.5 else 0.5 * x
         return value if len(directions) == 1 else (value, x)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=60)
+    study.optimize(objective, n_trials=n_trials)
     return study
 
 
-def _plotted_importances(study: optuna.Study, metrics: tuple[str, ...]) -> dict[str, float]:
-    draw = dict(_candidates(study, metrics, epochs=False, several_params=True))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        ax = draw["Parameter importance"]()
-    names = [label.get_text() for label in ax.get_yticklabels()]
-    return dict(zip(names, (bar.get_width() for bar in ax.patches), strict=True))
+def _spec(plots, title_start: str) -> dict:
+    plot = next(p for p in plots if p.title.startswith(title_start))
+    assert plot.spec, plot.note
+    return json.loads(plot.spec)
 
 
 @pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
 def test_importances_are_for_the_study_direction(directions):
     study = _study(directions)
-    plotted = _plotted_importances(study, tuple(f"m{i}" for i in range(len(directions))))
+    bars = _spec(study_plots(study, ("m0", "m1")[:len(directions)]), "Parameter importances")
+    plotted = dict(zip(bars["data"][0]["y"], bars["data"][0]["x"], strict=True))
     # What Optuna computes for a maximised objective: y, which decides the top values.
     expected = get_param_importances(study, target=lambda t: -t.values[0])
     assert max(expected, key=expected.get) == "y"
     assert max(plotted, key=plotted.get) == "y"
     assert plotted["y"] == pytest.approx(expected["y"], abs=0.01)
+    assert top_params(study)[0] == "y"
 
 
-def test_every_plot_is_drawn():
-    study = _study(["maximize"])
-    plots = draw_plots(study, ("m",), epochs=False, several_params=True)
-    assert [title for title, _ in plots] == [
-        "Optimisation history", "Parameter importance", "Parallel coordinates"]
-    assert all(png for _, png in plots)
+def test_every_plot_is_drawn_and_a_multi_objective_study_has_its_pareto_front():
+    single = [p.title for p in study_plots(_study(["maximize"]), ("m0",))]
+    assert single == ["Optimisation history (best so far)", "Parameter importances",
+                      "Parallel coordinates", "Slices of the top 3 parameters",
+                      "Contours of the top 2 parameters", "Timeline: trials per slot"]
+    pareto = study_plots(_study(["maximize", "minimize"]), ("m0", "m1"))
+    assert pareto[0].title == "Pareto front" and pareto[0].spec
+    assert all(p.spec for p in pareto), [p.note for p in pareto if not p.spec]
+
+
+def test_pruned_trials_learning_curves_are_dashed_and_named():
+    study = optuna.create_study(direction="maximize")
+    for number in range(4):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        for epoch in range(3 if number % 2 else 1):
+            trial.report(number + epoch, epoch)
+        study.tell(trial, number if number % 2 else None,
+                   state=None if number % 2 else optuna.trial.TrialState.PRUNED)
+    traces = {t.name: t for t in learning_curves(study).data}
+    assert set(traces) == {"Trial0 (pruned)", "Trial1", "Trial2 (pruned)", "Trial3"}
+    assert traces["Trial0 (pruned)"].line.dash == "dot"
+    assert traces["Trial1"].line.dash is None
+
+
+def test_one_trial_draws_what_it_can_and_a_failing_plot_becomes_a_note():
+    study = optuna.create_study(direction="maximize")
+    study.set_metric_names(["m0"])
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    plots = study_plots(study, ("m0",))  # one value of x: nothing to rank or slice
+    assert [p.title for p in plots] == ["Optimisation history (best so far)",
+                                        "Timeline: trials per slot"]
+    failed = _draw("Broken", lambda: 1 / 0, True)
+    assert failed.spec == "" and failed.note == "not drawn: division by zero"
+
+
+def test_compare_refuses_other_directions_and_names_the_differing_params():
+    a, b = _study(["maximize"], seed=1), _study(["maximize"], seed=2)
+    comparison = compare([a, b])
+    assert set(differing_params(comparison)) >= {"x", "y"}
+    with pytest.raises(ConfigError, match=r"optimises m0 \(minimize\) but .* m0 \(maximize\)"):
+        check_comparable([a, _study(["minimize"], n_trials=3)])

@@ -29,19 +29,22 @@ def _no_records(what: str, where: str) -> ConfigError:
                                "used)"))
 
 
-def load_study(composed: Composed) -> optuna.Study:
+def load_study(composed: Composed, name: str | None = None) -> optuna.Study:
+    """The study ``name`` (default: the composed study_name) from the composed storage;
+    a ConfigError that lists the studies there when it does not exist."""
     cfg = composed.cfg
+    name = name or cfg.study_name
     path = storage_file(cfg.storage)
     if path is not None and not path.is_file():
         kind = "study journal" if journal_path(cfg.storage) is not None else "study database"
         raise _no_records(kind, str(path))
     storage = open_storage(cfg.storage)
-    if find_study_id(storage, cfg.study_name) is None:
+    if find_study_id(storage, name) is None:
         names = optuna.study.get_all_study_names(storage)
         raise ConfigError(Problem(
-            "command line", "study", f"no study named '{cfg.study_name}' in this storage",
+            "command line", "study", f"no study named '{name}' in this storage",
             f"studies here: {', '.join(names)}" if names else "the storage holds no study yet"))
-    return optuna.load_study(study_name=cfg.study_name, storage=storage)
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def best_report(composed: Composed) -> dict[str, Any]:

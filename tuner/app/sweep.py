@@ -81,8 +81,9 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         finally:
             reporter.stop()
     stop_reason = watch.stop_reason(reasons)
-    # The report draws its plots with matplotlib, which is not thread-safe: the warm-up
-    # thread's own drawing (long done, but for a very short sweep) must be over first.
+    # The report silences warnings with warnings.catch_warnings, which is not
+    # thread-safe: the warm-up thread's own drawing (long done, but for a very short
+    # sweep) must be over first.
     warmup.join()
     summary = finish_records(plan, study, tracker,
                              "FAILED" if stop_reason == "failures" else "FINISHED")

@@ -8,7 +8,7 @@ records while the slot waits. Each side uses the other's turn:
   store code (about a second on this project's machines), migrates a new MLflow store
   in a temporary folder (over a second; tuner.tracking.local_store) and draws the
   report's plots once on a made-up study (seconds of first-use imports and fonts;
-  tuner.app.report.warm_plots). Nothing is written where the user looks before the
+  tuner.app.pages.study_plots.warm_plots). Nothing is written where the user looks before the
   preflight passes;
 - the slot, once its preflight passed, pays its own (tuner.tracking.preload, called by
   tuner.launch.slot).
@@ -51,7 +51,7 @@ def warm_driver_in_background(tracking_uri: str, report: bool) -> threading.Thre
             with contextlib.suppress(Exception):
                 build_store()
         if report:
-            from tuner.app.report import warm_plots
+            from tuner.app.pages.study_plots import warm_plots
 
             with contextlib.suppress(Exception):
                 warm_plots()

@@ -1,9 +1,9 @@
 """The ``tuner`` command: parse the arguments, run the command, map errors to exit codes.
 
 Exit codes: 0 done; 1 the sweep stopped on failures, `tuner sync` left MLflow records
-waiting (the tracking server does not answer), or a round of the same scheduled job is
-already running; 2 bad input (nothing was written); 130 interrupted (the next identical
-command resumes).
+waiting (the tracking server does not answer), `tuner compare` could not log its
+comparison run, or a round of the same scheduled job is already running; 2 bad input
+(nothing was written); 130 interrupted (the next identical command resumes).
 
 Layout: :mod:`tuner.cli.parser` holds the argument tables, :mod:`tuner.cli.commands`
 what each command does (through tuner.app).
@@ -23,6 +23,7 @@ from tuner.core.errors import (
     RecordsPending,
     SweepInterrupted,
     SweepStopped,
+    TrackingFailed,
 )
 from tuner.core.masking import mask
 
@@ -39,14 +40,24 @@ def command() -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> int:
     from tuner.cli.parser import build_parser
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse stops filling a positional list at the first option: in
+    # `tuner compare A B --html x.html run_dir=...` the words after the option are its
+    # "unrecognized arguments". They belong to the command's list of words.
+    words = next((name for name in ("args", "overrides") if isinstance(getattr(args, name, None),
+                                                                        list)), None)
+    if extra and (words is None or any(w.startswith("-") for w in extra)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        setattr(args, words, [*getattr(args, words), *extra])
     try:
         return args.func(args)
     except ConfigError as error:
         print(mask(f"error: {error}"), file=sys.stderr)
         print("nothing was written.", file=sys.stderr)
         return 2
-    except (SweepStopped, RecordsPending, AlreadyRunning) as error:
+    except (SweepStopped, RecordsPending, AlreadyRunning, TrackingFailed) as error:
         print(mask(f"error: {error}"), file=sys.stderr)
         return 1
     except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:

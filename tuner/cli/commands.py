@@ -112,11 +112,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _where_suffix(args: argparse.Namespace) -> str:
+def _where_suffix(args: argparse.Namespace, overrides: Sequence[str] | None = None) -> str:
     """The arguments that say where the records are, to repeat in a follow-up command."""
     from tuner.config.locate import override_key
 
-    keep = [o for o in args.overrides
+    overrides = args.overrides if overrides is None else overrides
+    keep = [o for o in overrides
             if override_key(o).split(".")[0] in ("run_dir", "tracking", "storage")]
     if args.config_dir:
         keep.insert(0, f"--config-dir {args.config_dir}")
@@ -171,3 +172,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                   args.port)
     print(line, flush=True)
     os.execv(sys.executable, command)
+
+
+def _studies_and_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`tuner compare A B [OVERRIDE...]`: every word without '=' is a study."""
+    studies = [a for a in args if "=" not in a and not a.startswith(("+", "~"))]
+    return studies, [a for a in args if a not in studies]
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tuner.app.study_report import write_report
+
+    study, overrides = _study_and_overrides(args.args)
+    path = write_report(_compose(args.config_dir, overrides, study), args.out)
+    print(f"report written: {path.resolve()}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tuner.app.compare import check_names, run_compare
+
+    studies, overrides = _studies_and_overrides(args.args)
+    check_names(studies)
+    composed = _compose(args.config_dir, overrides, studies[0])
+    outcome = run_compare(composed, studies, args.html, log=not args.no_log)
+    from tuner.app.compare import print_table
+
+    print_table(outcome.comparison)
+    if outcome.page is not None:
+        print(f"page written: {outcome.page.resolve()}")
+    if outcome.run_id is not None:
+        print(f"logged as MLflow run {outcome.run_id} in experiment {studies[0]} "
+              "(tag tuner.role=comparison); browse it: tuner ui" + _where_suffix(args, overrides))
+    return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from tuner.app.dashboard import make_dashboard
+    from tuner.app.ui import check_ui_host
+
+    check_ui_host(args.host)  # before anything else, as for tuner ui
+    study, overrides = _study_and_overrides(args.args)
+    server, url = make_dashboard(_compose(args.config_dir, overrides, study), args.host,
+                                 args.port)
+    print(f"optuna-dashboard (read-only) at {url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\ndashboard stopped", file=sys.stderr)
+    finally:
+        server.server_close()
+    return 0

@@ -7,8 +7,19 @@ module costs no torch, Lightning, MLflow or Optuna (``tuner --help`` is instant)
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from tuner.cli.commands import cmd_best, cmd_serve, cmd_sweep, cmd_sync, cmd_ui, cmd_worker
+from tuner.cli.commands import (
+    cmd_best,
+    cmd_compare,
+    cmd_dashboard,
+    cmd_report,
+    cmd_serve,
+    cmd_sweep,
+    cmd_sync,
+    cmd_ui,
+    cmd_worker,
+)
 
 DESCRIPTION = """\
 Hyperparameter tuning for PyTorch Lightning: Hydra composes the config and the search
@@ -110,6 +121,43 @@ def build_parser() -> argparse.ArgumentParser:
                            "overrides that locate the storage, e.g. run_dir=... storage=sqlite")
     best.add_argument("--json", action="store_true", help="print JSON instead of text")
     best.set_defaults(func=cmd_best)
+
+    report = command("report", "Write a study's report: one self-contained HTML page with "
+                               "interactive plots (also while the sweep runs).",
+                     "examples:\n  tuner report\n  tuner report digits-cnn --out cnn.html\n"
+                     "  tuner report digits-mlp run_dir=/data/runs")
+    report.add_argument("args", nargs="*", metavar="[STUDY] [OVERRIDE]",
+                        help="the study (default: the one the config composes to), then "
+                             "overrides that locate the storage")
+    report.add_argument("--out", type=Path, default=None,
+                        help="the page to write (default: STUDY-report.html here)")
+    report.set_defaults(func=cmd_report)
+
+    compare = command("compare", "Put studies side by side: best values, the params in "
+                                 "which their best trials differ, convergence, cost.",
+                      "examples:\n  tuner compare digits-mlp digits-cnn\n"
+                      "  tuner compare nightly-r3 nightly-r4 --html rounds.html\n\n"
+                      "The comparison is also logged as an MLflow run (tag "
+                      "tuner.role=comparison) in the first study's experiment.")
+    compare.add_argument("args", nargs="+", metavar="STUDY",
+                         help="two studies or more of the same metrics and directions, then "
+                              "overrides (key=value) that locate the storage")
+    compare.add_argument("--html", type=Path, default=None, metavar="FILE",
+                         help="also write the comparison page, with its plots, to FILE")
+    compare.add_argument("--no-log", action="store_true",
+                         help="do not log the comparison run to MLflow")
+    compare.set_defaults(func=cmd_compare)
+
+    dashboard = command("dashboard", "Open optuna-dashboard over a study's storage: a live, "
+                                     "read-only view (loopback, or basic-auth).",
+                        "examples:\n  tuner dashboard\n  tuner dashboard digits-cnn --port 8081")
+    dashboard.add_argument("args", nargs="*", metavar="[STUDY] [OVERRIDE]",
+                           help="the study to open, then overrides that locate the storage")
+    dashboard.add_argument("--host", default="127.0.0.1",
+                           help="interface to bind; one other than loopback needs "
+                                "MLFLOW_AUTH_ADMIN_PASSWORD (basic-auth, user admin)")
+    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.set_defaults(func=cmd_dashboard)
 
     ui = command("ui", "Open the MLflow UI over the study records (loopback, or basic-auth).",
                  "examples:\n  tuner ui\n  tuner ui --port 5001 run_dir=/data/runs")

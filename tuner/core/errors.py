@@ -47,6 +47,10 @@ class AlreadyRunning(Exception):
     """Another execution of the same work holds its lock (a round of a scheduled job)."""
 
 
+class TrackingFailed(Exception):
+    """A record that has no outbox (a comparison run) could not be written to MLflow."""
+
+
 class SweepInterrupted(BaseException):
     """SIGTERM arrived; handled like Ctrl-C (a BaseException so trials do not catch it)."""
 

@@ -1,6 +1,6 @@
 """Ending a process without tearing the interpreter down, and how an exit status reads.
 
-A sweep's driver holds MLflow, Optuna, matplotlib, scikit-learn and SciPy, a slot holds
+A sweep's driver holds MLflow, Optuna, plotly, scikit-learn and SciPy, a slot holds
 torch and Lightning: freeing all of their modules one by one at a normal exit took 1.1
 to 1.5 s on this project's machines, after everything was written and (in the driver)
 the last line printed. The exit handlers still run (``atexit``: logging, temporary

@@ -6,7 +6,7 @@ The Optuna side of the links (a trial's run id, the study's parent run) is named
 
 # MLflow run tags
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: nests a run under another
-ROLE = "tuner.role"  # "study" for the parent run, "trial" for a child run
+ROLE = "tuner.role"  # "study" for the parent run, "trial" for a child run, "comparison"
 STUDY = "tuner.study"
 TRIAL_NUMBER = "tuner.trial_number"
 STATE = "tuner.state"  # the Optuna state: COMPLETE, PRUNED or FAIL
@@ -22,6 +22,7 @@ JOB = "tuner.job"  # on a scheduled round's parent run: the job it is a round of
 ROUND = "tuner.round"  # ... and its number (1, 2, ...)
 DECISION = "tuner.decision"  # ... and what it did with the champion: promoted, kept, none
 DECISION_WHY = "tuner.decision_why"
+COMPARED_STUDIES = "tuner.compared_studies"  # on a comparison run: the studies, comma-separated
 
 # Model registry
 CHAMPION_ALIAS = "champion"

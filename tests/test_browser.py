@@ -1,0 +1,182 @@
+"""What a person sees, in a real browser (Debian's chromium driven by Playwright): the
+MLflow UI over a sweep's records, the report inside MLflow's artifact viewer, the pages of
+`tuner report` and `tuner compare --html`, and `tuner dashboard`.
+
+Screenshots land in test-output/screenshots/ (tests/browser.py), to be looked at.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.browser import WatchedPage, chromium, wait_for_plots
+from tests.conftest import (
+    PAGES_STUDIES,
+    client_for,
+    load_study,
+    run_tuner,
+    start,
+    stop,
+    wait_for_http,
+)
+from tests.servers import free_port
+from tuner.core import attrs
+
+REPORT_PLOTS = 7  # tests/test_pages.py names them
+COMPARE_PLOTS = 3
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with chromium() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(two_studies):
+    """`tuner ui` over the two studies' records; its base URL."""
+    port = free_port()
+    process = start(["ui", "--port", str(port)], two_studies)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", process)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def page(browser):
+    watched = WatchedPage(browser)
+    yield watched
+    watched.close()
+
+
+def test_experiment_page_lists_the_parent_run_with_its_trials(two_studies, mlflow_ui, page):
+    experiment = client_for(two_studies / "runs").get_experiment_by_name("digits-mlp")
+    page.page.goto(f"{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs")
+    parent = page.page.locator("[role=row]").filter(
+        has=page.page.get_by_text("digits-mlp", exact=True))
+    parent.wait_for(timeout=60_000)
+    # Nested runs are folded under their parent: unfold them.
+    parent.locator("button[data-component-id*=runnamecellrenderer]").click()
+    page.page.get_by_text("trial-0", exact=True).wait_for(timeout=30_000)
+    page.screenshot("mlflow-experiment", full_page=False)
+    names = page.page.locator("[role=row] a").all_inner_texts()
+    trials = {n for n in names if re.fullmatch(r"trial-\d+", n)}
+    assert trials == {f"trial-{i}" for i in range(PAGES_STUDIES["digits-mlp"])}
+    assert names.index("digits-mlp") < min(names.index(t) for t in trials)
+
+
+def test_a_trial_run_shows_its_params_and_metric_charts(two_studies, mlflow_ui, page):
+    study = load_study(two_studies / "runs", "digits-mlp")
+    best = study.best_trial
+    page.page.goto(f"{mlflow_ui}/#/runs/{best.user_attrs[attrs.RUN_ID_ATTR]}")
+    page.page.get_by_text("model.lr", exact=True).first.wait_for(timeout=60_000)
+    assert page.page.get_by_text(f"trial-{best.number}", exact=True).first.is_visible()
+    page.page.get_by_role("tab", name="Model metrics").click()
+    page.page.get_by_text("val_acc", exact=True).first.wait_for(timeout=30_000)
+    charts = page.page.locator(".js-plotly-plot")
+    charts.first.wait_for(timeout=30_000)
+    page.screenshot("mlflow-trial-metrics", full_page=False)
+    # One chart per logged metric: val_acc, val_loss, train_loss, epoch, param_count.
+    assert charts.count() >= 4
+    assert page.page.locator(".js-plotly-plot .scatterlayer path.js-line").count() >= 4
+
+
+def test_the_report_renders_inside_mlflows_artifact_viewer(two_studies, mlflow_ui, page):
+    run_dir = two_studies / "runs"
+    study = load_study(run_dir, "digits-mlp")
+    parent = study.user_attrs[attrs.PARENT_RUN_ATTR]
+    experiment = client_for(run_dir).get_experiment_by_name("digits-mlp").experiment_id
+    page.page.goto(f"{mlflow_ui}/#/experiments/{experiment}/runs/{parent}/artifacts/"
+                   "report.html")
+    frame = page.page.frame_locator("iframe").first
+    frame.locator("body[data-plots-drawn]").wait_for(state="attached", timeout=90_000)
+    drawn = frame.locator("body").get_attribute("data-plots-drawn")
+    frame.locator(".main-svg").first.wait_for(timeout=30_000)
+    page.screenshot("mlflow-artifact-report", full_page=False)
+    assert drawn == str(REPORT_PLOTS)
+    assert frame.locator("div.plot .main-svg").count() >= REPORT_PLOTS
+
+
+def _open_page(page: WatchedPage, path, name: str) -> str:
+    page.page.goto(path.as_uri())
+    drawn = wait_for_plots(page.page)
+    page.screenshot(name)
+    return drawn
+
+
+def test_report_page_draws_every_plot_without_errors(two_studies, page, tmp_path):
+    out = tmp_path / "report.html"
+    assert run_tuner("report", "digits-mlp", "--out", str(out), cwd=two_studies).returncode == 0
+    assert _open_page(page, out, "tuner-report") == str(REPORT_PLOTS)
+    assert page.errors == []
+    assert page.page.locator("div.plot .main-svg").count() >= REPORT_PLOTS
+    # Interactive: hovering a point of the history shows plotly's hover label.
+    history = page.page.locator("div.plot").first
+    # (force: plotly's drag layer lies over the points and takes the mouse, as it should)
+    history.locator(".scatterlayer .point").first.hover(force=True)
+    page.page.locator(".hoverlayer .hovertext").first.wait_for(timeout=10_000)
+
+
+def test_compare_page_draws_every_plot_without_errors(two_studies, page, tmp_path):
+    out = tmp_path / "compare.html"
+    result = run_tuner("compare", "digits-mlp", "digits-mlp-b", "--html", str(out), "--no-log",
+                       cwd=two_studies)
+    assert result.returncode == 0, result.stderr
+    assert _open_page(page, out, "tuner-compare") == str(COMPARE_PLOTS)
+    assert page.errors == []
+    assert page.page.locator("#comparison tr").count() >= 8
+    legend = page.page.locator("div.plot").nth(1).locator(".legendtext").all_text_contents()
+    assert legend == list(PAGES_STUDIES)
+
+
+def _status(url: str, method: str) -> int:
+    request = urllib.request.Request(url, method=method, data=b"{}" if method != "GET" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_dashboard_shows_the_study_read_only_beside_a_running_sweep(two_studies, page):
+    journal = two_studies / "runs" / "optuna.journal"
+    before = journal.read_bytes()
+    port = free_port()
+    process = start(["dashboard", "digits-mlp-b", "--port", str(port)], two_studies)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/api/studies", process)
+        line = process.stdout.readline()
+        url = re.search(r"(http://\S+/dashboard/studies/\d+)", line).group(1)
+        page.page.goto(url)
+        page.page.get_by_text(re.compile(r"digits-mlp-b \(id=\d+\)")).wait_for(
+            timeout=60_000)
+        best = load_study(two_studies / "runs", "digits-mlp-b").best_trial.number
+        page.page.get_by_text(f"Best Trial (number={best})").wait_for(timeout=60_000)
+        page.page.locator(".js-plotly-plot").first.wait_for(timeout=30_000)
+        page.page.wait_for_timeout(1000)  # let its plots settle before the picture
+        page.screenshot("tuner-dashboard", full_page=False)
+        # Read-only: writes are refused, and browsing changed nothing in the storage.
+        api = f"http://127.0.0.1:{port}/api/studies"
+        assert _status(api, "POST") == 405 and _status(f"{api}/1", "DELETE") == 405
+        assert journal.read_bytes() == before
+        # A sweep tops the study up while the dashboard is open and polled.
+        n = PAGES_STUDIES["digits-mlp-b"] + 2
+        sweep = start(["sweep", "study_name=digits-mlp-b", f"n_trials={n}", "seed=3",
+                       "trainer.max_epochs=3"], two_studies)
+        # `tuner report` reads the same study meanwhile.
+        report = run_tuner("report", "digits-mlp-b", "--out", str(two_studies / "live.html"),
+                           cwd=two_studies)
+        assert report.returncode == 0, report.stderr
+        while sweep.poll() is None:
+            assert _status(api, "GET") == 200
+            page.page.wait_for_timeout(500)
+        assert sweep.returncode == 0, sweep.stdout.read()
+        assert len(load_study(two_studies / "runs", "digits-mlp-b").trials) == n
+    finally:
+        stop(process)

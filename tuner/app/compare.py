@@ -1,0 +1,93 @@
+"""``tuner compare A B [C ...]``: studies side by side, in the terminal, a page and MLflow.
+
+Every check comes first (each study exists, the names differ, the metrics and
+directions agree); then the page is written and the comparison run logged.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tuner.app.pages.comparison import Comparison, compare, leader, table_rows
+from tuner.app.pages.comparison_plots import comparison_plots
+from tuner.app.pages.html import render, write_page
+from tuner.app.records import load_study
+from tuner.config.compose import Composed
+from tuner.core.errors import ConfigError, Problem, TrackingFailed, describe_error
+from tuner.tracking.comparisons import log_comparison, metric_key
+
+TEMPLATE = "compare.html.j2"
+
+
+@dataclass(frozen=True)
+class CompareOutcome:
+    comparison: Comparison
+    page: Path | None  # where --html wrote the page
+    run_id: str | None  # the comparison's MLflow run, unless --no-log
+
+
+def check_names(names: list[str]) -> None:
+    if len(names) < 2:
+        raise ConfigError(Problem("command line", "studies",
+                                  f"compare needs two studies or more, got {len(names)}",
+                                  "name them: tuner compare STUDY_A STUDY_B [overrides]"))
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(Problem("command line", "studies",
+                                  f"'{repeated[0]}' is named more than once",
+                                  "name each study once"))
+
+
+def run_compare(composed: Composed, names: list[str], html: Path | None,
+                log: bool) -> CompareOutcome:
+    check_names(names)
+    comparison = compare([load_study(composed, name) for name in names])
+    page_html = render_comparison(comparison) if html is not None or log else ""
+    page = write_page(html, page_html) if html is not None else None
+    run_id = None
+    if log:
+        best = {metric_key(m, s.name): s.best.values[i]
+                for s in comparison.sides if s.best is not None
+                for i, m in enumerate(comparison.metrics)}
+        table = json.dumps([{"row": label, **dict(zip(comparison.names, cells, strict=True))}
+                            for label, cells in table_rows(comparison)], indent=1)
+        uri = composed.cfg.tracking.tracking_uri
+        try:
+            run_id = log_comparison(uri, comparison.names, best,
+                                    {"comparison.html": page_html, "comparison.json": table})
+        except Exception as error:  # the server is down, the store is read-only, ...
+            kept = f"; the page is in {page}" if page else ""
+            raise TrackingFailed(f"could not log the comparison run to {uri}: "
+                                 f"{describe_error(error)}{kept}. Run again when MLflow "
+                                 "answers, or pass --no-log") from error
+    return CompareOutcome(comparison, page, run_id)
+
+
+def render_comparison(comparison: Comparison) -> str:
+    return render(TEMPLATE, names=comparison.names, metrics=comparison.metrics,
+                  directions=comparison.directions, leader=leader(comparison),
+                  rows=table_rows(comparison), plots=comparison_plots(comparison))
+
+
+def print_table(comparison: Comparison) -> None:
+    """The comparison as a terminal table (rich), the leading study named below it."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{' vs '.join(comparison.names)}: "
+                        f"{', '.join(comparison.metrics)} ({', '.join(comparison.directions)})")
+    table.add_column("")
+    for name in comparison.names:
+        table.add_column(name, justify="right")
+    for label, cells in table_rows(comparison):
+        table.add_row(label, *cells)
+    console = Console(width=max(100, 24 + 18 * len(comparison.names)))
+    console.print(table)
+    best = leader(comparison)
+    if best is None:
+        console.print("no trial has completed in these studies yet")
+    else:
+        console.print(f"best: {best.name} (trial {best.best.number}, {comparison.metrics[0]} = "
+                      f"{best.best.values[0]:.6g})")

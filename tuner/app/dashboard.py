@@ -1,0 +1,86 @@
+"""``tuner dashboard STUDY``: optuna-dashboard's live view over the study's storage.
+
+Read-only: optuna-dashboard can also write (notes, deleting a study, marking trials),
+so every request that is not a read is refused before it reaches it; the storage is
+read the way any other reader reads it (the journal without its lock, SQL through
+short read transactions), so a running sweep is neither slowed nor changed. It binds
+loopback, under the same rule as ``tuner ui``: another interface needs
+MLFLOW_AUTH_ADMIN_PASSWORD, and then every request needs the user ``admin`` and that
+password (HTTP basic authentication; put it behind TLS or an SSH tunnel).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import socketserver
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from tuner.app.records import load_study
+from tuner.app.ui import ADMIN_PASSWORD_ENV, ADMIN_USER, LOOPBACK, check_ui_host
+from tuner.config.compose import Composed
+from tuner.core.quiet import quiet_optuna
+from tuner.study.storage import find_study_id, open_storage
+
+READS = ("GET", "HEAD", "OPTIONS")
+DEFAULT_PORT = 8080  # optuna-dashboard's own default
+
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
+
+
+def read_only(app: WSGIApp) -> WSGIApp:
+    """``app``, refusing every request that could write (405)."""
+
+    def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() not in READS:
+            start_response("405 Method Not Allowed", [("Content-Type", "text/plain"),
+                                                     ("Allow", ", ".join(READS))])
+            return [b"tuner dashboard is read-only\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+def basic_auth(app: WSGIApp, password: str) -> WSGIApp:
+    """``app`` behind HTTP basic authentication: user ADMIN_USER, ``password``."""
+    expected = "Basic " + base64.b64encode(f"{ADMIN_USER}:{password}".encode()).decode()
+
+    def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "")
+        if not secrets.compare_digest(given.encode(), expected.encode()):
+            start_response("401 Unauthorized", [
+                ("Content-Type", "text/plain"),
+                ("WWW-Authenticate", 'Basic realm="tuner dashboard"')])
+            return [b"authentication required\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+class _Server(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # a browser's open connections do not hold Ctrl-C up
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # a line per request (the page polls) would bury the terminal
+
+
+def make_dashboard(composed: Composed, host: str, port: int) -> tuple[WSGIServer, str]:
+    """The dashboard's server for the composed study (checked first), and its address."""
+    from optuna_dashboard import wsgi
+
+    check_ui_host(host)
+    study = load_study(composed)  # an unknown study is refused, listing those there
+    quiet_optuna()
+    storage = open_storage(composed.cfg.storage)
+    app = read_only(wsgi(storage))
+    if host not in LOOPBACK:
+        app = basic_auth(app, os.environ[ADMIN_PASSWORD_ENV])
+    server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+    study_id = find_study_id(storage, study.study_name)
+    shown = f"[{host}]" if ":" in host else host
+    return server, f"http://{shown}:{server.server_port}/dashboard/studies/{study_id}"

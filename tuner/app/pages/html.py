@@ -1,0 +1,84 @@
+"""One self-contained HTML page: a template from ``dashboards/``, plotly.js inside it once.
+
+plotly.min.js is 4.8 MB, which alone nearly fills the 5 MB a report may take, so the page
+carries it gzip-compressed and base64-encoded (about 2 MB) and unpacks it in the browser
+with ``DecompressionStream`` (Chrome 80, Firefox 113, Safari 16.4 and newer). The page
+needs no network: opened from disk, from an e-mail, or inside MLflow's artifact viewer.
+Each figure is a JSON spec that the page hands to ``Plotly.newPlot``.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import gzip
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tuner.dashboards
+
+TEMPLATES = Path(tuner.dashboards.__file__).parent
+SIGNIFICANT_DIGITS = 5  # floats in the figures' data: more is noise, and megabytes
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure of a page: its plotly spec as JSON, or why it was not drawn."""
+
+    title: str
+    spec: str = ""  # {"data": [...], "layout": {...}}
+    note: str = ""  # shown instead of the figure when spec is empty
+
+
+def plot_of(title: str, figure: Any) -> Plot:
+    """A Plot from a plotly Figure, its floats rounded so that the page stays small."""
+    spec = _rounded(json.loads(figure.to_json()))
+    text = json.dumps({"data": spec.get("data", []), "layout": spec.get("layout", {})},
+                      separators=(",", ":"))
+    # The spec sits in a <script> element: "</" inside a string would end it early.
+    return Plot(title, text.replace("</", "<\\/"))
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if not math.isfinite(value) or value == 0 else float(
+            f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+@functools.cache
+def plotly_bundle() -> str:
+    """plotly.js, gzip-compressed and base64-encoded, as the page's loader expects it."""
+    from plotly.offline import get_plotlyjs
+
+    return base64.b64encode(gzip.compress(get_plotlyjs().encode(), 9)).decode()
+
+
+def render(template: str, **context: Any) -> str:
+    """The page ``template`` (a file in dashboards/) with ``context``; plotly.js included
+    when the context has plots."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES),
+                      autoescape=select_autoescape(["html", "j2"]))
+    plots = [p for p in context.get("plots", []) if p.spec]
+    return env.get_template(template).render(
+        plotly=plotly_bundle() if plots else "",
+        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), **context)
+
+
+def write_page(path: Path, html: str) -> Path:
+    """Write ``html`` to ``path`` whole: a reader never sees half a page."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(html, encoding="utf-8")
+    partial.replace(path)
+    return path

@@ -1,0 +1,96 @@
+"""A study's report: counts, the best trial, a leaderboard and the plots, as one page.
+
+Everything is read from the Optuna study, so the report can be written at any time:
+at the end of a sweep (logged on the parent run), or by ``tuner report`` while the
+sweep still runs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.app.pages.html import render
+from tuner.app.pages.study_plots import study_plots
+from tuner.core import attrs
+from tuner.study.trials import best_trial
+from tuner.tracking.links import run_id_of
+
+TEMPLATE = "report.html.j2"
+LEADERBOARD_ROWS = 50  # rows in the report and the parent run's tags
+LOCAL_UI = "http://127.0.0.1:5000"  # where `tuner ui` serves a local store by default
+SHOWN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def metric_names(study: optuna.Study) -> tuple[str, ...]:
+    return tuple(study.metric_names or [f"value_{i}" for i in range(len(study.directions))])
+
+
+def trial_counts(study: optuna.Study) -> dict[str, int]:
+    """Finished trials per state name: what the budget and the parent run count."""
+    return {s.name: len(study.get_trials(deepcopy=False, states=(s,)))
+            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+
+
+def leaderboard(study: optuna.Study, metrics: tuple[str, ...]) -> list[dict]:
+    """One row per finished trial: COMPLETE trials best first, then PRUNED, then FAIL."""
+    return _rows(study, metrics, (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+
+
+def _rows(study: optuna.Study, metrics: tuple[str, ...],
+          states: tuple[TrialState, ...]) -> list[dict]:
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    order = {state: i for i, state in enumerate(states)}
+
+    def key(t: FrozenTrial):
+        if t.values:
+            value = t.values[0]
+        else:  # a pruned trial ranks by its last reported value
+            value = t.intermediate_values.get(max(t.intermediate_values, default=0), math.nan)
+        score = value if not maximize else -value
+        return order[t.state], math.inf if math.isnan(score) else score  # NaN last
+
+    rows = []
+    study_attrs = study.user_attrs
+    for t in sorted(study.get_trials(deepcopy=False, states=states), key=key):
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        for i, metric in enumerate(metrics):
+            row[metric] = t.values[i] if t.values else None
+        row["epochs"] = max(t.intermediate_values, default=None)
+        row["seconds"] = (round(t.duration.total_seconds(), 2) if t.duration else None)
+        row.update(t.params)
+        row["run_id"] = run_id_of(t, study_attrs)
+        rows.append(row)
+    return rows
+
+
+def tracking_url(tracking_uri: str) -> str:
+    """Where a person opens the MLflow UI for ``tracking_uri``: the server itself, or
+    `tuner ui` on its default port for a local store."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) \
+        else LOCAL_UI
+
+
+def render_study_report(study: optuna.Study, *, tracking_uri: str,
+                        champion: Any = None) -> str:
+    """The report page of ``study`` as HTML. ``champion``: the registry's champion, when
+    the caller knows it (the end of a sweep)."""
+    metrics = metric_names(study)
+    rows = _rows(study, metrics, SHOWN_STATES)
+    counts = {**trial_counts(study),
+              "RUNNING": len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))}
+    columns: list[str] = []
+    for row in rows[:LEADERBOARD_ROWS]:
+        columns += [c for c in row if c not in columns and c != "run_id"]
+    url = tracking_url(tracking_uri)
+    return render(
+        TEMPLATE, study=study.study_name, metrics=metrics,
+        directions=[d.name.lower() for d in study.directions],
+        counts=counts, n_trials=study.user_attrs.get(attrs.N_TRIALS_ATTR),
+        best=best_trial(study), champion=champion, rows=rows[:LEADERBOARD_ROWS],
+        more_rows=max(0, len(rows) - LEADERBOARD_ROWS), columns=columns,
+        run_link=f"{url}/#/runs/", local_ui=url == LOCAL_UI,
+        plots=study_plots(study, metrics))

@@ -1,0 +1,203 @@
+"""The plots of one study, from Optuna's plotly visualisations.
+
+Optuna draws the history (with the best so far), the learning curves, parallel
+coordinates, importances, slices, contours and the Pareto front. tuner adds two touches
+and one plot of its own: pruned trials' learning curves are drawn dashed and named so,
+the slices and contours show the most important parameters only, and the timeline shows
+trials per slot (Optuna's timeline has a row per trial, which does not show how busy
+each slot or GPU was).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.app.pages.html import Plot, plot_of
+from tuner.core import attrs
+
+TOP_PARAMS = 3  # slices and contours show this many of the most important parameters
+STATE_COLOURS = {"COMPLETE": "#2e7d32", "PRUNED": "#ef8a00", "FAIL": "#c62828",
+                 "RUNNING": "#1565c0"}
+
+
+def study_plots(study: optuna.Study, metrics: tuple[str, ...], *,
+                quiet: bool = True) -> list[Plot]:
+    """Every plot that ``study``'s trials have data for, in the report's order. A plot
+    that Optuna cannot draw (too few trials, one value only) becomes a note, never an
+    error: a report is written at any point of a sweep. ``quiet``: silence Optuna's
+    experimental-feature warnings here; pass False on a second thread, where
+    ``warnings.catch_warnings`` (process-wide state) is not safe, and filter them
+    process-wide instead."""
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    if not complete:
+        return []
+    plots = [_draw(title, draw, quiet)
+             for title, draw in _candidates(study, trials, metrics, quiet)]
+    return [p for p in plots if p is not None]
+
+
+@contextlib.contextmanager
+def _silenced(quiet: bool) -> Iterator[None]:
+    """Optuna's experimental-feature warnings off, unless the caller filters them."""
+    if not quiet:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _draw(title: str, draw: Callable[[], Any], quiet: bool) -> Plot | None:
+    try:
+        with _silenced(quiet):
+            figure = draw()
+    except Exception as error:  # one plot that cannot be drawn must not stop the rest
+        return Plot(title, note=f"not drawn: {error}")
+    if figure is None:
+        return None
+    figure.update_layout(title=None, margin={"t": 30})
+    return plot_of(title, figure)
+
+
+def _candidates(study: optuna.Study, trials: list[FrozenTrial], metrics: tuple[str, ...],
+                quiet: bool) -> list[tuple[str, Callable[[], Any]]]:
+    from optuna import visualization as vis
+
+    # With several metrics the single-objective plots show the first; importances are
+    # computed for *low* values of a given target, so a maximised one is negated there.
+    target: dict[str, Any] = {"target_name": metrics[0]}
+    several_metrics = len(study.directions) > 1
+    if several_metrics:
+        target["target"] = lambda t: t.values[0]
+    top = top_params(study, quiet)
+    candidates: list[tuple[str, Callable[[], Any]]] = []
+    if several_metrics:
+        candidates.append(("Pareto front", lambda: vis.plot_pareto_front(
+            study, target_names=list(metrics))))
+    candidates.append(("Optimisation history (best so far)",
+                       lambda: vis.plot_optimization_history(study, **target)))
+    if any(t.intermediate_values for t in trials):
+        candidates.append(("Learning curves, pruned trials dashed",
+                           lambda: learning_curves(study)))
+    if len(top) > 1:
+        candidates += [
+            ("Parameter importances", lambda: vis.plot_param_importances(
+                study, **_importance_target(study, metrics))),
+            ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **target)),
+            (f"Slices of the top {len(top)} parameters",
+             lambda: vis.plot_slice(study, params=top, **target)),
+            (f"Contours of the top {min(len(top), 2)} parameters",
+             lambda: vis.plot_contour(study, params=top[:2], **target))]
+    elif top:
+        candidates.append((f"Slice of {top[0]}",
+                           lambda: vis.plot_slice(study, params=top, **target)))
+    candidates.append(("Timeline: trials per slot", lambda: slot_timeline(trials)))
+    return candidates
+
+
+def _importance_target(study: optuna.Study, metrics: tuple[str, ...]) -> dict[str, Any]:
+    target = _first_metric_target(study)
+    return {"target_name": metrics[0], **({"target": target} if target else {})}
+
+
+def _first_metric_target(study: optuna.Study) -> Callable[[FrozenTrial], float] | None:
+    """Importances for the first metric in its own direction. With one metric Optuna
+    reads the direction from the study (None); a given target is always taken as "lower
+    is better" (and Optuna warns), so a maximised one is negated."""
+    if len(study.directions) == 1:
+        return None
+    sign = -1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1
+    return lambda t: sign * t.values[0]
+
+
+def top_params(study: optuna.Study, quiet: bool = True) -> list[str]:
+    """The study's most important parameters (at most TOP_PARAMS), by Optuna's default
+    importance evaluator; by name when importances cannot be computed yet."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    varied = sorted({k for t in complete for k in t.params
+                     if len({repr(u.params.get(k)) for u in complete}) > 1})
+    if len(varied) <= 1:
+        return varied
+    try:
+        with _silenced(quiet):
+            # Over the parameters that every complete trial has (Optuna's default): a
+            # conditional one (momentum under sgd) is ranked with the others only when
+            # the study never left it out.
+            ranked = optuna.importance.get_param_importances(
+                study, target=_first_metric_target(study))
+        ranked_names = [k for k in ranked if k in varied]
+        return (ranked_names or varied)[:TOP_PARAMS]
+    except Exception:  # e.g. too few trials for the evaluator: the names still help
+        return varied[:TOP_PARAMS]
+
+
+def learning_curves(study: optuna.Study) -> Any:
+    """Optuna's intermediate-values plot with pruned trials drawn dashed, in orange,
+    and named so: the point of pruning is seen at a glance."""
+    from optuna import visualization as vis
+
+    figure = vis.plot_intermediate_values(study)
+    pruned = {f"Trial{t.number}" for t in
+              study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
+    for trace in figure.data:
+        if trace.name in pruned:
+            trace.update(line={"dash": "dot", "color": STATE_COLOURS["PRUNED"]},
+                         name=f"{trace.name} (pruned)")
+    figure.update_layout(xaxis_title="epoch")
+    return figure
+
+
+def slot_timeline(trials: list[FrozenTrial]) -> Any:
+    """A bar per trial on its slot's row (the slot's "host:pid"), from start to end,
+    coloured by state: gaps between bars are time a slot or GPU sat idle."""
+    import plotly.graph_objects as go
+
+    started = [t for t in trials if t.datetime_start is not None]
+    if not started:
+        return None
+    figure = go.Figure()
+    for state, colour in STATE_COLOURS.items():
+        rows = [t for t in started if t.state.name == state]
+        if not rows:
+            continue
+        ends = [t.datetime_complete or max(u.datetime_complete or u.datetime_start
+                                           for u in started) for t in rows]
+        figure.add_trace(go.Bar(
+            name=state, orientation="h", marker_color=colour,
+            base=[t.datetime_start.isoformat() for t in rows],
+            x=[(end - t.datetime_start).total_seconds() * 1000 for t, end in
+               zip(rows, ends, strict=True)],
+            y=[t.user_attrs.get(attrs.OWNER_ATTR, "unknown slot") for t in rows],
+            text=[f"trial {t.number}" for t in rows], textposition="inside",
+            hovertemplate="%{text}<br>%{base|%H:%M:%S} for %{x:.0f} ms<extra>%{fullData.name}"
+                          "</extra>"))
+    figure.update_layout(barmode="overlay", xaxis={"type": "date", "title": "time"},
+                         yaxis={"title": "slot (host:pid)"})
+    return figure
+
+
+def warm_plots() -> None:
+    """Draw every plot of the report once, on a small made-up study, and pack plotly.js.
+
+    The first drawing in a process imports plotly's figure classes, scikit-learn
+    (importances) and SciPy: seconds that the end of the sweep would otherwise pay. The
+    driver calls this on its warm-up thread while its slots start (tuner.app.warmup),
+    with Optuna's experimental-feature warnings filtered process-wide."""
+    from tuner.app.pages.html import plotly_bundle
+
+    study = optuna.create_study(direction="maximize")
+    space = {"x": optuna.distributions.FloatDistribution(0, 1),
+             "y": optuna.distributions.IntDistribution(0, 3)}
+    for n in range(4):
+        trial = study.ask(space)
+        trial.report(n / 8, 0)
+        study.tell(trial, n / 4)
+    study_plots(study, ("value",), quiet=False)
+    plotly_bundle()

@@ -1,0 +1,48 @@
+"""A comparison of studies as an MLflow run, so that the MLflow UI finds it.
+
+The run lives in the first study's experiment (created if the study was never
+tracked), tagged with the studies' names, with each study's best values as metrics and
+the comparison page and its figures as artifacts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from tuner.core.quiet import quiet_mlflow
+from tuner.tracking import tags
+from tuner.tracking.breaker import bound_http_retries
+
+_METRIC_KEY = re.compile(r"[^\w\-. /]")  # what MLflow refuses in a metric key
+
+
+def metric_key(metric: str, study: str) -> str:
+    """``best_<metric>/<study>``, with the characters MLflow refuses made ``_``."""
+    return _METRIC_KEY.sub("_", f"best_{metric}/{study}")
+
+
+def log_comparison(tracking_uri: str, studies: Sequence[str], best: Mapping[str, float],
+                   artifacts: Mapping[str, str]) -> str:
+    """Log one FINISHED comparison run; return its id. ``best``: metric key -> value;
+    ``artifacts``: file name -> text (the page, the table as JSON)."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+
+    quiet_mlflow()
+    bound_http_retries()  # an unreachable server fails in seconds, not minutes
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(studies[0])
+    experiment_id = (experiment.experiment_id if experiment is not None
+                     else client.create_experiment(studies[0]))
+    run = client.create_run(experiment_id, run_name=f"compare {' vs '.join(studies)}", tags={
+        tags.ROLE: "comparison", tags.COMPARED_STUDIES: ",".join(studies)})
+    run_id = run.info.run_id
+    client.log_batch(run_id, metrics=[Metric(k, v, run.info.start_time, 0)
+                                      for k, v in best.items()],
+                     tags=[RunTag(f"tuner.compared.{i}", name)
+                           for i, name in enumerate(studies)])
+    for name, text in artifacts.items():
+        client.log_text(run_id, text, name)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
