@@ -7,6 +7,7 @@ Screenshots land in test-output/screenshots/ (tests/browser.py), to be looked at
 
 from __future__ import annotations
 
+import json
 import re
 import urllib.error
 import urllib.request
@@ -167,6 +168,7 @@ def test_dashboard_shows_the_study_read_only_beside_a_running_sweep(two_studies,
         assert journal.read_bytes() == before
         # A sweep tops the study up while the dashboard is open and polled.
         n = PAGES_STUDIES["digits-mlp-b"] + 2
+        # (Its few lines fit in the pipe's buffer, which is read once it has ended.)
         sweep = start(["sweep", "study_name=digits-mlp-b", f"n_trials={n}", "seed=3",
                        "trainer.max_epochs=3"], two_studies)
         # `tuner report` reads the same study meanwhile.
@@ -177,6 +179,10 @@ def test_dashboard_shows_the_study_read_only_beside_a_running_sweep(two_studies,
             assert _status(api, "GET") == 200
             page.page.wait_for_timeout(500)
         assert sweep.returncode == 0, sweep.stdout.read()
-        assert len(load_study(two_studies / "runs", "digits-mlp-b").trials) == n
+        study = load_study(two_studies / "runs", "digits-mlp-b")
+        assert len(study.trials) == n
+        # The dashboard sees the new trials (its API is what the page polls).
+        with urllib.request.urlopen(f"{api}/{study._study_id}", timeout=10) as response:
+            assert len(json.load(response)["trials"]) == n
     finally:
         stop(process)

@@ -3,13 +3,26 @@ content (the browser tests draw them: tests/test_browser.py)."""
 
 from __future__ import annotations
 
+import base64
 import re
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import optuna
 import pytest
 
-from tests.conftest import PAGES_STUDIES, client_for, files_under, load_study, run_tuner
+from tests.conftest import (
+    PAGES_STUDIES,
+    client_for,
+    files_under,
+    load_study,
+    run_tuner,
+    start,
+    stop,
+)
+from tests.servers import free_port
 from tuner.app.pages.study_page import render_study_report
 from tuner.core import attrs
 from tuner.tracking import tags
@@ -42,6 +55,7 @@ def test_report_command_writes_one_self_contained_page(two_studies):
     # The leaderboard: every trial, the best first, linked to its MLflow run.
     rows = re.findall(r"<tr class=\"(best|)\">", html)
     assert len(rows) == len(study.trials) == PAGES_STUDIES["digits-mlp"]
+    assert rows[0] == "best" and rows.count("best") == 1
     best_run = study.best_trial.user_attrs[attrs.RUN_ID_ATTR]
     assert f'href="http://127.0.0.1:5000/#/runs/{best_run}"' in html
     assert f"Trial {study.best_trial.number}: val_acc = {study.best_value:.6g}" in html
@@ -179,3 +193,54 @@ def test_dashboard_refuses_a_public_host_without_a_password(two_studies, monkeyp
     result = run_tuner("dashboard", "--host", "0.0.0.0", cwd=two_studies)
     assert result.returncode == 2
     assert "refusing to bind 0.0.0.0 without authentication" in result.stderr
+
+
+def _status(url: str, method: str, user: str | None = None, secret: str = "") -> int:
+    request = urllib.request.Request(url, method=method,
+                                     data=b"{}" if method == "POST" else None)
+    if user is not None:
+        token = base64.b64encode(f"{user}:{secret}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_dashboard_off_loopback_asks_for_the_admin_password(two_studies):
+    port = free_port()
+    password = "correct horse battery"
+    process = start(["dashboard", "digits-mlp", "--host", "0.0.0.0", "--port", str(port)],
+                    two_studies, env={"MLFLOW_AUTH_ADMIN_PASSWORD": password})
+    url = f"http://127.0.0.1:{port}/api/studies"
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # up once it answers at all: without credentials, that answer is 401
+            assert process.poll() is None and time.monotonic() < deadline
+            try:
+                assert _status(url, "GET") == 401
+                break
+            except urllib.error.URLError:  # not listening yet
+                time.sleep(0.3)
+        assert _status(url, "GET", "admin", "wrong") == 401
+        assert _status(url, "GET", "admin", password) == 200
+        assert _status(url, "POST", "admin", password) == 405  # read-only for the admin too
+    finally:
+        stop(process)
+
+
+def test_words_after_options_reach_only_commands_that_take_words(tmp_path):
+    result = run_tuner("schedule", "remove", "nightly", "weekly", cwd=tmp_path)
+    assert result.returncode == 2 and "unrecognized arguments: weekly" in result.stderr
+    result = run_tuner("report", "--out", str(tmp_path / "r.html"), "nope",
+                       f"run_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2 and "no study journal there yet" in result.stderr
+
+
+def test_a_tracking_servers_password_stays_out_of_the_page():
+    from tuner.app.pages.study_page import tracking_url
+
+    assert tracking_url("https://me:s3cret@mlflow.example:5000/") == (
+        "https://mlflow.example:5000")
+    assert tracking_url("sqlite:///runs/mlflow.db") == "http://127.0.0.1:5000"

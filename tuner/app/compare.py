@@ -7,15 +7,17 @@ directions agree); then the page is written and the comparison run logged.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.app.pages.comparison import Comparison, compare, leader, table_rows
 from tuner.app.pages.comparison_plots import comparison_plots
 from tuner.app.pages.html import render, write_page
-from tuner.app.records import load_study
+from tuner.app.records import existing_tracking_uri, load_study
 from tuner.config.compose import Composed
 from tuner.core.errors import ConfigError, Problem, TrackingFailed, describe_error
+from tuner.core.masking import mask
 from tuner.tracking.comparisons import log_comparison, metric_key
 
 TEMPLATE = "compare.html.j2"
@@ -40,29 +42,42 @@ def check_names(names: list[str]) -> None:
                                   "name each study once"))
 
 
-def run_compare(composed: Composed, names: list[str], html: Path | None,
-                log: bool) -> CompareOutcome:
+def run_compare(composed: Composed, names: list[str], html: Path | None, log: bool,
+                show: Callable[[Comparison], None]) -> CompareOutcome:
+    """Check, compare, ``show`` the comparison (the terminal table), write the page to
+    ``html``, then log the comparison run (``log``). Every check comes before the first
+    write; a tracking store that is not there is one of them."""
     check_names(names)
-    comparison = compare([load_study(composed, name) for name in names])
+    studies = [load_study(composed, name) for name in names]
+    uri = existing_tracking_uri(composed) if log else ""
+    comparison = compare(studies)
+    show(comparison)
     page_html = render_comparison(comparison) if html is not None or log else ""
     page = write_page(html, page_html) if html is not None else None
     run_id = None
     if log:
-        best = {metric_key(m, s.name): s.best.values[i]
-                for s in comparison.sides if s.best is not None
-                for i, m in enumerate(comparison.metrics)}
-        table = json.dumps([{"row": label, **dict(zip(comparison.names, cells, strict=True))}
-                            for label, cells in table_rows(comparison)], indent=1)
-        uri = composed.cfg.tracking.tracking_uri
         try:
-            run_id = log_comparison(uri, comparison.names, best,
-                                    {"comparison.html": page_html, "comparison.json": table})
+            run_id = log_comparison(uri, comparison.names, _run_metrics(comparison), {
+                "comparison.html": page_html, "comparison.json": _table_json(comparison)})
         except Exception as error:  # the server is down, the store is read-only, ...
             kept = f"; the page is in {page}" if page else ""
-            raise TrackingFailed(f"could not log the comparison run to {uri}: "
+            raise TrackingFailed(f"could not log the comparison run to {mask(uri)}: "
                                  f"{describe_error(error)}{kept}. Run again when MLflow "
                                  "answers, or pass --no-log") from error
     return CompareOutcome(comparison, page, run_id)
+
+
+def _run_metrics(comparison: Comparison) -> dict[str, float]:
+    """Each study's best value (``best_<metric>/<study>``), and the best trial's values of
+    the other metrics (``<metric>_of_best/<study>``)."""
+    return {metric_key(f"best_{m}" if i == 0 else f"{m}_of_best", s.name): s.best.values[i]
+            for s in comparison.sides if s.best is not None
+            for i, m in enumerate(comparison.metrics)}
+
+
+def _table_json(comparison: Comparison) -> str:
+    return json.dumps([{"row": label, **dict(zip(comparison.names, cells, strict=True))}
+                       for label, cells in table_rows(comparison)], indent=1)
 
 
 def render_comparison(comparison: Comparison) -> str:
@@ -74,20 +89,22 @@ def render_comparison(comparison: Comparison) -> str:
 def print_table(comparison: Comparison) -> None:
     """The comparison as a terminal table (rich), the leading study named below it."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{' vs '.join(comparison.names)}: "
-                        f"{', '.join(comparison.metrics)} ({', '.join(comparison.directions)})")
+    # Names and values are text, not rich markup: "nightly[r3]" or "[adam]" must show.
+    table = Table(title=escape(f"{' vs '.join(comparison.names)}: {', '.join(comparison.metrics)}"
+                               f" ({', '.join(comparison.directions)})"))
     table.add_column("")
     for name in comparison.names:
-        table.add_column(name, justify="right")
+        table.add_column(escape(name), justify="right")
     for label, cells in table_rows(comparison):
-        table.add_row(label, *cells)
+        table.add_row(escape(label), *(escape(c) for c in cells))
     console = Console(width=max(100, 24 + 18 * len(comparison.names)))
     console.print(table)
     best = leader(comparison)
     if best is None:
         console.print("no trial has completed in these studies yet")
     else:
-        console.print(f"best: {best.name} (trial {best.best.number}, {comparison.metrics[0]} = "
-                      f"{best.best.values[0]:.6g})")
+        console.print(escape(f"best: {best.name} (trial {best.best.number}, "
+                             f"{comparison.metrics[0]} = {best.best.values[0]:.6g})"))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import socket
 import socketserver
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -22,6 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from tuner.app.records import load_study
 from tuner.app.ui import ADMIN_PASSWORD_ENV, ADMIN_USER, LOOPBACK, check_ui_host
 from tuner.config.compose import Composed
+from tuner.core.errors import ConfigError, Problem
 from tuner.core.quiet import quiet_optuna
 from tuner.study.storage import find_study_id, open_storage
 
@@ -49,7 +51,8 @@ def basic_auth(app: WSGIApp, password: str) -> WSGIApp:
     expected = "Basic " + base64.b64encode(f"{ADMIN_USER}:{password}".encode()).decode()
 
     def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
-        given = environ.get("HTTP_AUTHORIZATION", "")
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        given = f"Basic {token.strip()}" if scheme.lower() == "basic" else ""
         if not secrets.compare_digest(given.encode(), expected.encode()):
             start_response("401 Unauthorized", [
                 ("Content-Type", "text/plain"),
@@ -62,6 +65,10 @@ def basic_auth(app: WSGIApp, password: str) -> WSGIApp:
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True  # a browser's open connections do not hold Ctrl-C up
+
+
+class _Server6(_Server):
+    address_family = socket.AF_INET6  # --host ::1 (WSGIServer binds IPv4 only)
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -80,7 +87,13 @@ def make_dashboard(composed: Composed, host: str, port: int) -> tuple[WSGIServer
     app = read_only(wsgi(storage))
     if host not in LOOPBACK:
         app = basic_auth(app, os.environ[ADMIN_PASSWORD_ENV])
-    server = make_server(host, port, app, server_class=_Server, handler_class=_QuietHandler)
+    try:
+        server = make_server(host, port, app, handler_class=_QuietHandler,
+                             server_class=_Server6 if ":" in host else _Server)
+    except OSError as error:  # the port is taken, the address is not this machine's
+        raise ConfigError(Problem("command line", "--host/--port",
+                                  f"cannot listen on {host} port {port}: {error.strerror}",
+                                  "choose another --port (or stop what holds it)")) from error
     study_id = find_study_id(storage, study.study_name)
     shown = f"[{host}]" if ":" in host else host
     return server, f"http://{shown}:{server.server_port}/dashboard/studies/{study_id}"

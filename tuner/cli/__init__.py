@@ -44,9 +44,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     # argparse stops filling a positional list at the first option: in
     # `tuner compare A B --html x.html run_dir=...` the words after the option are its
-    # "unrecognized arguments". They belong to the command's list of words.
-    words = next((name for name in ("args", "overrides") if isinstance(getattr(args, name, None),
-                                                                        list)), None)
+    # "unrecognized arguments". A command that takes words (``words``: the name of its
+    # list, set in tuner.cli.parser) gets them; any other refuses them, as before.
+    words = getattr(args, "words", None)
     if extra and (words is None or any(w.startswith("-") for w in extra)):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if extra:

@@ -190,15 +190,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from tuner.app.compare import check_names, run_compare
+    from tuner.app.compare import check_names, print_table, run_compare
 
     studies, overrides = _studies_and_overrides(args.args)
     check_names(studies)
     composed = _compose(args.config_dir, overrides, studies[0])
-    outcome = run_compare(composed, studies, args.html, log=not args.no_log)
-    from tuner.app.compare import print_table
-
-    print_table(outcome.comparison)
+    outcome = run_compare(composed, studies, args.html, log=not args.no_log, show=print_table)
     if outcome.page is not None:
         print(f"page written: {outcome.page.resolve()}")
     if outcome.run_id is not None:

@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--cfg", action="store_true",
                        help="print the composed, resolved config and exit (writes nothing)")
     sweep.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDES_HELP)
-    sweep.set_defaults(func=cmd_sweep)
+    sweep.set_defaults(func=cmd_sweep, words="overrides")
 
     worker = command("worker", "Join a study that `tuner sweep` started: this machine's "
                                "slots train trials until the study's budget is spent.",
@@ -105,13 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: 300)")
     worker.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                         help="the same overrides as the sweep it joins; " + OVERRIDES_HELP)
-    worker.set_defaults(func=cmd_worker)
+    worker.set_defaults(func=cmd_worker, words="overrides")
 
     sync = command("sync", SYNC_HELP, SYNC_EPILOG)
     sync.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                       help="the same overrides as the sweep whose records to write; "
                            + OVERRIDES_HELP)
-    sync.set_defaults(func=cmd_sync)
+    sync.set_defaults(func=cmd_sync, words="overrides")
 
     best = command("best", "Show a study's best trial: value, params and composed config.",
                    "examples:\n  tuner best\n  tuner best digits-cnn\n"
@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the study name (default: the one the config composes to), then "
                            "overrides that locate the storage, e.g. run_dir=... storage=sqlite")
     best.add_argument("--json", action="store_true", help="print JSON instead of text")
-    best.set_defaults(func=cmd_best)
+    best.set_defaults(func=cmd_best, words="args")
 
     report = command("report", "Write a study's report: one self-contained HTML page with "
                                "interactive plots (also while the sweep runs).",
@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "overrides that locate the storage")
     report.add_argument("--out", type=Path, default=None,
                         help="the page to write (default: STUDY-report.html here)")
-    report.set_defaults(func=cmd_report)
+    report.set_defaults(func=cmd_report, words="args")
 
     compare = command("compare", "Put studies side by side: best values, the params in "
                                  "which their best trials differ, convergence, cost.",
@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="also write the comparison page, with its plots, to FILE")
     compare.add_argument("--no-log", action="store_true",
                          help="do not log the comparison run to MLflow")
-    compare.set_defaults(func=cmd_compare)
+    compare.set_defaults(func=cmd_compare, words="args")
 
     dashboard = command("dashboard", "Open optuna-dashboard over a study's storage: a live, "
                                      "read-only view (loopback, or basic-auth).",
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                            help="interface to bind; one other than loopback needs "
                                 "MLFLOW_AUTH_ADMIN_PASSWORD (basic-auth, user admin)")
     dashboard.add_argument("--port", type=int, default=8080)
-    dashboard.set_defaults(func=cmd_dashboard)
+    dashboard.set_defaults(func=cmd_dashboard, words="args")
 
     ui = command("ui", "Open the MLflow UI over the study records (loopback, or basic-auth).",
                  "examples:\n  tuner ui\n  tuner ui --port 5001 run_dir=/data/runs")
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=int, default=5000)
     ui.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                     help="overrides that locate the MLflow store, e.g. run_dir=...")
-    ui.set_defaults(func=cmd_ui)
+    ui.set_defaults(func=cmd_ui, words="overrides")
 
     serve = command("serve", "Serve a study's champion model over HTTP (MLflow's model "
                              "server, loopback only).",
@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the study whose champion to serve, then overrides")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")
     serve.add_argument("--port", type=int, default=5001)
-    serve.set_defaults(func=cmd_serve)
+    serve.set_defaults(func=cmd_serve, words="args")
 
     from tuner.app.schedule.commands import add_schedule_command
 

@@ -115,7 +115,9 @@ def table_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
     """(row label, one cell per study): the terminal table, and the page's."""
     rows: list[tuple[str, list[str]]] = []
     for i, metric in enumerate(comparison.metrics):
-        rows.append((f"best {metric} ({comparison.directions[i]})",
+        # The best trial is best on the first metric; the others are that trial's values.
+        label = f"best {metric}" if i == 0 else f"{metric} of the best trial"
+        rows.append((f"{label} ({comparison.directions[i]})",
                      [f"{s.best.values[i]:.6g}" if s.best else "-" for s in comparison.sides]))
     rows.append(("best trial", [str(s.best.number) if s.best else "none completed"
                                 for s in comparison.sides]))

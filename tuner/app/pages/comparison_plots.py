@@ -23,8 +23,13 @@ PANEL_COLUMNS = 3
 
 def comparison_plots(comparison: Comparison) -> list[Plot]:
     plots: list[Plot] = []
-    for title, draw in (("Convergence over trials (best so far)", _over_trials),
-                        ("Convergence over wall time (best so far)", _over_time),
+    # With several metrics Optuna's history has no best-so-far line; the wall-time one,
+    # drawn here, follows the first metric's best.
+    over_trials = ("Convergence over trials (best so far)" if len(comparison.metrics) == 1
+                   else f"{comparison.metrics[0]} over trials")
+    for title, draw in ((over_trials, _over_trials),
+                        (f"Convergence over wall time (best {comparison.metrics[0]} so far)",
+                         _over_time),
                         ("Parameters of the good trials (each study's best quarter)",
                          _distributions)):
         try:
@@ -99,7 +104,8 @@ def _distributions(comparison: Comparison) -> Any:
         return None
     rows = math.ceil(len(names) / PANEL_COLUMNS)
     figure = make_subplots(rows=rows, cols=PANEL_COLUMNS, subplot_titles=names,
-                           horizontal_spacing=0.08, vertical_spacing=0.5 / rows)
+                           horizontal_spacing=0.08,
+                           vertical_spacing=min(0.12, 0.9 / max(rows - 1, 1)))
     for i, name in enumerate(names):
         row, col = divmod(i, PANEL_COLUMNS)
         for j, side in enumerate(comparison.sides):
@@ -112,7 +118,7 @@ def _distributions(comparison: Comparison) -> Any:
                 row=row + 1, col=col + 1)
         if kinds[name] == "log":
             figure.update_yaxes(type="log", row=row + 1, col=col + 1)
-    figure.update_layout(height=max(360, 300 * rows), boxmode="group")
+    figure.update_layout(height=max(320, 260 * rows), boxmode="group")
     figure.update_xaxes(showticklabels=False)
     return figure
 

@@ -23,6 +23,7 @@ import tuner.dashboards
 
 TEMPLATES = Path(tuner.dashboards.__file__).parent
 SIGNIFICANT_DIGITS = 5  # floats in the figures' data: more is noise, and megabytes
+DEFAULT_HEIGHT = 460  # pixels of a figure's box when its layout sets no height
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Plot:
     title: str
     spec: str = ""  # {"data": [...], "layout": {...}}
     note: str = ""  # shown instead of the figure when spec is empty
+    height: int = 0  # pixels of the figure's box (its layout's own height, if it sets one)
 
 
 def plot_of(title: str, figure: Any) -> Plot:
@@ -39,8 +41,11 @@ def plot_of(title: str, figure: Any) -> Plot:
     spec = _rounded(json.loads(figure.to_json()))
     text = json.dumps({"data": spec.get("data", []), "layout": spec.get("layout", {})},
                       separators=(",", ":"))
-    # The spec sits in a <script> element: "</" inside a string would end it early.
-    return Plot(title, text.replace("</", "<\\/"))
+    # The spec sits in a <script> element: "</script" or "<!--" inside a string (a
+    # study's parameter value, say) would end or change it. JSON reads \u003c as "<".
+    layout_height = spec.get("layout", {}).get("height")
+    return Plot(title, text.replace("<", "\\u003c"),
+                height=int(layout_height) if layout_height else DEFAULT_HEIGHT)
 
 
 def _rounded(value: Any) -> Any:

@@ -68,10 +68,16 @@ def _rows(study: optuna.Study, metrics: tuple[str, ...],
 
 
 def tracking_url(tracking_uri: str) -> str:
-    """Where a person opens the MLflow UI for ``tracking_uri``: the server itself, or
-    `tuner ui` on its default port for a local store."""
-    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) \
-        else LOCAL_UI
+    """Where a person opens the MLflow UI for ``tracking_uri``: the server itself (with
+    no user or password: the page is shared and logged as an artifact), or `tuner ui` on
+    its default port for a local store."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return LOCAL_UI
+    parts = urlsplit(tracking_uri)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
 
 
 def render_study_report(study: optuna.Study, *, tracking_uri: str,

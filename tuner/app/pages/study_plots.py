@@ -81,8 +81,10 @@ def _candidates(study: optuna.Study, trials: list[FrozenTrial], metrics: tuple[s
     if several_metrics:
         candidates.append(("Pareto front", lambda: vis.plot_pareto_front(
             study, target_names=list(metrics))))
-    candidates.append(("Optimisation history (best so far)",
-                       lambda: vis.plot_optimization_history(study, **target)))
+    # With several metrics Optuna draws the first one's values but no best-so-far line.
+    history = (f"Optimisation history of {metrics[0]}" if several_metrics
+               else "Optimisation history (best so far)")
+    candidates.append((history, lambda: vis.plot_optimization_history(study, **target)))
     if any(t.intermediate_values for t in trials):
         candidates.append(("Learning curves, pruned trials dashed",
                            lambda: learning_curves(study)))
