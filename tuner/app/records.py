@@ -16,7 +16,7 @@ from tuner.config.compose import Composed
 from tuner.core import attrs
 from tuner.core.errors import ConfigError, Problem
 from tuner.study.storage import find_study_id, journal_path, open_storage, storage_file
-from tuner.study.trials import best_trial
+from tuner.study.trials import best_trial, metric_names
 from tuner.tracking import tags
 from tuner.tracking.links import run_id_of
 from tuner.tracking.local_store import SQLITE
@@ -49,7 +49,7 @@ def load_study(composed: Composed, name: str | None = None) -> optuna.Study:
 
 def best_report(composed: Composed) -> dict[str, Any]:
     study = load_study(composed)
-    metrics = study.metric_names or [f"value_{i}" for i in range(len(study.directions))]
+    metrics = metric_names(study)
     trials = study.get_trials(deepcopy=False)
     best = best_trial(study)
     report: dict[str, Any] = {

@@ -13,6 +13,11 @@ from tuner.core import attrs
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
 
 
+def metric_names(study: optuna.Study) -> tuple[str, ...]:
+    """The study's metric names (tuner's sweeps set them), else Optuna's value_0, ..."""
+    return tuple(study.metric_names or [f"value_{i}" for i in range(len(study.directions))])
+
+
 def best_trial(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
                ) -> FrozenTrial | None:
     """The COMPLETE trial with the best value of the study's first metric.

@@ -13,9 +13,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.app.pages.study_page import metric_names, trial_counts
+from tuner.app.pages.study_page import trial_counts
 from tuner.core.errors import ConfigError, Problem
-from tuner.study.trials import best_trial
+from tuner.study.trials import best_trial, metric_names
 
 GOOD_FRACTION = 0.25  # "good trials": the best quarter of a study's complete trials
 

@@ -16,17 +16,13 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.app.pages.html import render
 from tuner.app.pages.study_plots import study_plots
 from tuner.core import attrs
-from tuner.study.trials import best_trial
+from tuner.study.trials import best_trial, metric_names
 from tuner.tracking.links import run_id_of
 
 TEMPLATE = "report.html.j2"
 LEADERBOARD_ROWS = 50  # rows in the report and the parent run's tags
 LOCAL_UI = "http://127.0.0.1:5000"  # where `tuner ui` serves a local store by default
 SHOWN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
-
-
-def metric_names(study: optuna.Study) -> tuple[str, ...]:
-    return tuple(study.metric_names or [f"value_{i}" for i in range(len(study.directions))])
 
 
 def trial_counts(study: optuna.Study) -> dict[str, int]:
