@@ -10,7 +10,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tests.conftest import plan
-from tuner.app.report import _log_parent, leaderboard
+from tuner.app.pages.study_page import leaderboard
+from tuner.app.report import _log_parent
 from tuner.tracking import tags
 from tuner.tracking.logger import MlflowBatchLogger
 from tuner.tracking.runs import Tracker

@@ -14,7 +14,7 @@ from pathlib import Path
 from tuner.app.pages.comparison import Comparison, compare, leader, table_rows
 from tuner.app.pages.comparison_plots import comparison_plots
 from tuner.app.pages.html import render, write_page
-from tuner.app.records import existing_tracking_uri, load_study
+from tuner.app.records import existing_storage, existing_tracking_uri, load_study
 from tuner.config.compose import Composed
 from tuner.core.errors import ConfigError, Problem, TrackingFailed, describe_error
 from tuner.core.masking import mask
@@ -48,7 +48,8 @@ def run_compare(composed: Composed, names: list[str], html: Path | None, log: bo
     ``html``, then log the comparison run (``log``). Every check comes before the first
     write; a tracking store that is not there is one of them."""
     check_names(names)
-    studies = [load_study(composed, name) for name in names]
+    storage = existing_storage(composed)  # opened once: a journal is read whole each time
+    studies = [load_study(composed, name, storage) for name in names]
     uri = existing_tracking_uri(composed) if log else ""
     comparison = compare(studies)
     show(comparison)

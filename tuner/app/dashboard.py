@@ -20,15 +20,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from tuner.app.records import load_study
+from tuner.app.records import existing_storage, load_study
 from tuner.app.ui import ADMIN_PASSWORD_ENV, ADMIN_USER, LOOPBACK, check_ui_host
 from tuner.config.compose import Composed
 from tuner.core.errors import ConfigError, Problem
 from tuner.core.quiet import quiet_optuna
-from tuner.study.storage import find_study_id, open_storage
+from tuner.study.storage import find_study_id
 
 READS = ("GET", "HEAD", "OPTIONS")
-DEFAULT_PORT = 8080  # optuna-dashboard's own default
 
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
@@ -81,9 +80,9 @@ def make_dashboard(composed: Composed, host: str, port: int) -> tuple[WSGIServer
     from optuna_dashboard import wsgi
 
     check_ui_host(host)
-    study = load_study(composed)  # an unknown study is refused, listing those there
+    storage = existing_storage(composed)
+    study = load_study(composed, storage=storage)  # unknown: refused, listing those there
     quiet_optuna()
-    storage = open_storage(composed.cfg.storage)
     app = read_only(wsgi(storage))
     if host not in LOOPBACK:
         app = basic_auth(app, os.environ[ADMIN_PASSWORD_ENV])

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from tuner.app.report import Summary, finalize, trial_counts
+from tuner.app.pages.study_page import trial_counts
+from tuner.app.report import Summary, finalize
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, RecordsPending
 from tuner.study.trials import best_trial

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from tuner.config.compose import Composed
@@ -29,16 +30,25 @@ def _no_records(what: str, where: str) -> ConfigError:
                                "used)"))
 
 
-def load_study(composed: Composed, name: str | None = None) -> optuna.Study:
-    """The study ``name`` (default: the composed study_name) from the composed storage;
-    a ConfigError that lists the studies there when it does not exist."""
+def existing_storage(composed: Composed) -> BaseStorage:
+    """The composed Optuna storage; a ConfigError if its file is not there (nothing here
+    creates a store)."""
     cfg = composed.cfg
-    name = name or cfg.study_name
     path = storage_file(cfg.storage)
     if path is not None and not path.is_file():
         kind = "study journal" if journal_path(cfg.storage) is not None else "study database"
         raise _no_records(kind, str(path))
-    storage = open_storage(cfg.storage)
+    return open_storage(cfg.storage)
+
+
+def load_study(composed: Composed, name: str | None = None,
+               storage: BaseStorage | None = None) -> optuna.Study:
+    """The study ``name`` (default: the composed study_name) from ``storage`` (default:
+    the composed one, opened here); a ConfigError that lists the studies there when it
+    does not exist. Pass ``storage`` to read several studies from one opening (a
+    journal is read whole each time it is opened)."""
+    name = name or composed.cfg.study_name
+    storage = storage if storage is not None else existing_storage(composed)
     if find_study_id(storage, name) is None:
         names = optuna.study.get_all_study_names(storage)
         raise ConfigError(Problem(

@@ -25,8 +25,6 @@ from tuner.tracking.links import model_uri_of, run_id_of
 from tuner.tracking.registry import Champion, promote
 from tuner.tracking.runs import Tracker
 
-__all__ = ["Summary", "finalize", "leaderboard", "trial_counts"]
-
 
 @dataclass(frozen=True)
 class Summary:
