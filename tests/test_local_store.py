@@ -56,15 +56,19 @@ def test_processes_starting_together_share_one_store(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
 
 
-def test_a_store_migrated_ahead_of_time_is_copied_into_place(tmp_path):
+def test_a_store_migrated_ahead_of_time_is_copied_into_place(tmp_path, monkeypatch):
+    # A temporary folder of this test's own: other sweeps on the machine (or killed ones
+    # of earlier tests) leave their own tuner-store-* folders in the shared one.
+    own_tmp = tmp_path / "tmp"
+    own_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
     db = tmp_path / "runs" / "mlflow.db"
     uri = f"sqlite:///{db}"
     build = prebuilder(uri)
     assert build is not None
     build()  # the driver's warm-up thread, while the slots start
     assert not (tmp_path / "runs").exists(), "nothing is written in the project before use"
-    temporary = [p for p in Path(tempfile.gettempdir()).glob("tuner-store-*")
-                 if (p / "store.db").exists()]
+    temporary = [p for p in own_tmp.glob("tuner-store-*") if (p / "store.db").exists()]
     assert temporary, "the early build happens in a temporary folder"
 
     ensure_local_store(uri)
