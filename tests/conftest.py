@@ -22,7 +22,11 @@ FIXTURE_CONF = Path(__file__).parent / "fixtures" / "conf"  # test-only config g
 REPO = Path(__file__).resolve().parents[1]
 
 # Small enough for a few seconds per sweep on 2 cores, large enough to train and prune.
-FAST = ("trainer.max_epochs=2", "tracking.report=false")
+# One slot: a sweep of a few tiny trials ends sooner than two slots start (each imports
+# torch and Lightning), and the trials run in a fixed order. The tests of several slots
+# (test_slots, the soak and PostgreSQL tests) and the fixtures that run the default sweep
+# (two_studies) ask for them; workers=auto's rule has its own tests (test_slots).
+FAST = ("trainer.max_epochs=2", "tracking.report=false", "workers=1")
 
 
 @pytest.fixture(autouse=True)

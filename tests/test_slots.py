@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import socket
 
 import optuna
@@ -15,13 +16,15 @@ from tests.conftest import (
     FIXTURE_CONF,
     client_for,
     compose,
+    load_study,
     orphan_trial,
     plan,
+    run_tuner,
     sweep,
     trial_runs,
 )
 from tuner import PlainReporter, run_sweep
-from tuner.config.machine import slot_specs
+from tuner.config.machine import SLOT_MEMORY, available_memory, cpu_cores, slot_specs
 from tuner.core import attrs
 from tuner.core.errors import ConfigError
 from tuner.tracking import tags
@@ -102,8 +105,35 @@ def test_cpu_slots_split_the_cores(tmp_path):
     specs = slot_specs(compose("workers=2", run_dir=tmp_path).cfg)
     assert [s.index for s in specs] == [0, 1]
     assert all(s.gpus is None and s.threads >= 1 for s in specs)
-    one = slot_specs(compose(run_dir=tmp_path).cfg)
-    assert len(one) == 1 and one[0].threads >= specs[0].threads
+    one = slot_specs(compose("workers=1", run_dir=tmp_path).cfg)
+    assert len(one) == 1 and one[0].threads == cpu_cores()
+
+
+def test_auto_runs_a_slot_per_core_but_never_more_than_trials(tmp_path):
+    cores = cpu_cores()
+    auto = slot_specs(compose(f"n_trials={cores + 5}", run_dir=tmp_path).cfg)
+    assert len(auto) == min(cores, available_memory() // SLOT_MEMORY)
+    assert all(s.threads == max(1, cores // len(auto)) for s in auto)
+    assert len(slot_specs(compose("n_trials=1", run_dir=tmp_path).cfg)) == 1
+    ddp = slot_specs(compose(f"n_trials={cores + 5}", "devices_per_trial=2",
+                             "trainer.devices=2", "trainer.strategy=ddp",
+                             run_dir=tmp_path).cfg)
+    assert len(ddp) == max(1, min(cores // 2, available_memory() // (2 * SLOT_MEMORY)))
+
+
+@pytest.mark.skipif(cpu_cores() < 2, reason="needs two cores for two slots")
+def test_the_default_sweep_trains_on_every_core(tmp_path):
+    """workers=auto, the default, as the README's first command runs it: on this
+    machine's cores, two trials train at once (each slot records itself as the owner)."""
+    result = run_tuner("sweep", "n_trials=4", "trainer.max_epochs=2", "tracking.report=false",
+                       cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = load_study(tmp_path / "runs", "digits-mlp")
+    assert len(study.trials) == 4
+    assert len({t.user_attrs[attrs.OWNER_ATTR] for t in study.trials}) >= 2
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), \
+        "no two trials trained at the same time"
 
 
 def test_gpu_slots_get_disjoint_devices(tmp_path, monkeypatch):

@@ -212,6 +212,25 @@ def test_grid_sampler_ends_when_the_grid_is_exhausted(shared_run_dir):
     assert sorted(t.params["model.width"] for t in outcome.study.trials) == [32, 64]
 
 
+def test_a_rerun_of_a_grid_study_trains_the_points_left(shared_run_dir):
+    sweep("n_trials=1", "sampler=grid", "search=grid_small", "study_name=grid-rerun",
+          run_dir=shared_run_dir, config_dir=FIXTURE_CONF)
+    outcome = sweep("n_trials=10", "sampler=grid", "search=grid_small",
+                    "study_name=grid-rerun", run_dir=shared_run_dir, config_dir=FIXTURE_CONF)
+    assert outcome.stop_reason == "grid exhausted"
+    assert sorted(t.params["model.width"] for t in outcome.study.trials) == [32, 64]
+
+
+def test_two_slots_never_train_one_grid_point_twice(shared_run_dir):
+    """Once every point is taken, a free slot waits for the others' points to finish
+    (Optuna's GridSampler would hand it a point another slot is training)."""
+    outcome = sweep("n_trials=10", "sampler=grid", "search=grid_small", "workers=2",
+                    "study_name=grid-two-slots", run_dir=shared_run_dir,
+                    config_dir=FIXTURE_CONF)
+    assert outcome.stop_reason == "grid exhausted"
+    assert sorted(t.params["model.width"] for t in outcome.study.trials) == [32, 64]
+
+
 def test_timeout_stops_starting_trials(shared_run_dir):
     outcome = sweep("n_trials=50", "timeout=0.001", "study_name=timeout",
                     run_dir=shared_run_dir)

@@ -10,7 +10,13 @@ accident, and Lightning's ``devices=k`` inside the slot means "my k GPUs". With
 leave most of a GPU idle, and packing them is the cheapest speed-up there is.
 
 CPU slots split the cores: each trial process gets ``cores // (slots x processes per
-trial)`` torch threads (at least one), so slots do not oversubscribe the machine.
+trial)`` torch threads (at least one), so slots do not oversubscribe the machine. With
+``workers=auto`` a CPU machine runs one slot per core (per ``devices_per_trial`` cores
+for DDP trials), as many as fit in the available memory, and never more than
+``n_trials``: the small models people tune on CPU use one core about as well as two
+(torch's intra-op threads barely speed up a matrix of a few hundred columns), so two
+trials on two cores finish ~1.4-1.8x more trials per minute than one trial with both
+(docs/benchmarks.md, section 5).
 
 Under torchrun every process of every node runs ``tuner worker``, and the layout is in
 the environment (RANK, WORLD_SIZE, LOCAL_WORLD_SIZE); :func:`nodes` reads how many
@@ -75,8 +81,31 @@ def slot_specs(cfg: DictConfig) -> list[SlotSpec]:
         # Spread over GPUs first: slot i takes place i of a GPU-major interleaving.
         order = sorted(range(len(places)), key=lambda i: (i % per_gpu, i // per_gpu))
         return [SlotSpec(i, places[order[i]], max(1, cpu_cores() // n)) for i in range(n)]
-    n = 1 if workers == "auto" else workers
+    n = auto_cpu_slots(k, cfg.n_trials) if workers == "auto" else workers
     return [SlotSpec(i, None, max(1, cpu_cores() // (n * k))) for i in range(n)]
+
+
+SLOT_MEMORY = 1 << 30  # bytes one CPU slot may need: torch + Lightning ~0.4 GB, data, model
+
+
+def auto_cpu_slots(processes_per_trial: int, n_trials: int) -> int:
+    """``workers=auto`` on CPU: a slot per ``processes_per_trial`` cores, as many as the
+    available memory holds, at most ``n_trials``, at least one."""
+    by_cores = cpu_cores() // processes_per_trial
+    by_memory = available_memory() // (SLOT_MEMORY * processes_per_trial)
+    return max(1, min(by_cores, by_memory, n_trials))
+
+
+def available_memory() -> int:
+    """Bytes the kernel says new processes can use (MemAvailable), or a lot if unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # not Linux
+        pass
+    return 1 << 50
 
 
 def launched_by_torchrun() -> bool:

@@ -32,11 +32,16 @@ def build_sampler(cfg: DictConfig, space: SearchSpace, trials_so_far: int = 0, s
     """The sampler ``cfg.sampler`` names; its seed moves on by the trials the study
     already has, so that a resumed random or QMC sampler does not propose the same
     points again, and differs per slot, so that slots sampling at once do not propose
-    the same. Raises ConfigError when a grid sampler meets a space with no finite grid."""
+    the same (except the grid sampler's: see below). Raises ConfigError when a grid
+    sampler meets a space with no finite grid."""
     kwargs: dict[str, Any] = {}
-    if cfg.sampler.get("seed") is not None:
+    grid = target_of(cfg.sampler) == GRID_SAMPLER
+    if cfg.sampler.get("seed") is not None and not grid:
         kwargs["seed"] = int(cfg.sampler.seed) + trials_so_far + SLOT_SEED_STRIDE * slot
-    if target_of(cfg.sampler) == GRID_SAMPLER:
+    if grid:
+        # The grid sampler's seed only shuffles the order of the grid, and a trial
+        # records its point as an index into that order: every slot and every rerun
+        # must shuffle alike, or two of them train the same point under two indices.
         kwargs["search_space"] = space.grid()
     with _no_experimental_warnings():
         return instantiate(cfg.sampler, **kwargs)

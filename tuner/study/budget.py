@@ -31,7 +31,7 @@ from tuner.core import attrs
 from tuner.study import leases
 from tuner.study.retries import next_retry
 from tuner.study.storage import advisory_key
-from tuner.study.trials import FINISHED, grid_exhausted, tell
+from tuner.study.trials import FINISHED, grid_all_started, grid_exhausted, tell
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
             return Claim(stop="budget")
         if grid_exhausted(study):
             return Claim(stop="grid exhausted")
-        if finished + len(running) >= n_trials:
+        if finished + len(running) >= n_trials or grid_all_started(study, trials):
             return Claim()
         retry = next_retry(trials, retry_failed)
         if retry is not None:

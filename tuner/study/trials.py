@@ -59,3 +59,17 @@ def tell(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:
 def grid_exhausted(study: optuna.Study) -> bool:
     sampler = study.sampler
     return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
+
+
+def grid_all_started(study: optuna.Study, trials: Sequence[FrozenTrial]) -> bool:
+    """Whether every point of a grid study is finished or being trained. GridSampler
+    would then hand the next ``ask`` a point another slot is training (it re-evaluates
+    rather than stop early); tuner's claimant waits instead, since a finished grid ends
+    the sweep and a failed point is not tried again by the grid either."""
+    sampler = study.sampler
+    if not isinstance(sampler, optuna.samplers.GridSampler):
+        return False
+    started = {t.system_attrs["grid_id"] for t in trials
+               if "grid_id" in t.system_attrs and t.state != TrialState.WAITING}
+    # The number of grid points: GridSampler keeps it only in a private attribute.
+    return len(started) >= sampler._n_min_trials
