@@ -18,6 +18,12 @@ and the same data split.
     python benchmarks/by_hand.py raw|lightning --trials trials.json --epochs 10 --out DIR
 
 Prints one line of JSON: the best value, and each trial's training seconds.
+
+``lightning --sample N --pruner median|none`` instead runs the common way's own study of
+N trials, as a user would start it: Optuna's TPE sampler seeded with ``--seed`` and
+Optuna's ``MedianPruner`` (or none) through the pruning callback. The JSON then also
+holds each finished trial's state, value and end time (Unix seconds), for
+benchmarks/time_to_quality.py.
 """
 
 from __future__ import annotations
@@ -142,7 +148,8 @@ def run_raw(trials: list[dict], epochs: int, out: Path, seed: int) -> dict:
 
 # -- the common way: Lightning + DataLoader + MLFlowLogger + pruning callback -----------
 
-def run_lightning(trials: list[dict], epochs: int, out: Path, seed: int) -> dict:
+def run_lightning(trials: list[dict], epochs: int, out: Path, seed: int, sample: int = 0,
+                  pruner: str = "none") -> dict:
     import lightning.pytorch as pl
     from lightning.pytorch.loggers import MLFlowLogger
     from optuna_integration import PyTorchLightningPruningCallback
@@ -193,10 +200,21 @@ def run_lightning(trials: list[dict], epochs: int, out: Path, seed: int) -> dict
         trainer.fit(module, train, val)
         return float(trainer.callback_metrics["val_acc"])
 
+    storage = f"sqlite:///{out / 'optuna.db'}"
+    if sample:  # the common way's own study: TPE, and the median pruner or none
+        chosen = (optuna.pruners.MedianPruner() if pruner == "median"
+                  else optuna.pruners.NopPruner())
+        study = optuna.create_study(study_name="by-hand", storage=storage, direction="maximize",
+                                    sampler=optuna.samplers.TPESampler(seed=seed),
+                                    pruner=chosen)
+        study.optimize(objective, n_trials=sample)
+        return {"best": study.best_value, "trials": [
+            {"state": t.state.name, "value": t.value, "end": t.datetime_complete.timestamp()}
+            for t in study.trials if t.datetime_complete is not None]}
     # The callback reports every epoch as the common way does, but nothing is pruned:
     # Optuna's default pruner (median) would cut trials short that tuner's side
     # (pruner=none) trains in full, and the sides would no longer do the same work.
-    study = optuna.create_study(study_name="by-hand", storage=f"sqlite:///{out / 'optuna.db'}",
+    study = optuna.create_study(study_name="by-hand", storage=storage,
                                 direction="maximize", pruner=optuna.pruners.NopPruner())
     seconds = []
     for params in trials:
@@ -214,13 +232,25 @@ def run_lightning(trials: list[dict], epochs: int, out: Path, seed: int) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("way", choices=("raw", "lightning"))
-    parser.add_argument("--trials", type=Path, required=True,
+    parser.add_argument("--trials", type=Path,
                         help="JSON list of params per trial, as Optuna stored them")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="lightning only: sample this many trials with TPE instead")
+    parser.add_argument("--pruner", choices=("median", "none"), default="none",
+                        help="with --sample: Optuna's MedianPruner, or none")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--seed", type=int, default=0, help="trial t trains with seed + t")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.sample:
+        if args.way != "lightning":
+            parser.error("--sample runs the common way: use it with lightning")
+        print(json.dumps(run_lightning([], args.epochs, args.out, args.seed, args.sample,
+                                       args.pruner)))
+        return
+    if args.trials is None:
+        parser.error("give --trials (the trials to replay) or --sample N")
     trials = json.loads(args.trials.read_text())
     run = run_raw if args.way == "raw" else run_lightning
     print(json.dumps(run(trials, args.epochs, args.out, args.seed)))

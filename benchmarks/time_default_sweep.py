@@ -2,9 +2,14 @@
 
 Each run starts in a new empty folder, so each pays what a first sweep pays (imports,
 creating the MLflow store, the preflight, 30 trials, the report). Prints every wall
-time, the median, and the machine it ran on.
+time, the best value and how many trials completed and were pruned, the medians, and
+the machine it ran on.
 
-    python benchmarks/time_default_sweep.py [--runs 3]
+With ``--against OVERRIDE`` (e.g. ``--against workers=1``) each run times the plain
+command and the command with that override, alternating which goes first, and prints
+both medians and their ratio: the two sides in the same run, on the same machine state.
+
+    python benchmarks/time_default_sweep.py [--runs 3] [--against workers=1]
 """
 
 from __future__ import annotations
@@ -14,21 +19,44 @@ import datetime
 import statistics
 
 from common import machine, run_sweep
+from optuna.trial import TrialState
+
+
+def one_sweep(overrides: tuple[str, ...]) -> tuple[float, float, str]:
+    """Wall seconds, the best value and a 'N complete, M pruned' summary."""
+    sweep = run_sweep(*overrides)
+    study = sweep.study
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pruned = study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+    summary = (f"{len(complete)} complete, {len(pruned)} pruned, best {study.best_value:.4f} "
+               f"(trial {study.best_trial.number})")
+    return sweep.wall, study.best_value, summary
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--against", action="append", default=[], metavar="OVERRIDE",
+                        help="also time the command with this override (repeatable)")
     args = parser.parse_args()
-    times = []
+    sides = {"tuner sweep": ()}
+    if args.against:
+        sides[f"tuner sweep {' '.join(args.against)}"] = tuple(args.against)
+    walls: dict[str, list[float]] = {name: [] for name in sides}
+    bests: dict[str, list[float]] = {name: [] for name in sides}
     for i in range(args.runs):
-        sweep = run_sweep(study=None)
-        elapsed = sweep.wall
-        summary = next((ln for ln in sweep.stdout.splitlines() if ln.startswith("done")), "")
-        best = next((ln for ln in sweep.stdout.splitlines() if ln.startswith("best")), "")
-        print(f"run {i + 1}: {elapsed:.1f} s  ({summary}; {best})", flush=True)
-        times.append(elapsed)
-    print(f"median of {len(times)}: {statistics.median(times):.1f} s")
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))
+        for name in order:
+            wall, best, summary = one_sweep(sides[name])
+            walls[name].append(wall)
+            bests[name].append(best)
+            print(f"run {i + 1} {name}: {wall:.1f} s ({summary})", flush=True)
+    for name in sides:
+        print(f"{name}: median {statistics.median(walls[name]):.1f} s, median best "
+              f"{statistics.median(bests[name]):.4f} over {args.runs} run(s)")
+    if args.against:
+        plain, other = (statistics.median(walls[name]) for name in sides)
+        print(f"with {' '.join(args.against)} / plain: {other / plain:.2f}x the wall time")
     print(f"date: {datetime.date.today()}; machine: {machine()}")
 
 
