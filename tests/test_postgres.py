@@ -122,7 +122,8 @@ def test_unknown_study_is_refused_by_a_worker(postgres, mlflow_server, tmp_path)
 
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
 def test_embedded_storages_hold_four_local_slots(storage, tmp_path):
-    result = run_tuner("sweep", f"storage={storage}", "workers=4", "n_trials=12", *FAST,
+    # After FAST, which asks for one slot: the last value of a key wins.
+    result = run_tuner("sweep", f"storage={storage}", "n_trials=12", *FAST, "workers=4",
                        "trainer.max_epochs=1", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "database is locked" not in result.stdout + result.stderr
