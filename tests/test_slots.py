@@ -125,11 +125,13 @@ def test_auto_runs_a_slot_per_core_but_never_more_than_trials(tmp_path):
 def test_the_default_sweep_trains_on_every_core(tmp_path):
     """workers=auto, the default, as the README's first command runs it: on this
     machine's cores, two trials train at once (each slot records itself as the owner)."""
-    result = run_tuner("sweep", "n_trials=4", "trainer.max_epochs=2", "tracking.report=false",
-                       cwd=tmp_path)
+    # Trials long enough (5 epochs, several seconds in all) that the second slot, which
+    # opens its MLflow client only on the go, is up before the first could train them all.
+    result = run_tuner("sweep", "n_trials=6", "trainer.max_epochs=5", "pruner=none",
+                       "tracking.report=false", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     study = load_study(tmp_path / "runs", "digits-mlp")
-    assert len(study.trials) == 4
+    assert len(study.trials) == 6
     assert len({t.user_attrs[attrs.OWNER_ATTR] for t in study.trials}) >= 2
     spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), \
