@@ -30,8 +30,9 @@ N_TRIALS = 200
 FASTEST = ("experiment=diabetes", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
            "trainer.limit_val_batches=1", "tracking.report=false", "workers=1",
            f"n_trials={N_TRIALS}")
-# Models stay logged (each new best logs one): those writes are among the ones that
-# could collide on the MLflow store.
+# Models stay on: each new best keeps its weights in the shared run_dir, and every
+# process's end tries to export the best (one claims it); those writes are among the ones
+# that could collide.
 LOCK_ERRORS = re.compile(r"database is locked|OperationalError|deadlock|Traceback",
                          re.IGNORECASE)
 

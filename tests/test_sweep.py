@@ -14,6 +14,7 @@ from tuner.core import attrs
 from tuner.core.errors import SweepStopped
 from tuner.study.trials import best_trial
 from tuner.tracking import tags
+from tuner.tracking.links import model_uri_of
 from tuner.tracking.registry import current_champion, promote
 
 
@@ -267,7 +268,7 @@ def test_champion_alias_moves_only_when_beaten(shared_run_dir):
     champion = current_champion(client, "champion")
     best = outcome.summary.best
     assert champion.version == "1" and champion.trial_number == best.number
-    uri = best.user_attrs[attrs.MODEL_URI_ATTR]
+    uri = model_uri_of(best, outcome.study.user_attrs)
     run_id = best.user_attrs[attrs.RUN_ID_ATTR]
     worse = promote(client, "champion", uri, run_id, best.values[0] - 0.1, "maximize", 99)
     assert worse.version == "1" and not worse.promoted
@@ -303,3 +304,9 @@ def test_a_tie_for_best_goes_to_the_trial_whose_model_was_logged(direction):
     assert best_trial(study).number == 2
     study.add_trial(optuna.trial.create_trial(value=0.95 if direction == "maximize" else 0.85))
     assert best_trial(study).number == 4  # a strictly better value wins, model or not
+    # Models are exported at the end, from a new best's kept weights: a tied trial that
+    # kept none loses to one that did.
+    for user_attrs in [{}, {attrs.MODEL_WEIGHTS_ATTR: "/runs/trials/s/6/model.pt"}]:
+        study.add_trial(optuna.trial.create_trial(
+            value=0.95 if direction == "maximize" else 0.85, user_attrs=user_attrs))
+    assert best_trial(study).number == 6

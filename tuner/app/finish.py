@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from tuner.app.pages.study_page import trial_counts
-from tuner.app.report import Summary, finalize
+from tuner.app.report import Summary, choose_champion, finalize
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, RecordsPending
 from tuner.study.trials import best_trial
@@ -78,6 +78,26 @@ def finish_worker_records(study: optuna.Study, tracker: Tracker) -> int:
     return pending
 
 
+def _study_with_weights_left(plan: SweepPlan) -> optuna.Study | None:
+    """The study, if its best trial's model still waits to be exported from weights kept
+    on this machine; None otherwise (also when there is no such study)."""
+    from tuner.app.records import load_study
+
+    try:
+        study = load_study(plan.composed)
+    except ConfigError:
+        return None
+    from tuner.trial.weights import waiting_weights
+
+    return study if waiting_weights(study) is not None else None
+
+
+def _export_left_weights(study: optuna.Study, tracker: Tracker) -> str | None:
+    from tuner.trial.model import export_best  # imports torch: only when weights wait
+
+    return export_best(study, tracker)
+
+
 def _finalizer(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
                into: list[Summary]) -> Finalize:
     def run(status: str) -> None:
@@ -88,34 +108,50 @@ def _finalizer(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
 
 
 def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
-    """``tuner sync``: write every record the outbox holds for the study.
+    """``tuner sync``: export the best model from weights that a sweep which did not reach
+    its end left on this machine (tuner.trial.model), and move the champion; write every
+    record the outbox holds for the study.
 
     Raises :class:`RecordsPending` when the server does not answer (nothing is touched)
     or when records are left (a trial still RUNNING, a record the server refuses)."""
-    from tuner.app.records import load_study
-
     tracking = plan.cfg.tracking
     outbox = (Outbox(Path(tracking.outbox_dir), plan.study_name)
               if is_server_uri(tracking.tracking_uri) and tracking.get("outbox_dir") else None)
-    if outbox is None or not outbox.pending_keys():
+    waiting = outbox.count() if outbox is not None and outbox.pending_keys() else 0
+    study = _study_with_weights_left(plan)
+    if not waiting and study is None:
         where = outbox.dir if outbox is not None else "the outbox (an embedded store has none)"
-        say(f"nothing to sync: no MLflow records wait in {where}")
+        say(f"nothing to sync: no MLflow records wait in {where}, and no trained weights "
+            "wait to be exported")
         return
-    waiting = outbox.count()
     try:
         check_tracking_server(tracking.tracking_uri, plan.locate("tracking"))
     except ConfigError as error:
-        raise RecordsPending(
-            f"{error}\n{waiting} MLflow record(s) wait in {outbox.dir}, untouched: run "
-            "`tuner sync` again once the server answers") from None
-    study = load_study(plan.composed)
+        what = (f"{waiting} MLflow record(s) wait in {outbox.dir}" if waiting
+                else "the best trial's weights wait to be exported")
+        raise RecordsPending(f"{error}\n{what}, untouched: run `tuner sync` again once the "
+                             "server answers") from None
+    if study is None:
+        from tuner.app.records import load_study
+
+        study = load_study(plan.composed)
     tracker = Tracker(tracking, plan.study_name)
     tracker.join(study)
+    if (exported := _export_left_weights(study, tracker)) is not None:
+        say(exported)
     summaries: list[Summary] = []
-    files = replay(tracker.client, study, _finalizer(plan, study, tracker, summaries),
-                   rebuild=rebuild_module)
-    for done in files:
-        say(done.describe())
+    if waiting:
+        files = replay(tracker.client, study, _finalizer(plan, study, tracker, summaries),
+                       rebuild=rebuild_module)
+        for done in files:
+            say(done.describe())
+    if exported is not None and not summaries:  # no sweep's end waited to move it
+        champion, note = choose_champion(plan, best_trial(study), tracker, study.user_attrs)
+        say(f"champion: {'promoted to' if champion.promoted else 'still'} "
+            f"models:/{champion.name}@champion (version {champion.version}, trial "
+            f"{champion.trial_number})" if champion is not None else f"no champion: {note}")
+    if outbox is None:
+        return
     left = outbox.count()
     if left:
         reasons = sorted({f.why_left for f in files if f.left})

@@ -21,7 +21,7 @@ from tuner.config.plan import SweepPlan
 from tuner.core import attrs
 from tuner.study.trials import best_trial
 from tuner.tracking import tags
-from tuner.tracking.links import model_uri_of, run_id_of
+from tuner.tracking.links import model_error_of, model_uri_of, run_id_of
 from tuner.tracking.registry import Champion, promote
 from tuner.tracking.runs import Tracker
 
@@ -38,7 +38,7 @@ class Summary:
 def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> Summary:
     counts = trial_counts(study)
     best = best_trial(study)
-    champion, note = _champion(plan, best, tracker, study.user_attrs)
+    champion, note = choose_champion(plan, best, tracker, study.user_attrs)
     rows = leaderboard(study, plan.metrics)
     _log_parent(plan, tracker, best, rows, counts)
     if plan.cfg.tracking.report:
@@ -48,21 +48,33 @@ def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> Summary:
     return Summary(best, champion, note, counts)
 
 
-def _champion(plan: SweepPlan, best: FrozenTrial | None, tracker: Tracker,
-              study_attrs: dict) -> tuple[Champion | None, str]:
+def choose_champion(plan: SweepPlan, best: FrozenTrial | None, tracker: Tracker,
+                    study_attrs: dict) -> tuple[Champion | None, str]:
+    """Move the ``champion`` alias to the best trial's model if it beats the current
+    champion; the champion, or why there is none."""
     if best is None:
         return None, "no trial has completed"
     if not plan.cfg.tracking.register_champion:
         return None, "tracking.register_champion is false"
     uri = model_uri_of(best, study_attrs)
     if uri is None:
-        why = best.user_attrs.get(attrs.MODEL_ERROR_ATTR)
-        return None, (f"trial {best.number}'s model could not be exported: {why}" if why
-                      else f"trial {best.number} has no logged model (tracking.log_models "
-                           "was off when it ran)")
+        return None, _no_model(best, study_attrs)
     champion = promote(tracker.client, plan.study_name, uri, run_id_of(best, study_attrs),
                        best.values[0], plan.directions[0], best.number)
     return champion, ""
+
+
+def _no_model(best: FrozenTrial, study_attrs: dict) -> str:
+    why = model_error_of(best, study_attrs)
+    if why:
+        return f"trial {best.number}'s model could not be exported: {why}"
+    kept = best.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    if kept is not None:
+        return (f"trial {best.number}'s model is not exported yet: its weights are kept at "
+                f"{kept} on the machine that trained it, whose `tuner worker` exports them "
+                "at its end (or `tuner sync` there)")
+    return (f"trial {best.number} has no logged model (tracking.log_models was off when it "
+            "ran)")
 
 
 def _log_parent(plan: SweepPlan, tracker: Tracker, best: FrozenTrial | None,

@@ -74,6 +74,7 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
             if prepare is not None:
                 prepare(study, tracker)
             reasons = run_slots(plan, pool, study, tracker, watch)
+            pool.finish(export=plan.cfg.tracking.log_models)
         except BaseException:
             pool.interrupt(study, tracker)
             tracker.close("KILLED")

@@ -17,6 +17,7 @@ import optuna
 from tuner.app.driver import TrialWatch, go_signal, join_records, run_slots, sigterm_raises
 from tuner.app.finish import finish_worker_records
 from tuner.app.progress import PlainReporter
+from tuner.app.report import choose_champion
 from tuner.app.warmup import warm_driver_in_background
 from tuner.config.machine import SlotSpec, cpu_cores, launched_by_torchrun, torchrun_layout
 from tuner.config.plan import SweepPlan
@@ -24,6 +25,8 @@ from tuner.launch import torchrun
 from tuner.launch.pool import SlotPool
 from tuner.launch.protocol import CONTINUE, Finished
 from tuner.launch.startup import check_services, start_slots
+from tuner.study.trials import best_trial
+from tuner.tracking.runs import Tracker
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class WorkerOutcome:
     trained: int  # trials this worker's slots finished
     stop_reason: str
     pending: int = 0  # MLflow records still waiting in this machine's outbox
+    exported: str | None = None  # the study's best model, if this machine exported it
 
 
 def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0,
@@ -50,13 +54,29 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0,
         watch = TrialWatch(plan, study, reporter)
         try:
             reasons = run_slots(plan, pool, study, tracker, watch)
+            exported = pool.finish(export=plan.cfg.tracking.log_models)
         except BaseException:
             pool.interrupt(study, tracker)
             raise
         finally:
             reporter.stop()
+    exported = _champion_after_export(plan, study, tracker, exported)
     pending = finish_worker_records(study, tracker)
-    return WorkerOutcome(study, watch.trained, watch.stop_reason(reasons), pending)
+    return WorkerOutcome(study, watch.trained, watch.stop_reason(reasons), pending, exported)
+
+
+def _champion_after_export(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
+                           exported: str | None) -> str | None:
+    """The best trial's weights were kept here, so only this machine could export its
+    model: the sweep that started the study may have ended without it, so the champion
+    moves here (only if the model beats it, as at a sweep's end)."""
+    if exported is None:
+        return None
+    champion, _ = choose_champion(plan, best_trial(study), tracker, study.user_attrs)
+    if champion is not None and champion.promoted:
+        exported += (f"; champion: promoted to models:/{champion.name}@champion (version "
+                     f"{champion.version}, trial {champion.trial_number})")
+    return exported
 
 
 def _lead_ranks(plan: SweepPlan, reporter: PlainReporter, wait: float) -> WorkerOutcome:
@@ -72,9 +92,11 @@ def _lead_ranks(plan: SweepPlan, reporter: PlainReporter, wait: float) -> Worker
     watch.start()
     try:
         reason = slot.run()
+        exported = slot.export_best() if plan.cfg.tracking.log_models else None
     finally:
         reporter.stop()
-    return WorkerOutcome(study, watch.trained, reason)
+    exported = _champion_after_export(plan, study, tracker, exported)
+    return WorkerOutcome(study, watch.trained, reason, exported=exported)
 
 
 class _InProcess:

@@ -88,6 +88,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 0
     reporter.print(f"worker done ({outcome.stop_reason}): trained {outcome.trained} trial(s) "
                    "here")
+    if outcome.exported:
+        reporter.print(outcome.exported)
     if outcome.pending:
         reporter.print(_pending_warning(outcome.pending, args))
     return 0

@@ -9,6 +9,7 @@ id (here), and the run's tags hold the study name and trial number
 RUN_ID_ATTR = "mlflow_run_id"
 MODEL_URI_ATTR = "mlflow_model_uri"
 MODEL_ERROR_ATTR = "model_error"  # why the trial's model could not be logged
+MODEL_WEIGHTS_ATTR = "model_weights"  # a new best's kept weights, exported at the end
 CONFIG_ATTR = "config"  # the trial's composed config, YAML
 SEED_ATTR = "seed"
 FAIL_REASON_ATTR = "fail_reason"

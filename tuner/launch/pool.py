@@ -32,8 +32,11 @@ from tuner.core.exits import INTERRUPTED_EXIT, STOP_GRACE, exit_reason
 from tuner.core.results import TrialResult
 from tuner.launch.protocol import (
     CONTINUE,
+    DONE,
+    EXPORT,
     PREFLIGHT,
     STOP,
+    Exported,
     Finished,
     Go,
     PreflightDone,
@@ -167,6 +170,30 @@ class SlotPool:
             slot.process.join()
             stop |= self._died(slot, study, tracker, on_finished, stopping)
         return stop
+
+    def finish(self, export: bool) -> str | None:
+        """The slots' last word, once :meth:`run` has returned: with ``export``, one of
+        them (slot 0 if it is up: it warmed up the export after the preflight) exports
+        the study's best model (tuner.trial.model); the others are told they are done.
+        Returns what the export did, in a line; None when nothing was exported here
+        (the weights then stay for the next run of the study or ``tuner sync``)."""
+        up = sorted((s for s in self._slots.values()
+                     if s.stopped not in (None, "error") and s.process.is_alive()),
+                    key=lambda s: s.spec.index)
+        exporter = up[0] if export and up else None
+        for slot in up:
+            self._send(slot, EXPORT if slot is exporter else DONE)
+        if exporter is None:
+            return None
+        try:
+            while True:
+                message = exporter.conn.recv()
+                if isinstance(message, Exported):
+                    return message.said
+                if isinstance(message, SlotError):
+                    return f"the model was not exported: {message.text.strip().splitlines()[-1]}"
+        except (EOFError, OSError):  # it died meanwhile
+            return None
 
     @staticmethod
     def _send(slot: _Slot, message) -> None:

@@ -3,8 +3,11 @@
 Driver to slot: ``PREFLIGHT``, then :class:`Go` (or ``STOP``), then ``CONTINUE`` or
 ``STOP`` in answer to each :class:`Finished` (so that ``max_failures`` stops the sweep
 before another trial starts), or ``STOP`` at any time (finish the current trial, then
-exit). Slot to driver: :class:`PreflightDone`, then :class:`Started` / :class:`Finished`
-per trial, and :class:`Stopped` or :class:`SlotError` last.
+stop claiming). Slot to driver: :class:`PreflightDone`, then :class:`Started` /
+:class:`Finished` per trial, and :class:`Stopped` or :class:`SlotError`. After
+:class:`Stopped` the slot waits for the driver's last word, ``EXPORT`` (export the
+study's best model, tuner.trial.model; the slot answers :class:`Exported`) or ``DONE``;
+then it exits. A ``STOP`` that crossed :class:`Stopped` on the way is not a last word.
 
 Everything here is pickled across processes: it stays free of torch and Lightning, which
 the driver never imports.
@@ -20,6 +23,8 @@ from tuner.core.results import TrialResult
 PREFLIGHT = "preflight"
 STOP = "stop"
 CONTINUE = "continue"
+EXPORT = "export"
+DONE = "done"
 
 
 @dataclass(frozen=True)
@@ -56,3 +61,9 @@ class Stopped:
 class SlotError:
     slot: int
     text: str  # traceback of an error outside any trial (e.g. the storage went away)
+
+
+@dataclass(frozen=True)
+class Exported:
+    slot: int
+    said: str | None  # what the export did, in a line; None: nothing to export here

@@ -93,9 +93,9 @@ def _train(spec: dict, rank: int, root: Path, trainer_overrides: dict[str, Any])
         return
     _wait_for_other_ranks(trainer)
     if outcome.values is not None and _beats_best(spec, outcome.values[0]):
-        from tuner.trial.model import log_model
+        from tuner.trial.model import keep_weights
 
-        log_model(fitted, spec["trial_id"], storage, spec["run_id"], tracker, config_yaml)
+        keep_weights(fitted, spec["trial_id"], storage, root, tracker, spec["run_id"])
     _write(root / RESULT_FILE, {"state": outcome.state.name, "values": outcome.values,
                                 "pruned_at": outcome.pruned_at})
 

@@ -30,8 +30,11 @@ from tuner.config.samplers import build_pruner, build_sampler
 from tuner.core.errors import ConfigError, SweepInterrupted
 from tuner.core.exits import INTERRUPTED_EXIT, exit_quickly
 from tuner.launch.protocol import (
+    DONE,
+    EXPORT,
     PREFLIGHT,
     STOP,
+    Exported,
     Finished,
     Go,
     PreflightDone,
@@ -107,11 +110,23 @@ def _serve(plan: SweepPlan, spec: SlotSpec, conn: Channel) -> None:
             if plan.cfg.tracking.log_models:
                 preload.warm_model_export()
         elif isinstance(message, Go):
-            reason = Slot(plan, spec, conn, message).run()
-            conn.send(Stopped(spec.index, reason))
+            slot = Slot(plan, spec, conn, message)
+            conn.send(Stopped(spec.index, slot.run()))
+            if _last_word(conn) == EXPORT:
+                conn.send(Exported(spec.index, slot.export_best()))
             return
         elif message == STOP:
             return
+
+
+def _last_word(conn: Channel) -> object:
+    """What the driver says after the slot stopped (EXPORT or DONE); DONE if it is gone."""
+    try:
+        while (message := conn.recv()) not in (EXPORT, DONE):
+            pass  # a STOP the driver sent before it saw that this slot had stopped
+    except EOFError:
+        return DONE
+    return message
 
 
 class Slot:
@@ -162,6 +177,13 @@ class Slot:
             self.conn.send(Finished(self.spec.index, result))
             if self.conn.recv() == STOP:
                 return "stopped"
+
+    def export_best(self) -> str | None:
+        """Export the study's best model from the weights its trial kept, if this machine
+        keeps them (tuner.trial.model); what happened, in a line."""
+        from tuner.trial.model import export_best
+
+        return export_best(self.study, self.tracker)
 
     def _stop_requested(self) -> bool:
         try:

@@ -26,18 +26,21 @@ def best_trial(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
     Pareto front that is best on the first metric (the one the champion is chosen by).
     Pass ``trials`` when they were just read, to save reading them again.
 
-    Ties (common for accuracy on a small validation set) go to a trial whose model was
-    logged, then to the lowest number: the champion is chosen from this trial, and with
-    parallel slots two tied trials can both have tried to log their model, only one
-    successfully.
+    Ties (common for accuracy on a small validation set) go to a trial that kept its
+    weights (or, before tuner exported once at the end, logged its model), then to the
+    lowest number: the champion's model is exported from this trial, and a trial that
+    tied with the best when it ended did not keep its weights.
     """
     trials = study.get_trials(deepcopy=False) if trials is None else trials
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return None
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
-    return max(complete, key=lambda t: (sign * t.values[0], attrs.MODEL_URI_ATTR in t.user_attrs,
-                                        -t.number))
+    return max(complete, key=lambda t: (sign * t.values[0], _has_model(t), -t.number))
+
+
+def _has_model(trial: FrozenTrial) -> bool:
+    return attrs.MODEL_WEIGHTS_ATTR in trial.user_attrs or attrs.MODEL_URI_ATTR in trial.user_attrs
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:

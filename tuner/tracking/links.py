@@ -4,7 +4,9 @@ A trial normally holds its run id and model URI in its own user attributes. When
 tracking server was down, the run is created (and the model logged) on replay, after
 the trial was told, and Optuna does not change a finished trial: those ids then live in
 the study's user attributes ``mlflow_run_id.<number>`` and ``mlflow_model_uri.<number>``,
-while the trial keeps ``mlflow_run_id: pending:<number>``.
+while the trial keeps ``mlflow_run_id: pending:<number>``. A model is exported once, at
+the end of the sweep, after its trial ended (tuner.trial.model): its URI, or why it has
+none (``model_error.<number>``), is always written late.
 """
 
 from __future__ import annotations
@@ -30,3 +32,10 @@ def run_id_of(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str | None:
 def model_uri_of(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str | None:
     return study_attrs.get(late_attr(attrs.MODEL_URI_ATTR, trial.number),
                            trial.user_attrs.get(attrs.MODEL_URI_ATTR))
+
+
+def model_error_of(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str | None:
+    """Why the trial has no model: its input could not be told, the export failed, or the
+    model waits in the outbox."""
+    return study_attrs.get(late_attr(attrs.MODEL_ERROR_ATTR, trial.number),
+                           trial.user_attrs.get(attrs.MODEL_ERROR_ATTR))

@@ -1,10 +1,10 @@
 """Trial models in MLflow, and the study's champion in the model registry.
 
 Models are saved in MLflow's ``pt2`` format (``torch.export``): a traced graph and its
-weights, loadable with MLflow's pickle deserialisation switched off. A trial logs its
-model only when it beats the study's best so far; at the end of a sweep the best
-trial's model is registered under the study name and gets the alias ``champion``, which
-moves only when a new best beats the current champion's value.
+weights, loadable with MLflow's pickle deserialisation switched off. Only the study's best
+trial's model is logged, once, at the end of the sweep (tuner.trial.model), and is
+registered under the study name with the alias ``champion``, which moves only when a
+new best beats the current champion's value.
 """
 
 from __future__ import annotations

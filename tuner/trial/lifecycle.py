@@ -3,8 +3,9 @@
     train_claimed        keep the trial's lease while it runs; record how it ended; on
                          Ctrl-C or SIGTERM, record the interruption instead
     run_trial            sample -> config -> its MLflow run (new, or the run it resumes)
-                         -> fit, in this process or across DDP ranks -> the model, if it
-                         beats the best
+                         -> fit, in this process or across DDP ranks -> its weights
+                         kept, if it beats the best (exported once, at the sweep's end:
+                         tuner.trial.model)
     record               tell Optuna how it ended, then end its MLflow run to match
     record_interruption  leave nothing RUNNING, wherever the interruption landed
                          (the last two in tuner.trial.recording: the driver uses them
@@ -34,7 +35,7 @@ from dataclasses import dataclass, replace
 import optuna
 from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
@@ -48,7 +49,7 @@ from tuner.tracking.runs import Tracker
 from tuner.trial import resume
 from tuner.trial.checkpoints import ResumeCheckpoint, checkpoint_epochs
 from tuner.trial.fit import FitInputs, FitOutcome, fit
-from tuner.trial.model import log_model
+from tuner.trial.model import keep_weights
 from tuner.trial.recording import record, record_interruption
 
 # Trains a trial on several processes (tuner.launch.ddp.fit_in_ranks); the slot passes
@@ -64,13 +65,9 @@ def train_claimed(plan: SweepPlan, study: optuna.Study, storage: BaseStorage,
     record it. ``on_orphaned`` runs if the process that started this one (the sweep's
     driver) dies meanwhile."""
     best = best_trial(study)
-
-    def beats_best(value: float) -> bool:
-        return best is None or is_better(value, best.values[0], plan.directions[0])
-
     try:
         with LeaseKeeper(storage, trial._trial_id, on_orphaned=on_orphaned):
-            result = run_trial(plan, trial, tracker, beats_best, fit_in_ranks)
+            result = run_trial(plan, trial, tracker, best, fit_in_ranks)
             record(study, trial, tracker, result)
         # It ended on its own: nothing to resume. Deleted only once Optuna knows, so
         # that a kill just before still leaves a checkpoint to resume from.
@@ -96,8 +93,10 @@ class _Prepared:
 
 
 def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
-              beats_best: Callable[[float], bool], fit_in_ranks: RankFitter) -> TrialResult:
-    """Train one trial; its MLflow run is created here and left for the caller to end."""
+              best: FrozenTrial | None, fit_in_ranks: RankFitter) -> TrialResult:
+    """Train one trial; its MLflow run is created here and left for the caller to end.
+    ``best``: the study's best trial when this one started (its weights are kept if it
+    beats that)."""
     start = time.monotonic()
     prepared = None
     try:
@@ -105,7 +104,7 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
         if plan.ranks_per_trial > 1:
             outcome = fit_in_ranks(plan, trial, tracker, prepared.run_id, prepared.point)
         else:
-            outcome = _fit_here(plan, trial, tracker, prepared, beats_best)
+            outcome = _fit_here(plan, trial, tracker, prepared, best)
     except Exception as error:
         run_id = prepared.run_id if prepared is not None else None
         if run_id is not None:
@@ -159,8 +158,8 @@ def _resume_point(plan: SweepPlan, trial: optuna.Trial,
 
 
 def _fit_here(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, prepared: _Prepared,
-              beats_best: Callable[[float], bool]) -> FitOutcome:
-    """Fit the trial in this process; log its model when it beats the best."""
+              best: FrozenTrial | None) -> FitOutcome:
+    """Fit the trial in this process; keep its weights when it beats ``best``."""
     checkpoint = None
     if resume.supported(plan):
         checkpoint = ResumeCheckpoint(resume.checkpoint_path(plan, trial),
@@ -173,7 +172,8 @@ def _fit_here(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, prepared: 
         checkpoint=checkpoint, resume_from=None if point is None else point.checkpoint))
     outcome = fitted.outcome
     if (outcome.state == TrialState.COMPLETE and plan.cfg.tracking.log_models
-            and beats_best(outcome.values[0])):
-        log_model(fitted, trial._trial_id, trial.study._storage, prepared.run_id, tracker,
-                  prepared.config_yaml)
+            and (best is None or is_better(outcome.values[0], best.values[0],
+                                           plan.directions[0]))):
+        keep_weights(fitted, trial._trial_id, trial.study._storage,
+                     plan.trial_dir(trial.number), tracker, prepared.run_id, beaten=best)
     return outcome

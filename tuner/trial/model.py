@@ -1,42 +1,115 @@
-"""Logging a trial's trained module to its MLflow run, when it beats the study's best.
+"""A trial's trained model: weights kept while the sweep runs, exported once at its end.
 
-A COMPLETE trial whose first value beats the best so far exports its module
-(``torch.export``, MLflow's ``pt2`` format) to its run and records the model's URI on
-the Optuna trial; the champion is later chosen among those (tuner.app.report).
+Exporting a model (``torch.export`` into MLflow's ``pt2`` format) traces the module and
+writes an MLflow model, and most of a sweep's early trials each beat the best so far.
+So a COMPLETE trial that beats the best only keeps its weights (:func:`keep_weights`:
+``model.pt`` in its trial folder, beside its checkpoint: the state dict and an example
+input, tensors only, loaded back with ``weights_only``) and records where on the trial;
+the weights of the best it beat are deleted. When the sweep ends, :func:`export_best`
+rebuilds the study's best trial from its config and those weights and exports it, once,
+to the trial's own MLflow run (a slot does it, asked by the driver: tuner.launch.slot);
+the champion is then chosen among exported models (tuner.app.report).
+
+A sweep killed before its end leaves the best's weights: the next run of the study, or
+``tuner sync``, exports them. Weights that another machine kept (a ``tuner worker``) are
+exported by that machine's command at its end, or by ``tuner sync`` there.
 """
 
 from __future__ import annotations
 
+import os
 import traceback
+from pathlib import Path
 
+import optuna
+import torch
 from optuna.storages import BaseStorage
+from optuna.trial import FrozenTrial
 
 from tuner.core import attrs
 from tuner.core.results import reason_of
+from tuner.tracking.links import late_attr, run_id_of
 from tuner.tracking.runs import Tracker
-from tuner.trial.build import example_input
+from tuner.trial.build import example_input, rebuild_module
 from tuner.trial.fit import Fitted
+from tuner.trial.weights import (
+    WEIGHTS_FILE,
+    claim,
+    drop_beaten,
+    drop_weights,
+    kept_file,
+    waiting_weights,
+)
 
 MODEL_WAITS = ("not logged yet: the MLflow tracking server did not answer; its weights wait "
                "in the outbox, and `tuner sync` (or the end of the sweep) logs it")
 
 
-def log_model(fitted: Fitted, trial_id: int, storage: BaseStorage, run_id: str,
-              tracker: Tracker, config_yaml: str) -> None:
-    """Log the trained module to its run; record the URI (or why not) on the trial.
-    ``config_yaml``: the trial's config, kept with the weights if they must wait.
-
-    Never raises for the model's sake: a module that ``torch.export`` cannot trace keeps
-    its trial COMPLETE, with the reason in the trial's ``model_error`` attribute and the
-    traceback on its run."""
+def keep_weights(fitted: Fitted, trial_id: int, storage: BaseStorage, folder: Path,
+                 tracker: Tracker, run_id: str, beaten: FrozenTrial | None = None) -> None:
+    """Save the trained module's weights and an example input in ``folder``; record the
+    file on the trial (still RUNNING); delete the weights of ``beaten``, the best this
+    trial beat. Never raises for the model's sake: a module whose input cannot be told
+    keeps its trial COMPLETE, with the reason in the trial's ``model_error`` attribute
+    and the traceback on its run."""
     try:
-        uri = tracker.client.log_model(
-            run_id, fitted.module, example_input(fitted.module, fitted.datamodule), config_yaml)
+        inputs = example_input(fitted.module, fitted.datamodule)
+        path = (folder / WEIGHTS_FILE).resolve()
+        _save(path, fitted.module, inputs)
     except Exception as error:
         storage.set_trial_user_attr(trial_id, attrs.MODEL_ERROR_ATTR, reason_of(error))
         tracker.log_error(run_id, traceback.format_exc())
+        return
+    storage.set_trial_user_attr(trial_id, attrs.MODEL_WEIGHTS_ATTR, str(path))
+    if beaten is not None:
+        drop_weights(beaten)
+
+
+def _save(path: Path, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+    """Write the file whole or not at all: a kill mid-write leaves the last one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+                "example_input": [x.detach().cpu() for x in inputs]}, partial)
+    with partial.open("rb") as handle:
+        os.fsync(handle.fileno())
+    partial.replace(path)
+
+
+def export_best(study: optuna.Study, tracker: Tracker) -> str | None:
+    """Export the best trial's kept weights to its MLflow run, once; record the model's
+    URI (or why there is none) on the study, since Optuna does not change a finished
+    trial (tuner.tracking.links). Then delete the weights this machine keeps for trials
+    worse than the best: only the best's model is ever exported.
+
+    Returns what happened, in a line, or None when there was nothing to export here.
+    Never raises for the model's sake (a module ``torch.export`` cannot trace)."""
+    best = waiting_weights(study)
+    found = None if best is None else kept_file(best)
+    kept_at = None if found is None else claim(found)
+    if kept_at is None:  # nothing to export here, or another command on this machine does
+        drop_beaten(study)
+        return None
+    config_yaml = best.user_attrs[attrs.CONFIG_ATTR]
+    run_id = run_id_of(best, study.user_attrs)
+    tracker.client.bind(run_id, best.number)  # a record that must wait joins its trial's
+    try:
+        kept = torch.load(kept_at, weights_only=True)
+        module = rebuild_module(config_yaml, kept["state_dict"])
+        uri = tracker.client.log_model(run_id, module, tuple(kept["example_input"]),
+                                       config_yaml)
+    except Exception as error:
+        why = reason_of(error)
+        study.set_user_attr(late_attr(attrs.MODEL_ERROR_ATTR, best.number), why)
+        tracker.log_error(run_id, traceback.format_exc())
+        said = f"trial {best.number}'s model could not be exported: {why}"
     else:
-        if uri is None:  # the tracking server did not answer: the weights wait in the outbox
-            storage.set_trial_user_attr(trial_id, attrs.MODEL_ERROR_ATTR, MODEL_WAITS)
+        if uri is None:  # the tracking server did not answer: the outbox has the weights
+            study.set_user_attr(late_attr(attrs.MODEL_ERROR_ATTR, best.number), MODEL_WAITS)
+            said = f"trial {best.number}'s model {MODEL_WAITS}"
         else:
-            storage.set_trial_user_attr(trial_id, attrs.MODEL_URI_ATTR, uri)
+            study.set_user_attr(late_attr(attrs.MODEL_URI_ATTR, best.number), uri)
+            said = f"exported trial {best.number}'s model: {uri}"
+    kept_at.unlink(missing_ok=True)
+    drop_beaten(study)
+    return said

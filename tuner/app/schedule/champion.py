@@ -61,7 +61,7 @@ def decide(plan: SweepPlan, job: Job, study: optuna.Study, best: FrozenTrial | N
     parent run."""
     from mlflow import MlflowClient
 
-    from tuner.tracking.links import model_uri_of, run_id_of
+    from tuner.tracking.links import model_error_of, model_uri_of, run_id_of
     from tuner.tracking.registry import current_champion, register_champion
 
     uri = plan.cfg.tracking.tracking_uri
@@ -72,7 +72,7 @@ def decide(plan: SweepPlan, job: Job, study: optuna.Study, best: FrozenTrial | N
     if best is None:
         decision = Decision("none", "no trial of this round completed", None, before)
     elif (model_uri := model_uri_of(best, study.user_attrs)) is None:
-        why = best.user_attrs.get(attrs.MODEL_ERROR_ATTR) or "tracking.log_models is off"
+        why = model_error_of(best, study.user_attrs) or "tracking.log_models is off"
         decision = Decision("none", f"the round's best (trial {best.number}) has no logged "
                                     f"model: {why}", best.values[0], before)
     else:

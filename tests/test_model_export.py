@@ -1,0 +1,76 @@
+"""The best trial's model is exported once, at the end of the sweep, from the weights that
+each new best kept while the sweep ran (tuner.trial.model); a sweep killed before its
+end leaves the best's weights, and `tuner sync` exports them and moves the champion."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from tests.conftest import client_for, load_study, run_tuner, start, stop, sweep
+from tuner.core import attrs
+from tuner.tracking.links import model_uri_of
+from tuner.tracking.registry import current_champion
+
+# With FAST's workers=1 the study repeats exactly: trials 0, 1 and 3 each beat the best.
+SEVERAL_BESTS = ("n_trials=4", "seed=1")
+
+
+def _weights_left(run_dir: Path) -> list[Path]:
+    return sorted((run_dir / "trials").rglob("model.pt*"))
+
+
+def test_a_sweep_with_several_new_bests_exports_one_model(tmp_path):
+    run_dir = tmp_path / "runs"
+    study = sweep(*SEVERAL_BESTS, run_dir=run_dir).study
+    kept = [t.number for t in study.trials if attrs.MODEL_WEIGHTS_ATTR in t.user_attrs]
+    assert len(kept) >= 2, kept  # each new best kept its weights as it ended
+    client = client_for(run_dir)
+    experiment = client.get_experiment_by_name("digits-mlp").experiment_id
+    [model] = client.search_logged_models([experiment])  # one export, not one per best
+    best = study.best_trial
+    assert model.source_run_id == best.user_attrs[attrs.RUN_ID_ATTR]
+    assert model_uri_of(best, study.user_attrs) == model.model_uri
+    assert current_champion(client, "digits-mlp").trial_number == best.number
+    assert _weights_left(run_dir) == []  # exported, and the beaten ones deleted
+
+
+def test_weights_left_by_a_killed_sweep_are_exported_by_tuner_sync(tmp_path):
+    process = start(["sweep", "n_trials=40", "trainer.max_epochs=30", "workers=1",
+                     "tracking.report=false"], tmp_path, env={"PYTHONUNBUFFERED": "1"})
+    lines = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any(s.startswith("trial ") for s in lines):
+            lines.append(process.stdout.readline())
+        assert any(line.startswith("trial ") for line in lines), "".join(lines)
+        os.killpg(process.pid, signal.SIGKILL)  # no end of the sweep: nothing exported
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            stop(process)
+    run_dir = tmp_path / "runs"
+    study = load_study(run_dir)
+    best = study.best_trial
+    weights = Path(best.user_attrs[attrs.MODEL_WEIGHTS_ATTR])
+    assert weights.is_file()  # beside the trial's checkpoint
+    assert weights.parent == run_dir.resolve() / "trials" / "digits-mlp" / str(best.number)
+    assert model_uri_of(best, study.user_attrs) is None
+    client = client_for(run_dir)
+    assert current_champion(client, "digits-mlp") is None
+
+    result = run_tuner("sync", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"exported trial {best.number}'s model" in result.stdout, result.stdout
+    assert "champion: promoted to models:/digits-mlp@champion (version 1" in result.stdout
+    study = load_study(run_dir)
+    champion = current_champion(client, "digits-mlp")
+    assert champion.trial_number == best.number
+    assert champion.run_id == best.user_attrs[attrs.RUN_ID_ATTR]
+    assert model_uri_of(study.best_trial, study.user_attrs) is not None
+    assert not weights.exists()
+
+    again = run_tuner("sync", cwd=tmp_path)
+    assert again.returncode == 0 and "nothing to sync" in again.stdout, again.stdout

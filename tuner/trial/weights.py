@@ -1,0 +1,92 @@
+"""Where a new best's trained weights wait for their one export, without torch.
+
+A COMPLETE trial that beats the best keeps its weights in its trial folder and says so
+in its ``model_weights`` attribute (tuner.trial.model, which writes and exports them).
+What can be decided without loading them lives here, so that the driver and ``tuner
+sync`` ask it without importing torch: whether the study's best still waits for its
+export on this machine, and deleting weights that no export will need.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from tuner.core import attrs
+from tuner.study.trials import best_trial
+from tuner.tracking.links import model_error_of, model_uri_of
+
+WEIGHTS_FILE = "model.pt"
+CLAIMED = ".export-"  # model.pt.export-<pid>: the weights one process is exporting
+
+
+def waiting_weights(study: optuna.Study) -> FrozenTrial | None:
+    """The study's best trial, when its model is still to be exported from weights that
+    this machine keeps; None when there is nothing to export here."""
+    best = best_trial(study)
+    if best is None:
+        return None
+    study_attrs = study.user_attrs
+    if model_uri_of(best, study_attrs) is not None or model_error_of(best, study_attrs):
+        return None
+    return best if kept_file(best) is not None else None
+
+
+def kept_file(trial: FrozenTrial) -> Path | None:
+    """The trial's kept weights on this machine: the file itself, or the file that an
+    export cut short (its process is gone) had claimed; None when this machine has none."""
+    kept = trial.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    if kept is None:
+        return None
+    path = Path(kept)
+    if path.is_file():
+        return path
+    for claimed in path.parent.glob(f"{path.name}{CLAIMED}*"):
+        pid = claimed.name.rpartition("-")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            return claimed
+    return None
+
+
+def claim(path: Path) -> Path | None:
+    """Take ``path`` to export it: renamed, atomically, to a name with this process's id,
+    so that of two commands on one machine ending together only one exports it (the
+    other gets None)."""
+    claimed = path.with_name(f"{path.name.split(CLAIMED)[0]}{CLAIMED}{os.getpid()}")
+    try:
+        path.rename(claimed)
+    except FileNotFoundError:
+        return None
+    return claimed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def drop_weights(trial: FrozenTrial) -> None:
+    """Delete ``trial``'s kept weights, if this machine has them."""
+    kept = trial.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    if kept is not None:
+        Path(kept).unlink(missing_ok=True)
+
+
+def drop_beaten(study: optuna.Study) -> None:
+    """Delete the kept weights of trials strictly worse than the best: only the best's
+    model is ever exported. (A slot deletes the weights of the best its trial beat; a
+    DDP trial's rank 0 does not know that trial, and two slots can beat the same best.)"""
+    best = best_trial(study)
+    if best is None:
+        return
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if trial.values[0] != best.values[0]:
+            drop_weights(trial)
