@@ -3,7 +3,8 @@
 ``StampedMLP`` is the built-in digits MLP that appends a line to the file named by
 ``TUNER_BENCH_STAMPS`` when it is built, at its first training step and when its fit
 ends; ``sitecustomize`` (benchmarks/startup_site/) adds one when each Python process
-starts. A line: ``<unix seconds> <pid> <event>``.
+starts and when some of tuner's steps start and end. A line: ``<unix seconds> <pid>
+<event>``.
 """
 
 from __future__ import annotations

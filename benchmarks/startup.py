@@ -6,9 +6,10 @@ Each run times the bare import (a fresh interpreter) and the sweep (a new empty 
 it pays a first sweep's costs), alternating which goes first. The sweep trains
 benchmarks/stamps.py's ``StampedMLP``, the built-in digits MLP that writes a timestamp
 when it is built, at its first training step and when its fit ends (the preflight's
-batch comes first, then trial 0's); a ``sitecustomize`` adds one when each process's
-interpreter is up. Printed: both medians and their ratio, then the median time from the
-command's start to each step.
+batch comes first, then trial 0's); a ``sitecustomize`` (benchmarks/startup_site/)
+adds one when each process's interpreter is up and when some of tuner's steps start and
+end. Printed: both medians and their ratio, then the median time from the command's
+start to each step.
 
     python benchmarks/startup.py [--runs 5] [-- more overrides]
 """
@@ -76,6 +77,8 @@ def _read(stamps: Path, start: float) -> list[tuple[float, str]]:
             if pid != driver:
                 slots.append(pid)
             name = f"{'driver' if pid == driver else 'slot'} interpreter up"
+        elif event.endswith((" starts", " ends")):  # a step of tuner's (startup_site)
+            name = f"{'driver' if pid == driver else 'slot'}: {event}"
         else:
             counts[event] += 1
             name = f"{('preflight', 'trial 0', 'export')[min(counts[event], 3) - 1]}: {event}"

@@ -28,3 +28,22 @@ def test_overhead_benchmark_runs_and_both_sides_train_the_same_trials():
     assert bests.keys() == {"tuner", "raw"}, result.stdout
     assert bests["tuner"] == bests["raw"], result.stdout
     assert "date: " in result.stdout and "machine: " in result.stdout
+
+
+def test_every_step_that_the_startup_benchmark_stamps_is_in_tuner():
+    """benchmarks/startup.py wraps these of tuner's functions by name as their modules
+    load: a rename would break the benchmark's sweep, not tuner."""
+    import importlib
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "startup_site", BENCHMARKS / "startup_site" / "sitecustomize.py")
+    site = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(site)  # without TUNER_BENCH_STAMPS it only defines STEPS
+    for module_name, steps in site.STEPS.items():
+        module = importlib.import_module(module_name)
+        for step in steps:
+            holder = module
+            for part in step.split("."):
+                holder = getattr(holder, part)
+            assert callable(holder), f"{module_name}.{step}"

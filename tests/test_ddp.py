@@ -15,6 +15,7 @@ from tests.servers import free_port
 from tuner.core import attrs
 from tuner.data.batches import TensorBatches
 from tuner.tracking import tags
+from tuner.tracking.registry import current_champion
 
 DDP = ("devices_per_trial=2", "trainer.accelerator=cpu", "n_trials=1", "search=width_only",
        "tracking.log_models=false")
@@ -27,8 +28,9 @@ def ranks_of(run_dir: Path, run_id: str) -> list[dict]:
 
 def test_a_two_process_trial_is_one_trial_and_one_run_logged_by_rank_0(tmp_path):
     run_dir = tmp_path / "runs"
-    outcome = sweep(*DDP, "trainer.max_epochs=3", "pruner=none", run_dir=run_dir,
-                    config_dir=FIXTURE_CONF)
+    # Models on: rank 0 keeps the new best's weights, the slot exports them at the end.
+    outcome = sweep(*DDP, "trainer.max_epochs=3", "pruner=none", "tracking.log_models=true",
+                    run_dir=run_dir, config_dir=FIXTURE_CONF)
     trials = outcome.study.trials
     assert [t.state for t in trials] == [TrialState.COMPLETE]
     assert trials[0].user_attrs[attrs.WORLD_SIZE_ATTR] == 2
@@ -45,6 +47,12 @@ def test_a_two_process_trial_is_one_trial_and_one_run_logged_by_rank_0(tmp_path)
     assert [r["rank"] for r in ranks] == [0, 1]
     assert {r["world_size"] for r in ranks} == {2}
     assert ranks[0]["global_step"] == ranks[1]["global_step"] > 0
+    kept = Path(trials[0].user_attrs[attrs.MODEL_WEIGHTS_ATTR])
+    assert kept.parent == (run_dir / "trials" / "digits-mlp" / "0").resolve()
+    assert not kept.exists()  # exported, so no longer kept
+    [model] = client_for(run_dir).search_logged_models([run.info.experiment_id])
+    assert model.source_run_id == run.info.run_id
+    assert current_champion(client_for(run_dir), "digits-mlp").run_id == run.info.run_id
 
 
 def test_a_pruned_ddp_trial_stops_both_ranks_after_the_same_epoch(tmp_path):

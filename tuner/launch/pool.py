@@ -63,6 +63,7 @@ class _Slot:
     conn: Connection
     trial: int | None = None  # the trial number it is training
     stopped: str | None = None  # why it stopped, once it has
+    stopped_at: float = 0.0  # when (time.monotonic()): the first to stop had time to warm up
     errors: list[str] = field(default_factory=list)
 
 
@@ -163,7 +164,7 @@ class SlotPool:
                             self._send(other, STOP)
                 self._send(slot, STOP if stop or stopping else CONTINUE)
             elif isinstance(message, Stopped):
-                slot.stopped = message.reason
+                slot.stopped, slot.stopped_at = message.reason, time.monotonic()
             elif isinstance(message, SlotError):
                 slot.errors.append(message.text)
         if slot.stopped is None and not slot.process.is_alive():
@@ -173,13 +174,14 @@ class SlotPool:
 
     def finish(self, export: bool) -> str | None:
         """The slots' last word, once :meth:`run` has returned: with ``export``, one of
-        them (slot 0 if it is up: it warmed up the export after the preflight) exports
-        the study's best model (tuner.trial.model); the others are told they are done.
-        Returns what the export did, in a line; None when nothing was exported here
-        (the weights then stay for the next run of the study or ``tuner sync``)."""
+        them (the first that stopped: it had time to warm up the export while the others
+        trained, tuner.launch.slot) exports the study's best model (tuner.trial.model);
+        the others are told they are done. Returns what the export did, in a line; None
+        when nothing was exported here (the weights then stay for the next run of the
+        study or ``tuner sync``)."""
         up = sorted((s for s in self._slots.values()
                      if s.stopped not in (None, "error") and s.process.is_alive()),
-                    key=lambda s: s.spec.index)
+                    key=lambda s: s.stopped_at)
         exporter = up[0] if export and up else None
         for slot in up:
             self._send(slot, EXPORT if slot is exporter else DONE)

@@ -91,6 +91,7 @@ def _serve(plan: SweepPlan, spec: SlotSpec, conn: Channel) -> None:
     from tuner.trial.build import prepare_process
 
     prepare_process(spec.threads, plan.cfg.tracking.log_models)
+    warmed = False
     while True:
         message = conn.recv()
         if message == PREFLIGHT:
@@ -107,16 +108,29 @@ def _serve(plan: SweepPlan, spec: SlotSpec, conn: Channel) -> None:
             from tuner.tracking import preload
 
             preload.import_store_code(plan.cfg.tracking.tracking_uri)
-            if plan.cfg.tracking.log_models:
-                preload.warm_model_export()
+            warmed = _warm_export_while_idle(plan, conn)
         elif isinstance(message, Go):
             slot = Slot(plan, spec, conn, message)
             conn.send(Stopped(spec.index, slot.run()))
+            if not warmed:  # other slots may still be training their last trials
+                _warm_export_while_idle(plan, conn)
             if _last_word(conn) == EXPORT:
                 conn.send(Exported(spec.index, slot.export_best()))
             return
         elif message == STOP:
             return
+
+
+def _warm_export_while_idle(plan: SweepPlan, conn: Channel) -> bool:
+    """Pay the first ``torch.export``'s seconds of set-up (tuner.tracking.preload) now,
+    for the export of the best model at the end of the sweep, but only if models are on
+    and the driver has not spoken yet: a trial must never wait for it. True if paid."""
+    if not plan.cfg.tracking.log_models or conn.poll():
+        return False
+    from tuner.tracking import preload
+
+    preload.warm_model_export()
+    return True
 
 
 def _last_word(conn: Channel) -> object:

@@ -1,9 +1,10 @@
 """One-time MLflow costs that a process can pay while it would otherwise wait.
 
-The driver imports the store code while its slots import torch; slot 0 imports it, and
-saves a tiny model the way the best trial's is exported, while the driver creates the
-study: the first ``torch.export`` in a process costs seconds of imports and set-up,
-which the export at the end of the sweep (slot 0 does it: tuner.launch.pool) would
+The driver imports the store code while its slots import torch; slot 0 imports it while
+the driver creates the study. A slot saves a tiny model the way the best trial's is
+exported whenever it would otherwise wait (tuner.launch.slot): the first
+``torch.export`` in a process costs seconds of imports and set-up (and MLflow's first
+scan of the installed packages), which the export at the end of the sweep would
 otherwise add to the sweep's wall time.
 """
 
