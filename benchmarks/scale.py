@@ -3,8 +3,8 @@
 A sweep of a module with nothing to train (benchmarks/noop.py: one row, no backward, no
 optimizer step), so a trial's time is the platform's: sampling (TPE), the study's
 storage, the claim and lease, the MLflow run with its params, config and metrics, the
-model export when a trial beats the best, building the Trainer, and handing the trial
-to the slot and back.
+weights kept when a trial beats the best (the one model export comes at the end),
+building the Trainer, and handing the trial to the slot and back.
 
 Reports the median time per trial over the whole sweep (from the first trial's start to
 the last one's end, divided by the trials) and per block of trials, so that growth with
