@@ -9,10 +9,14 @@ import signal
 import time
 from pathlib import Path
 
+import optuna
+import pytest
+
 from tests.conftest import client_for, load_study, run_tuner, start, stop, sweep
 from tuner.core import attrs
 from tuner.tracking.links import model_uri_of
 from tuner.tracking.registry import current_champion
+from tuner.trial.weights import drop_beaten
 
 # With FAST's workers=1 the study repeats exactly: trials 0, 1 and 3 each beat the best.
 SEVERAL_BESTS = ("n_trials=4", "seed=1")
@@ -74,3 +78,21 @@ def test_weights_left_by_a_killed_sweep_are_exported_by_tuner_sync(tmp_path):
 
     again = run_tuner("sync", cwd=tmp_path)
     assert again.returncode == 0 and "nothing to sync" in again.stdout, again.stdout
+
+
+@pytest.mark.parametrize("direction", ["maximize", "minimize"])
+def test_only_weights_strictly_worse_than_the_best_are_deleted(tmp_path, direction):
+    """Only the best's weights can ever be exported: the rest go, but never a trial's
+    that ties with the best (it may be the one exported) or is better than it."""
+    study = optuna.create_study(direction=direction)
+    values = [0.5, 0.9, 0.9, 0.7] if direction == "maximize" else [0.9, 0.5, 0.5, 0.7]
+    files = []
+    for number, value in enumerate(values):
+        kept = tmp_path / str(number) / "model.pt"
+        kept.parent.mkdir()
+        kept.write_bytes(b"weights")
+        files.append(kept)
+        study.add_trial(optuna.trial.create_trial(
+            value=value, user_attrs={attrs.MODEL_WEIGHTS_ATTR: str(kept)}))
+    drop_beaten(study)
+    assert [f.exists() for f in files] == [False, True, True, False]

@@ -84,9 +84,11 @@ def drop_beaten(study: optuna.Study) -> None:
     """Delete the kept weights of trials strictly worse than the best: only the best's
     model is ever exported. (A slot deletes the weights of the best its trial beat; a
     DDP trial's rank 0 does not know that trial, and two slots can beat the same best.)"""
-    best = best_trial(study)
+    trials = study.get_trials(deepcopy=False)  # one read: a trial that ends later may be better
+    best = best_trial(study, trials)
     if best is None:
         return
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if trial.values[0] != best.values[0]:
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    for trial in trials:
+        if trial.state == TrialState.COMPLETE and sign * trial.values[0] < sign * best.values[0]:
             drop_weights(trial)
