@@ -71,8 +71,8 @@ def _no_model(best: FrozenTrial, study_attrs: dict) -> str:
     kept = best.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
     if kept is not None:
         return (f"trial {best.number}'s model is not exported yet: its weights are kept at "
-                f"{kept} on the machine that trained it, whose `tuner worker` exports them "
-                "at its end (or `tuner sync` there)")
+                f"{kept} on the machine that trained it; `tuner sync` there exports them, "
+                "as does the end of the next sweep or worker of this study there")
     return (f"trial {best.number} has no logged model (tracking.log_models was off when it "
             "ran)")
 
