@@ -262,14 +262,12 @@ def _log_model(client: MlflowClient, outbox: Outbox, record: dict[str, Any], run
     if uri is None:
         if rebuild is None:
             raise RuntimeError("this process cannot rebuild the trial's model")
-        import torch
+        from tuner.tracking.registry import load_weights, log_trial_model
 
-        from tuner.tracking.registry import log_trial_model
-
-        kept = torch.load(outbox.file(record["weights"]), weights_only=True)
-        module = rebuild(record["config"], kept["state_dict"])
+        state_dict, example_input = load_weights(outbox.file(record["weights"]))
+        module = rebuild(record["config"], state_dict)
         mlflow.set_experiment(experiment_id=experiment)  # logged models join the active one
-        uri = log_trial_model(module, tuple(kept["example_input"]), run_id)
+        uri = log_trial_model(module, example_input, run_id)
     if record["trial"] is not None:
         study.set_user_attr(late_attr(attrs.MODEL_URI_ATTR, record["trial"]), uri)
     return f"model {uri}"

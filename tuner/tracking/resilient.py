@@ -24,7 +24,6 @@ outbox: every call goes straight to the store.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import tempfile
 import time
@@ -241,17 +240,11 @@ class ResilientClient:
         """Log the trial's model (tuner.tracking.registry.log_trial_model) and return its
         URI; or keep its weights in the outbox (then None), to be logged on replay by
         rebuilding the module from the trial's config."""
-        from tuner.tracking.registry import log_trial_model
+        from tuner.tracking.registry import log_trial_model, save_weights
 
         def keep() -> dict[str, Any]:
-            import torch
-
             path, relative = self.outbox.new_file("model.pt")
-            torch.save({"state_dict": {k: v.detach().cpu()
-                                       for k, v in module.state_dict().items()},
-                        "example_input": [x.detach().cpu() for x in example_input]}, path)
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
+            save_weights(path, module, example_input)
             return {"op": "log_model", "weights": relative, "config": config_yaml}
 
         return self._write(run_id, keep, lambda: log_trial_model(module, example_input, run_id))

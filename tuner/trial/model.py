@@ -17,18 +17,17 @@ exported by that machine's command at its end, or by ``tuner sync`` there.
 
 from __future__ import annotations
 
-import os
 import traceback
 from pathlib import Path
 
 import optuna
-import torch
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from tuner.core import attrs
 from tuner.core.results import reason_of
 from tuner.tracking.links import late_attr, run_id_of
+from tuner.tracking.registry import load_weights, save_weights
 from tuner.tracking.runs import Tracker
 from tuner.trial.build import example_input, rebuild_module
 from tuner.trial.fit import Fitted
@@ -55,7 +54,8 @@ def keep_weights(fitted: Fitted, trial_id: int, storage: BaseStorage, folder: Pa
     try:
         inputs = example_input(fitted.module, fitted.datamodule)
         path = (folder / WEIGHTS_FILE).resolve()
-        _save(path, fitted.module, inputs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_weights(path, fitted.module, inputs)
     except Exception as error:
         storage.set_trial_user_attr(trial_id, attrs.MODEL_ERROR_ATTR, reason_of(error))
         tracker.log_error(run_id, traceback.format_exc())
@@ -63,17 +63,6 @@ def keep_weights(fitted: Fitted, trial_id: int, storage: BaseStorage, folder: Pa
     storage.set_trial_user_attr(trial_id, attrs.MODEL_WEIGHTS_ATTR, str(path))
     if beaten is not None:
         drop_weights(beaten)
-
-
-def _save(path: Path, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-    """Write the file whole or not at all: a kill mid-write leaves the last one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-                "example_input": [x.detach().cpu() for x in inputs]}, partial)
-    with partial.open("rb") as handle:
-        os.fsync(handle.fileno())
-    partial.replace(path)
 
 
 def export_best(study: optuna.Study, tracker: Tracker) -> str | None:
@@ -94,10 +83,9 @@ def export_best(study: optuna.Study, tracker: Tracker) -> str | None:
     run_id = run_id_of(best, study.user_attrs)
     tracker.client.bind(run_id, best.number)  # a record that must wait joins its trial's
     try:
-        kept = torch.load(kept_at, weights_only=True)
-        module = rebuild_module(config_yaml, kept["state_dict"])
-        uri = tracker.client.log_model(run_id, module, tuple(kept["example_input"]),
-                                       config_yaml)
+        state_dict, example_input = load_weights(kept_at)
+        module = rebuild_module(config_yaml, state_dict)
+        uri = tracker.client.log_model(run_id, module, example_input, config_yaml)
     except Exception as error:
         why = reason_of(error)
         study.set_user_attr(late_attr(attrs.MODEL_ERROR_ATTR, best.number), why)
