@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from tuner.app.pages.study_page import trial_counts
-from tuner.app.report import Summary, choose_champion, finalize
+from tuner.app.report import Summary, choose_champion, describe_champion, finalize
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, RecordsPending
 from tuner.study.trials import best_trial
@@ -31,6 +31,7 @@ from tuner.tracking.outbox import Outbox
 from tuner.tracking.replay import Finalize, replay
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server, is_server_uri
+from tuner.trial.weights import waiting_weights
 
 if TYPE_CHECKING:
     import torch
@@ -78,18 +79,14 @@ def finish_worker_records(study: optuna.Study, tracker: Tracker) -> int:
     return pending
 
 
-def _study_with_weights_left(plan: SweepPlan) -> optuna.Study | None:
-    """The study, if its best trial's model still waits to be exported from weights kept
-    on this machine; None otherwise (also when there is no such study)."""
+def _existing_study(plan: SweepPlan) -> optuna.Study | None:
+    """The plan's study, or None when its storage has no study of that name."""
     from tuner.app.records import load_study
 
     try:
-        study = load_study(plan.composed)
+        return load_study(plan.composed)
     except ConfigError:
         return None
-    from tuner.trial.weights import waiting_weights
-
-    return study if waiting_weights(study) is not None else None
 
 
 def _export_left_weights(study: optuna.Study, tracker: Tracker) -> str | None:
@@ -118,8 +115,9 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
     outbox = (Outbox(Path(tracking.outbox_dir), plan.study_name)
               if is_server_uri(tracking.tracking_uri) and tracking.get("outbox_dir") else None)
     waiting = outbox.count() if outbox is not None and outbox.pending_keys() else 0
-    study = _study_with_weights_left(plan)
-    if not waiting and study is None:
+    study = _existing_study(plan)
+    weights_left = study is not None and waiting_weights(study) is not None
+    if not waiting and not weights_left:
         where = outbox.dir if outbox is not None else "the outbox (an embedded store has none)"
         say(f"nothing to sync: no MLflow records wait in {where}, and no trained weights "
             "wait to be exported")
@@ -134,12 +132,14 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
     if study is None:
         from tuner.app.records import load_study
 
-        study = load_study(plan.composed)
+        study = load_study(plan.composed)  # its error lists the studies that are there
     tracker = Tracker(tracking, plan.study_name)
     tracker.join(study)
-    if (exported := _export_left_weights(study, tracker)) is not None:
+    exported = _export_left_weights(study, tracker) if weights_left else None
+    if exported is not None:
         say(exported)
     summaries: list[Summary] = []
+    files = []
     if waiting:
         files = replay(tracker.client, study, _finalizer(plan, study, tracker, summaries),
                        rebuild=rebuild_module)
@@ -147,9 +147,7 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
             say(done.describe())
     if exported is not None and not summaries:  # no sweep's end waited to move it
         champion, note = choose_champion(plan, best_trial(study), tracker, study.user_attrs)
-        say(f"champion: {'promoted to' if champion.promoted else 'still'} "
-            f"models:/{champion.name}@champion (version {champion.version}, trial "
-            f"{champion.trial_number})" if champion is not None else f"no champion: {note}")
+        say(describe_champion(champion) if champion is not None else f"no champion: {note}")
     if outbox is None:
         return
     left = outbox.count()

@@ -64,6 +64,13 @@ def choose_champion(plan: SweepPlan, best: FrozenTrial | None, tracker: Tracker,
     return champion, ""
 
 
+def describe_champion(champion: Champion) -> str:
+    """The champion in a line, as the commands print it."""
+    moved = "promoted to" if champion.promoted else "still"
+    return (f"champion: {moved} models:/{champion.name}@champion (version {champion.version}, "
+            f"trial {champion.trial_number})")
+
+
 def _no_model(best: FrozenTrial, study_attrs: dict) -> str:
     why = model_error_of(best, study_attrs)
     if why:

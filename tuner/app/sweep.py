@@ -30,7 +30,7 @@ import optuna
 from tuner.app.driver import TrialWatch, run_slots, sigterm_raises
 from tuner.app.finish import finish_records
 from tuner.app.progress import PlainReporter, format_values
-from tuner.app.report import Summary
+from tuner.app.report import Summary, describe_champion
 from tuner.app.warmup import warm_driver_in_background
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import SweepStopped
@@ -108,9 +108,7 @@ def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:
               for k, v in best.params.items()]
     champion = summary.champion
     if champion is not None:
-        moved = "promoted to" if champion.promoted else "still"
-        lines.append(f"champion: {moved} models:/{champion.name}@champion (version "
-                     f"{champion.version}, trial {champion.trial_number})")
+        lines.append(describe_champion(champion))
     elif summary.champion_note:
         lines.append(f"no champion registered: {summary.champion_note}")
     return lines

@@ -17,7 +17,7 @@ import optuna
 from tuner.app.driver import TrialWatch, go_signal, join_records, run_slots, sigterm_raises
 from tuner.app.finish import finish_worker_records
 from tuner.app.progress import PlainReporter
-from tuner.app.report import choose_champion
+from tuner.app.report import choose_champion, describe_champion
 from tuner.app.warmup import warm_driver_in_background
 from tuner.config.machine import SlotSpec, cpu_cores, launched_by_torchrun, torchrun_layout
 from tuner.config.plan import SweepPlan
@@ -74,8 +74,7 @@ def _champion_after_export(plan: SweepPlan, study: optuna.Study, tracker: Tracke
         return None
     champion, _ = choose_champion(plan, best_trial(study), tracker, study.user_attrs)
     if champion is not None and champion.promoted:
-        exported += (f"; champion: promoted to models:/{champion.name}@champion (version "
-                     f"{champion.version}, trial {champion.trial_number})")
+        exported += f"; {describe_champion(champion)}"
     return exported
 
 
