@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
+import signal
 import socket
+import subprocess
+import time
 
 import optuna
 import pytest
@@ -16,12 +20,15 @@ from tests.conftest import (
     FIXTURE_CONF,
     client_for,
     compose,
+    fixtures_env,
     load_study,
     orphan_trial,
     plan,
     run_tuner,
     sweep,
     trial_runs,
+    tuner_command,
+    wait_until_gone,
 )
 from tuner import PlainReporter, run_sweep
 from tuner.config.machine import SLOT_MEMORY, available_memory, cpu_cores, slot_specs
@@ -54,6 +61,64 @@ def test_two_workers_finish_exactly_n_trials_with_one_run_each(tmp_path):
     owners = {t.user_attrs[attrs.OWNER_ATTR] for t in outcome.study.trials}
     assert len(owners) == 2
     assert all(o.startswith(socket.gethostname() + ":") for o in owners)
+
+
+def test_slots_train_without_mlflow_and_the_driver_writes_their_runs(tmp_path):
+    """Every trial logs, from inside its slot, whether MLflow is imported there: never.
+    Its run still has everything a slot used to write itself."""
+    run_dir = tmp_path / "runs"
+    outcome = sweep("n_trials=4", "workers=2", "model=probe_mlp", "tracking.log_models=true",
+                    run_dir=run_dir, config_dir=FIXTURE_CONF)
+    assert_budget_invariant(outcome.study, 4)
+    client = client_for(run_dir)
+    runs = trial_runs(run_dir, "digits-probe_mlp")
+    assert len(runs) == 4
+    for run in runs:
+        imported = client.get_metric_history(run.info.run_id, "mlflow_imported")
+        assert len(imported) == 2 and {m.value for m in imported} == {0.0}
+        assert run.info.status == "FINISHED"
+        assert {"model.lr", "seed"} <= set(run.data.params)
+        assert len(client.get_metric_history(run.info.run_id, "val_loss")) == 2
+        assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["config.yaml"]
+    assert outcome.summary.champion is not None  # the best model, exported at the end
+
+
+def test_a_driver_killed_mid_trial_loses_none_of_its_slots_records(tmp_path):
+    """The driver writes its slots' records; SIGKILL it while a trial trains, and the slot
+    writes what the driver had not, then ends the trial: every epoch that Optuna heard of
+    is in the run, and the run is KILLED, not left RUNNING."""
+    run_dir = tmp_path / "runs"
+    process = subprocess.Popen(
+        [*tuner_command(), "sweep", "--config-dir", str(FIXTURE_CONF), "model=slow_mlp",
+         "search=width_only", "n_trials=1", "trainer.max_epochs=50", "pruner=none",
+         "workers=1", "tracking.report=false", "tracking.flush_interval=0.5"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, env={**os.environ, **fixtures_env()})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            time.sleep(0.5)
+            if (run_dir / "optuna.journal").exists():
+                trials = load_study(run_dir, "digits-slow_mlp").trials
+                if trials and len(trials[0].intermediate_values) >= 3:
+                    break
+        else:
+            raise AssertionError("the trial never reported three epochs")
+        os.kill(process.pid, signal.SIGKILL)  # the driver only: its slot lives on
+        process.wait()
+        wait_until_gone(process.pid)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    [trial] = load_study(run_dir, "digits-slow_mlp").trials
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs[attrs.FAIL_REASON_ATTR].startswith("interrupted")
+    client = client_for(run_dir)
+    run = client.get_run(trial.user_attrs[attrs.RUN_ID_ATTR])
+    assert run.info.status == "KILLED"
+    assert {"model.width", "seed"} <= set(run.data.params)
+    val = client.get_metric_history(run.info.run_id, "val_loss")
+    assert len(val) >= len(trial.intermediate_values) >= 3
 
 
 @pytest.mark.parametrize("how", ["segfault", "sigkill"])

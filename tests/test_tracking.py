@@ -13,8 +13,8 @@ from tests.conftest import plan
 from tuner.app.pages.study_page import leaderboard
 from tuner.app.report import _log_parent
 from tuner.tracking import tags
-from tuner.tracking.logger import MlflowBatchLogger
-from tuner.tracking.runs import Tracker
+from tuner.tracking.runs import Tracker, log_metric_rows, logged_steps
+from tuner.trial.metrics_logger import BatchLogger
 
 
 class CountingClient(MlflowClient):
@@ -29,10 +29,17 @@ class CountingClient(MlflowClient):
         return super().log_batch(*args, **kwargs)
 
 
+def logger_for(client: MlflowClient, run_id: str, flush_interval: float,
+               resumed: bool = False) -> BatchLogger:
+    """A trial's logger whose batches are written as the driver writes its slots'."""
+    return BatchLogger(lambda rows: log_metric_rows(client, run_id, rows), flush_interval,
+                       logged_steps(client, run_id) if resumed else None)
+
+
 def test_metrics_are_written_in_batches_not_per_call(tmp_path):
     client = CountingClient(f"sqlite:///{tmp_path}/mlflow.db")
     run_id = client.create_run(client.create_experiment("e")).info.run_id
-    logger = MlflowBatchLogger(client, run_id, flush_interval=3600)
+    logger = logger_for(client, run_id, flush_interval=3600)
     for step in range(300):  # 300 steps x 2 metrics
         logger.log_metrics({"train_loss": 1.0 / (step + 1), "lr": 0.1}, step=step)
     assert client.batches == 0  # nothing written while training
@@ -45,10 +52,10 @@ def test_metrics_are_written_in_batches_not_per_call(tmp_path):
 def test_logger_flushes_on_interval_and_batch_limit(tmp_path):
     client = CountingClient(f"sqlite:///{tmp_path}/mlflow.db")
     run_id = client.create_run(client.create_experiment("e")).info.run_id
-    logger = MlflowBatchLogger(client, run_id, flush_interval=0.0)
+    logger = logger_for(client, run_id, flush_interval=0.0)
     logger.log_metrics({"a": 1.0}, step=0)
     assert client.batches == 1  # interval elapsed: written
-    big = MlflowBatchLogger(client, run_id, flush_interval=3600)
+    big = logger_for(client, run_id, flush_interval=3600)
     big.log_metrics({f"m{i}": float(i) for i in range(1200)}, step=0)
     assert client.batches == 3  # 1000 per request at most
     big.finalize("success")
@@ -60,14 +67,13 @@ def test_a_resumed_run_gets_no_step_twice(tmp_path):
     resumes after epoch 2 and logs 3..5: each metric keeps one value per step."""
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     run_id = client.create_run(client.create_experiment("e")).info.run_id
-    killed = MlflowBatchLogger(client, run_id, flush_interval=3600)
+    killed = logger_for(client, run_id, flush_interval=3600)
     for epoch in range(5):
         killed.log_metrics({"val_loss": 10.0 + epoch}, step=epoch)
         if epoch < 4:
             killed.log_metrics({"train_loss": 10.0 + epoch}, step=epoch)
     killed.finalize("failed")
-    repeat = MlflowBatchLogger(client, run_id, flush_interval=3600)
-    repeat.skip_logged_steps()
+    repeat = logger_for(client, run_id, flush_interval=3600, resumed=True)
     for epoch in range(3, 6):
         repeat.log_metrics({"val_loss": 20.0 + epoch, "train_loss": 20.0 + epoch}, step=epoch)
     repeat.finalize("success")

@@ -10,8 +10,8 @@ records while the slot waits. Each side uses the other's turn:
   report's plots once on a made-up study (seconds of first-use imports and fonts;
   tuner.app.pages.study_plots.warm_plots). Nothing is written where the user looks before the
   preflight passes;
-- the slot, once its preflight passed, pays its own (tuner.tracking.preload, called by
-  tuner.launch.slot).
+- the slot has none to pay: it never imports MLflow while it trains (the driver writes
+  its records, tuner.launch.records).
 """
 
 from __future__ import annotations

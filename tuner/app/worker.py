@@ -87,7 +87,7 @@ def _lead_ranks(plan: SweepPlan, reporter: PlainReporter, wait: float) -> Worker
     watch = TrialWatch(plan, study, reporter)
     _, _, local = torchrun_layout()
     spec = SlotSpec(0, None, max(1, cpu_cores() // local))
-    slot = Slot(plan, spec, _InProcess(watch), go_signal(plan, tracker))
+    slot = Slot(plan, spec, _InProcess(watch), go_signal(plan, tracker), records=tracker)
     watch.start()
     try:
         reason = slot.run()

@@ -6,6 +6,7 @@ processes and never imports either.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from optuna.trial import TrialState
@@ -30,3 +31,10 @@ class TrialResult:
 def reason_of(error: BaseException) -> str:
     """Why a trial failed, in one masked line: the error's type and first line."""
     return mask(describe_error(error))[:MAX_REASON]
+
+
+def is_better(value: float, than: float, direction: str) -> bool:
+    """Whether objective ``value`` beats ``than`` in ``direction``; anything beats NaN."""
+    if math.isnan(than):
+        return not math.isnan(value)
+    return value > than if direction == "maximize" else value < than

@@ -41,16 +41,16 @@ from tuner.launch import torchrun
 from tuner.launch.rank import RANKS_LOG, RESULT_FILE, SPEC_ENV
 from tuner.study.trials import best_trial
 from tuner.tracking import tags
-from tuner.tracking.runs import Tracker
 from tuner.trial import resume
 from tuner.trial.fit import FitOutcome
+from tuner.trial.records import TrialRecords
 
 
 class RanksFailed(RuntimeError):
     """The trial's ranks ended without a result (a crash, a kill, a hung collective)."""
 
 
-def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, run_id: str,
+def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords, run_id: str,
                  point: resume.ResumePoint | None = None) -> FitOutcome:
     """Train ``trial`` on ``plan.ranks_per_trial`` processes, logging into ``run_id``.
     ``point``: the checkpoint every rank resumes from (tuner.trial.resume). Raises
@@ -63,23 +63,23 @@ def fit_in_ranks(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, run_id:
     spec = _rank_spec(plan, trial, tracker, run_id, point)
     world = plan.ranks_per_trial
     trial.set_user_attr(attrs.WORLD_SIZE_ATTR, world)
-    tracker.client.set_tag(run_id, tags.WORLD_SIZE, str(world))
+    tracker.set_tag(run_id, tags.WORLD_SIZE, str(world))
     code = torchrun.lead(spec) if launched_by_torchrun() else _run_ranks(root, spec)
     reports = [json.loads(p.read_text()) for p in sorted(root.glob("rank-*.json"))]
     if reports:
-        tracker.client.log_text(run_id, json.dumps(reports, indent=2), "ranks.json")
+        tracker.log_text(run_id, json.dumps(reports, indent=2), "ranks.json")
     outcome_file, log = root / RESULT_FILE, root / RANKS_LOG
     outcome = json.loads(outcome_file.read_text()) if outcome_file.is_file() else None
     if outcome is None or outcome["state"] == "FAIL":
         if log.is_file():
-            tracker.client.log_artifact(run_id, str(log))
+            tracker.log_artifact(run_id, str(log))
         raise RanksFailed(outcome["reason"] if outcome is not None else
                           f"rank 0 {exit_reason(code)} without a result; {_last_error(log)}")
     return FitOutcome(TrialState[outcome["state"]], outcome.get("values"),
                       outcome.get("pruned_at"))
 
 
-def _rank_spec(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, run_id: str,
+def _rank_spec(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords, run_id: str,
                point: resume.ResumePoint | None) -> dict[str, Any]:
     """Where the trial is and how to report it, as every rank reads it (JSON)."""
     best = best_trial(trial.study)

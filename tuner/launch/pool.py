@@ -2,10 +2,13 @@
 
 A slot claims its next trial the moment it is free (no batch barrier), so the driver
 only listens: it waits on every slot's pipe and process at once and reacts to what
-comes first. A slot that dies mid-trial (a segfault, the OOM killer, SIGKILL) takes only
-that trial with it: the driver marks the trial FAIL with the exit status as its reason,
-ends its MLflow run (KILLED when it was killed, FAILED otherwise) and starts a fresh
-slot on the same devices.
+comes first. What it hears most is the slots' MLflow writes, which its writer thread
+makes for them (tuner.launch.recorder), so that it answers at once; as trials end it
+also replays what waits in the outbox for a tracking server that did not answer. A slot
+that dies mid-trial (a segfault, the OOM killer, SIGKILL) takes only that trial with it:
+the driver marks the trial FAIL with the exit status as its reason, ends its MLflow run
+(KILLED when it was killed, FAILED otherwise) and starts a fresh slot on the same
+devices.
 
 Slots are started with multiprocessing's ``spawn``: a fresh interpreter, so nothing
 (CUDA state, OpenMP thread pools, locks held by other threads) is inherited from the
@@ -17,16 +20,17 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from multiprocessing.connection import Connection, wait
 
 import optuna
 
 from tuner.config.machine import SlotSpec
 from tuner.config.plan import SweepPlan
-from tuner.core import attrs
 from tuner.core.errors import SweepInterrupted
 from tuner.core.exits import INTERRUPTED_EXIT, STOP_GRACE, exit_reason
 from tuner.core.results import TrialResult
@@ -40,12 +44,15 @@ from tuner.launch.protocol import (
     Finished,
     Go,
     PreflightDone,
+    Record,
     SlotError,
     Started,
     Stopped,
+    Written,
 )
+from tuner.launch.recorder import Recorder
 from tuner.launch.slot import slot_main
-from tuner.study.leases import owner_id_of
+from tuner.study.leases import running_trial_of
 from tuner.trial.recording import record_interruption
 from tuner.trial.resume import discard
 
@@ -65,6 +72,9 @@ class _Slot:
     stopped: str | None = None  # why it stopped, once it has
     stopped_at: float = 0.0  # when (time.monotonic()): the first to stop had time to warm up
     errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one sender at a time
+    records: int = 0  # MLflow records it sent
+    written: int = 0  # of which the recorder wrote
 
 
 class SlotPool:
@@ -73,6 +83,7 @@ class SlotPool:
         self._context = mp.get_context("spawn")
         self._slots: dict[int, _Slot] = {}
         self._go: Go | None = None
+        self._recorder: Recorder | None = None  # writes the slots' MLflow records
 
     def start(self) -> SlotPool:
         """Start the slots (once): each imports torch and Lightning, seconds that the
@@ -137,8 +148,9 @@ class SlotPool:
         slots to stop after their current trial (e.g. too many failures).
         """
         self._go = go
+        self._recorder = Recorder(tracker, study)
         for slot in self._slots.values():
-            slot.conn.send(go)
+            self._send(slot, go)
         stopping = False
         while any(s.stopped is None for s in self._slots.values()):
             live = [s for s in self._slots.values() if s.stopped is None]
@@ -146,6 +158,7 @@ class SlotPool:
             for slot in live:
                 if slot.conn in ready or slot.process.sentinel in ready:
                     stopping |= self._drain(slot, study, tracker, on_finished, stopping)
+        self._recorder.flush()  # the sweep's end reads every run
         errors = [e for s in self._slots.values() for e in s.errors]
         reasons = [s.stopped for s in self._slots.values() if s.stopped != "error"]
         if not reasons and errors:
@@ -157,11 +170,13 @@ class SlotPool:
         stop = False
         for message in self._pending(slot):
             if isinstance(message, Finished):
+                self._recorder.catch_up()
                 if on_finished(message.result) and not stopping:
                     stop = True
                     for other in self._slots.values():
                         if other is not slot and other.stopped is None:
                             self._send(other, STOP)
+                self._send(slot, Written(self._recorder.written(slot.conn)))
                 self._send(slot, STOP if stop or stopping else CONTINUE)
             elif isinstance(message, Stopped):
                 slot.stopped, slot.stopped_at = message.reason, time.monotonic()
@@ -199,8 +214,13 @@ class SlotPool:
 
     @staticmethod
     def _send(slot: _Slot, message) -> None:
-        with contextlib.suppress(OSError):  # it died meanwhile; its sentinel will say so
+        with slot.lock, contextlib.suppress(OSError):  # it died: its sentinel will say so
             slot.conn.send(message)
+
+    def _flush(self) -> None:
+        """Wait for the recorder, before the driver writes a trial's records itself."""
+        if self._recorder is not None:
+            self._recorder.flush()
 
     def _died(self, slot: _Slot, study, tracker, on_finished, stopping: bool) -> bool:
         code = slot.process.exitcode
@@ -208,11 +228,12 @@ class SlotPool:
             raise SweepInterrupted(f"slot {slot.spec.index} was interrupted")
         stop = False
         if slot.trial is None:  # it may have died between asking for a trial and saying so
-            slot.trial = _running_trial_of(study, slot.process.pid)
+            slot.trial = running_trial_of(study, slot.process.pid)
         if slot.trial is not None:
             number, slot.trial = slot.trial, None
             reason = f"slot process {exit_reason(code)} while training"
             killed = code is not None and code < 0 and -code in KILLED_BY
+            self._flush()  # what the slot sent before it died comes first
             record_interruption(study, number, tracker, reason, killed=killed)
             # A failure of the trial's own (tuner.study.retries), so a repeat starts over.
             discard(self.plan, study.get_trials(deepcopy=False)[number])
@@ -221,7 +242,7 @@ class SlotPool:
             if not (stop or stopping):
                 slot.conn.close()
                 self._spawn(slot.spec)
-                self._slots[slot.spec.index].conn.send(self._go)
+                self._send(self._slots[slot.spec.index], self._go)
                 return False
         slot.stopped = "error"
         if not slot.errors:
@@ -231,29 +252,43 @@ class SlotPool:
     def interrupt(self, study: optuna.Study | None, tracker) -> None:
         """Stop every slot now (Ctrl-C, SIGTERM): they mark their trials FAIL and runs
         KILLED; any that does not within STOP_GRACE is killed and its trial reaped."""
+        if self._recorder is None and tracker is not None:  # before run(): none was sent
+            self._recorder = Recorder(tracker, study)
         live = [s for s in self._slots.values() if s.process.is_alive()]
         for slot in live:
             with contextlib.suppress(ProcessLookupError):
                 slot.process.terminate()
         deadline = time.monotonic() + STOP_GRACE
         for slot in live:
-            for _ in self._pending(slot):  # learn which trial it was training
-                pass
+            # Write what it sends (its trial's end: KILLED) until it exits; learn which
+            # trial it was training.
+            while slot.process.is_alive() and time.monotonic() < deadline:
+                wait([slot.conn, slot.process.sentinel], deadline - time.monotonic())
+                for _ in self._pending(slot):
+                    pass
             slot.process.join(max(0.0, deadline - time.monotonic()))
+            for _ in self._pending(slot):  # what it sent just before it exited
+                pass
             if slot.process.is_alive():
                 slot.process.kill()
                 slot.process.join()
                 if slot.trial is not None and study is not None:
+                    self._flush()
                     record_interruption(study, slot.trial, tracker,
                                         "interrupted (slot killed after the grace period)")
+        self._flush()  # the caller ends the parent run next
 
-    @staticmethod
-    def _pending(slot: _Slot) -> Iterator[object]:
-        """The messages a slot has sent so far; keeps ``slot.trial`` (the trial it
-        trains) up to date. Ends quietly if the slot died; its sentinel says how."""
+    def _pending(self, slot: _Slot) -> Iterator[object]:
+        """The messages a slot has sent so far, but for its MLflow records, which go to
+        the recorder; keeps ``slot.trial`` (the trial it trains) up to date. Ends
+        quietly if the slot died; its sentinel says how."""
         try:
             while slot.conn.poll():
                 message = slot.conn.recv()
+                if isinstance(message, Record):
+                    self._recorder.take(slot.conn, message, partial(self._send, slot),
+                                        slot.trial)
+                    continue
                 if isinstance(message, Started):
                     slot.trial = message.number
                 elif isinstance(message, Finished):
@@ -261,14 +296,3 @@ class SlotPool:
                 yield message
         except (EOFError, OSError):
             return
-
-
-def _running_trial_of(study: optuna.Study | None, pid: int | None) -> int | None:
-    """The number of a RUNNING trial that the slot process ``pid`` owns, if any."""
-    if study is None or pid is None:
-        return None
-    owner = owner_id_of(pid)
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial.user_attrs.get(attrs.OWNER_ATTR) == owner:
-            return trial.number
-    return None

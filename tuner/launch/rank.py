@@ -4,9 +4,11 @@ Under torchrun, every process runs :func:`run_rank` in-process (tuner.launch.tor
 
 Every rank reads the trial's config and seed from the study by trial id, so all ranks
 train the same trial. Rank 0 alone holds the Optuna trial (epoch reports, pruning) and
-the MLflow logger, logs the model when it beats the study's best, and writes the
-result the slot reads. Each rank writes a small report of how far it trained, which
-the slot attaches to the run (``ranks.json``). Every rank takes part in saving the
+the MLflow logger (it writes its metrics itself: a process of its own, started per
+trial, unlike the slot that started it, whose writes go through the driver), keeps the
+model's weights when it beats the study's best, and writes the result the slot reads.
+Each rank writes a small report of how far it trained, which the slot attaches to the
+run (``ranks.json``). Every rank takes part in saving the
 trial's checkpoint and, for a repeat of a trial cut short, resumes from it
 (tuner.trial.resume); the slot has already recorded the resume.
 
@@ -67,7 +69,7 @@ def _train(spec: dict, rank: int, root: Path, trainer_overrides: dict[str, Any])
     from tuner.trial.checkpoints import ResumeCheckpoint
     from tuner.trial.fit import FitInputs, fit
 
-    prepare_process(spec["threads"], log_models=False)
+    prepare_process(spec["threads"])
     storage = instantiate(spec["storage"])
     stored = storage.get_trial(spec["trial_id"])
     config_yaml = stored.user_attrs[attrs.CONFIG_ATTR]
@@ -76,7 +78,10 @@ def _train(spec: dict, rank: int, root: Path, trainer_overrides: dict[str, Any])
     trial, logger, tracker = None, False, None
     if rank == 0:
         trial, tracker = _owner_handles(spec, storage, stored.number)
-        logger = tracker.trial_logger(spec["run_id"], resumed=resume_from is not None)
+        from tuner.trial.lifecycle import trial_logger
+
+        logger = trial_logger(tracker, spec["run_id"], spec["tracking"]["flush_interval"],
+                              resumed=resume_from is not None)
     checkpoint = None
     if spec.get("checkpoint") is not None:
         checkpoint = ResumeCheckpoint(Path(spec["checkpoint"]), spec["checkpoint_every_s"])
@@ -114,12 +119,12 @@ def _owner_handles(spec: dict, storage, number: int):
     trial = optuna.trial.Trial(study, spec["trial_id"])
     tracker = Tracker(OmegaConf.create(spec["tracking"]), spec["study_name"])
     tracker.attach(spec["experiment_id"], spec["parent_run_id"])
-    tracker.client.bind(spec["run_id"], number)  # its records join the slot's
+    tracker.bind(spec["run_id"], number)  # its records join the slot's
     return trial, tracker
 
 
 def _beats_best(spec: dict, value: float) -> bool:
-    from tuner.tracking.registry import is_better
+    from tuner.core.results import is_better
 
     best = spec["best_value"]
     return bool(spec["tracking"].get("log_models")) and (

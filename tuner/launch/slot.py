@@ -5,8 +5,10 @@ it over a pipe (:mod:`tuner.launch.protocol`). The slot imports torch and Lightn
 and keeps them: a trial costs its training, not a Python start-up. It owns the trials it
 trains: it claims each one (:mod:`tuner.study.budget`) and hands it to the trial's
 lifecycle (:mod:`tuner.trial.lifecycle`: lease, train, tell Optuna, end its MLflow run).
-The driver only watches; if the slot dies (segfault, OOM kill, SIGKILL), the driver ends
-the slot's trial and starts another slot.
+Its MLflow writes go to the driver, which makes them (:mod:`tuner.launch.records`): a
+slot imports MLflow only to export the best model once the sweep is over, or if the
+driver dies. If the slot dies (segfault, OOM kill, SIGKILL), the driver ends the slot's
+trial and starts another slot.
 
 Ctrl-C or SIGTERM while a trial trains marks it FAIL ("interrupted") and its run KILLED,
 then the slot exits with status 130; the trial's checkpoint, if it saved one, stays for
@@ -20,7 +22,7 @@ import signal
 import time
 import traceback
 from multiprocessing.connection import Connection
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 import optuna
 
@@ -34,6 +36,7 @@ from tuner.launch.protocol import (
     EXPORT,
     PREFLIGHT,
     STOP,
+    Channel,
     Exported,
     Finished,
     Go,
@@ -42,16 +45,13 @@ from tuner.launch.protocol import (
     Started,
     Stopped,
 )
+from tuner.launch.records import DriverLine, PipeRecords
+from tuner.trial.records import TrialRecords
+
+if TYPE_CHECKING:
+    from tuner.tracking.runs import Tracker
 
 WAIT_POLL = 0.5  # seconds between budget checks while others' trials may still fail
-
-
-class Channel(Protocol):
-    """The slot's end of its pipe (or, under torchrun, a stand-in for it)."""
-
-    def send(self, message: object) -> None: ...
-    def poll(self) -> bool: ...
-    def recv(self) -> object: ...
 
 
 def slot_main(plan: SweepPlan, spec: SlotSpec, conn: Connection) -> None:
@@ -90,8 +90,7 @@ def _raise_interrupted(signum, frame):
 def _serve(plan: SweepPlan, spec: SlotSpec, conn: Channel) -> None:
     from tuner.trial.build import prepare_process
 
-    prepare_process(spec.threads, plan.cfg.tracking.log_models)
-    warmed = False
+    prepare_process(spec.threads)
     while True:
         message = conn.recv()
         if message == PREFLIGHT:
@@ -103,55 +102,31 @@ def _serve(plan: SweepPlan, spec: SlotSpec, conn: Channel) -> None:
                 conn.send(PreflightDone(error))
                 continue
             conn.send(PreflightDone(None))
-            # The driver now creates the study and the MLflow store: meanwhile, pay what
-            # the first trial would (tuner.tracking.preload).
-            from tuner.tracking import preload
-
-            preload.import_store_code(plan.cfg.tracking.tracking_uri)
-            warmed = _warm_export_while_idle(plan, conn)
         elif isinstance(message, Go):
             slot = Slot(plan, spec, conn, message)
             conn.send(Stopped(spec.index, slot.run()))
-            if not warmed:  # other slots may still be training their last trials
-                _warm_export_while_idle(plan, conn)
-            if _last_word(conn) == EXPORT:
+            slot.warm_export_while_idle()  # other slots may still train their last trials
+            if slot.last_word() == EXPORT:
                 conn.send(Exported(spec.index, slot.export_best()))
             return
         elif message == STOP:
             return
 
 
-def _warm_export_while_idle(plan: SweepPlan, conn: Channel) -> bool:
-    """Pay the first ``torch.export``'s seconds of set-up (tuner.tracking.preload) now,
-    for the export of the best model at the end of the sweep, but only if models are on
-    and the driver has not spoken yet: a trial must never wait for it. True if paid."""
-    if not plan.cfg.tracking.log_models or conn.poll():
-        return False
-    from tuner.tracking import preload
-
-    preload.warm_model_export()
-    return True
-
-
-def _last_word(conn: Channel) -> object:
-    """What the driver says after the slot stopped (EXPORT or DONE); DONE if it is gone."""
-    try:
-        while (message := conn.recv()) not in (EXPORT, DONE):
-            pass  # a STOP the driver sent before it saw that this slot had stopped
-    except EOFError:
-        return DONE
-    return message
-
 
 class Slot:
     """The claim loop: claim a trial, train it, report it, until told or out of budget."""
 
-    def __init__(self, plan: SweepPlan, spec: SlotSpec, conn: Channel, go: Go):
+    def __init__(self, plan: SweepPlan, spec: SlotSpec, conn: Channel, go: Go,
+                 records: TrialRecords | None = None):
+        """``records``: where the trials' MLflow writes go; by default to the driver over
+        ``conn`` (tuner.launch.records). A slot in the driver's own process (torchrun's
+        rank 0) passes the driver's tracker."""
         from tuner.study.budget import claim_lock
         from tuner.study.storage import open_storage
-        from tuner.tracking.runs import Tracker
 
-        self.plan, self.spec, self.conn, self.go = plan, spec, conn, go
+        self.plan, self.spec, self.go = plan, spec, go
+        self.conn = DriverLine(conn)
         self.storage = open_storage(plan.cfg.storage)
         study_id = self.storage.get_study_id_from_name(plan.study_name)
         n = len(self.storage.get_all_trials(study_id, deepcopy=False))
@@ -159,16 +134,15 @@ class Slot:
             study_name=plan.study_name, storage=self.storage,
             sampler=build_sampler(plan.cfg, plan.space, trials_so_far=n, slot=spec.index),
             pruner=build_pruner(plan.cfg))
-        self.tracker = Tracker(plan.cfg.tracking, plan.study_name)
-        self.tracker.attach(go.experiment_id, go.parent_run_id)
+        self.pipe = None if records is not None else PipeRecords(
+            self.conn, plan.cfg.tracking, plan.study_name, go.experiment_id, go.parent_run_id)
+        self.records: TrialRecords = records if records is not None else self.pipe
         self.lock = claim_lock(self.storage, plan.study_name)
 
     def run(self) -> str:
         """Why the slot stopped: "stopped", "timeout", "budget" or "grid exhausted"."""
         from tuner.launch.ddp import fit_in_ranks
         from tuner.study.budget import claim
-        from tuner.tracking.replay import catch_up
-        from tuner.trial.build import rebuild_module
         from tuner.trial.lifecycle import train_claimed
 
         while True:
@@ -176,10 +150,8 @@ class Slot:
                 return "stopped"
             if self.go.deadline is not None and time.time() >= self.go.deadline:
                 return "timeout"
-            # MLflow records that had to wait for the tracking server
-            catch_up(self.tracker.client, self.study, rebuild_module)
             claimed = claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
-                            self.tracker.end_abandoned, self.plan.cfg.retry_failed)
+                            self.records.end_abandoned, self.plan.cfg.retry_failed)
             if claimed.stop is not None:
                 return claimed.stop
             if claimed.wait:
@@ -187,24 +159,66 @@ class Slot:
                 continue
             self.conn.send(Started(self.spec.index, claimed.trial.number))
             result = train_claimed(self.plan, self.study, self.storage, claimed.trial,
-                                   self.tracker, fit_in_ranks, _interrupt_self)
+                                   self.records, fit_in_ranks, _interrupt_self)
             self.conn.send(Finished(self.spec.index, result))
-            if self.conn.recv() == STOP:
+            try:
+                answer = self.conn.recv()
+            except EOFError:
+                self._driver_gone()
                 return "stopped"
+            if answer == STOP or self.conn.stop:
+                return "stopped"
+
+    def warm_export_while_idle(self) -> None:
+        """Once this slot has stopped, while others may still train: pay the first
+        export's seconds of set-up (MLflow's imports and store, ``torch.export``'s:
+        tuner.tracking.preload), if models are on and the driver has not spoken yet."""
+        if not self.plan.cfg.tracking.log_models or self.conn.poll():
+            return
+        from tuner.core.quiet import quiet_lightning
+        from tuner.tracking import preload
+
+        self._exporting_tracker()  # MLflow's imports: the export needs them anyway
+        if not self.conn.poll():  # asked to export meanwhile: the export pays the rest
+            preload.warm_model_export()
+            quiet_lightning()  # MLflow's pytorch flavour configures Lightning's logging
+
+    def last_word(self) -> object:
+        """What the driver says after the slot stopped (EXPORT or DONE); DONE if it is
+        gone (then this slot writes what it sent that the driver may not have)."""
+        try:
+            while (message := self.conn.recv()) not in (EXPORT, DONE):
+                pass  # a STOP the driver sent before it saw that this slot had stopped
+        except EOFError:
+            self._driver_gone()
+            return DONE
+        return message
 
     def export_best(self) -> str | None:
         """Export the study's best model from the weights its trial kept, if this machine
         keeps them (tuner.trial.model); what happened, in a line."""
         from tuner.trial.model import export_best
 
-        return export_best(self.study, self.tracker)
+        return export_best(self.study, self._exporting_tracker())
+
+    def _exporting_tracker(self) -> Tracker:
+        if self.pipe is None:
+            return self.records  # the driver's own tracker (a slot in its process)
+        return self.pipe.tracker()
+
+    def _driver_gone(self) -> None:
+        if self.pipe is not None:
+            self.pipe.driver_gone()
 
     def _stop_requested(self) -> bool:
+        if self.conn.stop:
+            return True
         try:
             while self.conn.poll():
                 if self.conn.recv() == STOP:
                     return True
         except EOFError:  # the driver is gone
+            self._driver_gone()
             return True
         return False
 

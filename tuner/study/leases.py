@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 
+import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
@@ -136,3 +137,14 @@ class LeaseKeeper:
             except Exception:
                 # A storage hiccup: try again next interval; the lease has slack for it.
                 continue
+
+
+def running_trial_of(study: optuna.Study | None, pid: int | None) -> int | None:
+    """The number of a RUNNING trial that the slot process ``pid`` owns, if any."""
+    if study is None or pid is None:
+        return None
+    owner = owner_id_of(pid)
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial.user_attrs.get(attrs.OWNER_ATTR) == owner:
+            return trial.number
+    return None

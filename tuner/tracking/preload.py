@@ -1,8 +1,9 @@
 """One-time MLflow costs that a process can pay while it would otherwise wait.
 
-The driver imports the store code while its slots import torch; slot 0 imports it while
-the driver creates the study. A slot saves a tiny model the way the best trial's is
-exported whenever it would otherwise wait (tuner.launch.slot): the first
+The driver imports the store code while its slots import torch (slots never import
+MLflow while they train: their driver writes their records). A slot that has stopped
+saves a tiny model the way the best trial's is exported, while other slots still train
+(tuner.launch.slot): the first
 ``torch.export`` in a process costs seconds of imports and set-up (and MLflow's first
 scan of the installed packages), which the export at the end of the sweep would
 otherwise add to the sweep's wall time.

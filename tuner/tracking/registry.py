@@ -9,15 +9,13 @@ new best beats the current champion's value.
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from tuner.core.results import is_better
 from tuner.tracking import tags
 
 if TYPE_CHECKING:
@@ -47,36 +45,6 @@ def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, 
     finally:
         module.train(was_training)
     return info.model_uri
-
-
-def save_weights(path: Path, module: torch.nn.Module,
-                 example_input: tuple[torch.Tensor, ...]) -> None:
-    """Keep a trained module's weights and an example input (tensors only, on CPU) for a
-    later export (:func:`load_weights`): a trial's new best (tuner.trial.model) and a
-    model that waits in the outbox (tuner.tracking.resilient). Written whole or not at
-    all, and synced: a kill mid-write leaves the file that was there before."""
-    import torch
-
-    partial = path.with_name(path.name + ".part")
-    torch.save({"state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
-                "example_input": [x.detach().cpu() for x in example_input]}, partial)
-    with partial.open("rb") as handle:
-        os.fsync(handle.fileno())
-    partial.replace(path)
-
-
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], tuple[torch.Tensor, ...]]:
-    """The state dict and example input that :func:`save_weights` kept (no pickle)."""
-    import torch
-
-    kept = torch.load(path, weights_only=True)
-    return kept["state_dict"], tuple(kept["example_input"])
-
-
-def is_better(value: float, than: float, direction: str) -> bool:
-    if math.isnan(than):
-        return not math.isnan(value)
-    return value > than if direction == "maximize" else value < than
 
 
 @dataclass(frozen=True)

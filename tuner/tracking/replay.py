@@ -1,7 +1,7 @@
 """Writing the outbox's records to the tracking server once it answers again.
 
-Who replays: a slot before each new trial (:func:`catch_up`, only when the outbox holds
-something and the breaker lets it try), the sweep at its end, and ``tuner sync``. Files
+Who replays: the driver after each trial ends (:func:`catch_up`, only when the outbox
+holds something and the breaker lets it try), the sweep at its end, and ``tuner sync``. Files
 of trials still RUNNING in the study are left alone (their slot still writes to them),
 and the parent run's file waits until no trial file is left, because it ends with the
 end-of-sweep records (champion, leaderboard, report), which must see every run.
@@ -95,8 +95,8 @@ class _Stop(Exception):
     """The server became unreachable: stop replaying, everything left stays."""
 
 
-def catch_up(client: ResilientClient, study: optuna.Study, rebuild: Rebuild) -> None:
-    """A slot, before its next trial: replay finished trials' records if the outbox
+def catch_up(client: ResilientClient, study: optuna.Study, rebuild: Rebuild | None) -> None:
+    """The driver, once a trial ended: replay finished trials' records if the outbox
     holds any and the breaker allows a try. Costs a directory listing otherwise."""
     if client.outbox is None or not client.outbox.pending_keys():
         return
@@ -262,7 +262,8 @@ def _log_model(client: MlflowClient, outbox: Outbox, record: dict[str, Any], run
     if uri is None:
         if rebuild is None:
             raise RuntimeError("this process cannot rebuild the trial's model")
-        from tuner.tracking.registry import load_weights, log_trial_model
+        from tuner.tracking.registry import log_trial_model
+        from tuner.tracking.weights_file import load_weights
 
         state_dict, example_input = load_weights(outbox.file(record["weights"]))
         module = rebuild(record["config"], state_dict)

@@ -240,7 +240,8 @@ class ResilientClient:
         """Log the trial's model (tuner.tracking.registry.log_trial_model) and return its
         URI; or keep its weights in the outbox (then None), to be logged on replay by
         rebuilding the module from the trial's config."""
-        from tuner.tracking.registry import log_trial_model, save_weights
+        from tuner.tracking.registry import log_trial_model
+        from tuner.tracking.weights_file import save_weights
 
         def keep() -> dict[str, Any]:
             path, relative = self.outbox.new_file("model.pt")

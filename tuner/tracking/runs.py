@@ -17,8 +17,9 @@ run (:mod:`tuner.trial.resume`): RUNNING again, renamed after the repeat, tagged
 
 The parent run is found again through the study's ``mlflow_parent_run_id`` user
 attribute, so re-running a sweep adds its trials under the same parent. The driver
-opens it (:meth:`Tracker.open`); slot processes and workers on other machines attach to
-it (:meth:`Tracker.attach`) and write only their own trials' runs.
+opens it (:meth:`Tracker.open`) and writes its slots' trial runs for them
+(tuner.launch.records); workers on other machines join it (:meth:`Tracker.join`), and a
+DDP trial's rank 0 and a slot exporting the best model attach to it (:meth:`Tracker.attach`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import optuna
-from mlflow.entities import Param, RunStatus, RunTag
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
@@ -44,10 +46,29 @@ from tuner.tracking.outbox import PARENT
 from tuner.tracking.resilient import is_pending, resilient_client
 
 if TYPE_CHECKING:
-    from tuner.tracking.logger import MlflowBatchLogger
+    import torch
 
 MAX_TAG_VALUE = 5000  # MLflow accepts 8000 characters; keep reasons readable
 MAX_PARAM_VALUE = 6000
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
+MetricRow = tuple[str, float, int, int]  # key, value, timestamp in ms, step
+
+
+def log_metric_rows(client: MlflowClient, run_id: str, rows: Sequence[MetricRow]) -> None:
+    """Write metric rows in as few requests as MLflow allows (1000 values each)."""
+    rows = list(rows)
+    for start in range(0, len(rows), MAX_METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=[
+            Metric(k, v, t, s) for k, v, t, s in rows[start:start + MAX_METRICS_PER_BATCH]])
+
+
+def logged_steps(client: MlflowClient, run_id: str) -> dict[str, int]:
+    """The last step that the run holds of each of its metrics."""
+    logged = {}
+    for key in client.get_run(run_id).data.metrics:
+        history = client.get_metric_history(run_id, key)
+        logged[key] = max((m.step for m in history), default=-1)
+    return logged
 
 
 def _write_ahead_log(tracking_uri: str) -> None:
@@ -154,18 +175,27 @@ class Tracker:
     def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str,
                     retry_of: int | None = None) -> str:
         """Create the trial's child run with its sampled params and composed config."""
+        run_id = self.create_trial_run(number, retry_of)
+        self.log_trial_inputs(run_id, params, config_yaml)
+        return run_id
+
+    def create_trial_run(self, number: int, retry_of: int | None = None) -> str:
+        """The trial's child run, tagged (all a trial waits for before it trains)."""
         run_tags = {tags.PARENT_RUN: self.parent_run_id, tags.ROLE: "trial",
                     tags.STUDY: self.study_name, tags.TRIAL_NUMBER: str(number)}
         if retry_of is not None:
             run_tags[tags.RETRY_OF] = str(retry_of)
         run = self.client.create_run(self.experiment_id, run_name=f"trial-{number}",
                                      tags=run_tags)
-        run_id = run.info.run_id
+        return run.info.run_id
+
+    def log_trial_inputs(self, run_id: str, params: Mapping[str, Any], config_yaml: str
+                         ) -> None:
+        """The trial's sampled params and its composed config (``config.yaml``)."""
         if params:
             self.client.log_batch(run_id, params=[
                 Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in params.items()])
         self.client.log_text(run_id, mask(config_yaml), "config.yaml")
-        return run_id
 
     def why_not_resume(self, run_id: str, attempts: Sequence[int]) -> str | None:
         """Why the run that trials ``attempts`` trained in cannot be taken over by a
@@ -197,17 +227,34 @@ class Tracker:
             if stale in logged:
                 self.client.delete_tag(run_id, stale)
 
-    def trial_logger(self, run_id: str, resumed: bool = False) -> MlflowBatchLogger:
-        """The Lightning logger for a trial's run; ``resumed``: the run already holds
-        metrics of an attempt cut short, and the logger writes no step twice."""
-        # Imported here: the logger is a Lightning logger, and the driver, which only
-        # opens and closes runs, should not pay for importing torch and Lightning.
-        from tuner.tracking.logger import MlflowBatchLogger
+    def log_metrics(self, run_id: str, rows: Sequence[MetricRow]) -> None:
+        """Write a trial's metric batch (tuner.trial.metrics_logger)."""
+        log_metric_rows(self.client, run_id, rows)
 
-        logger = MlflowBatchLogger(self.client, run_id, self.tracking.flush_interval)
-        if resumed:
-            logger.skip_logged_steps()
-        return logger
+    def logged_steps(self, run_id: str) -> dict[str, int]:
+        """The last step that the run holds of each of its metrics (a resumed trial's
+        logger writes no step twice)."""
+        return logged_steps(self.client, run_id)
+
+    def bind(self, run_id: str, number: int) -> None:
+        """Which trial a run belongs to: its records that must wait join that trial's
+        outbox file (tuner.tracking.resilient)."""
+        self.client.bind(run_id, number)
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        self.client.set_tag(run_id, key, value)
+
+    def log_text(self, run_id: str, text: str, artifact_file: str) -> None:
+        self.client.log_text(run_id, mask(text), artifact_file)
+
+    def log_artifact(self, run_id: str, local_path: str) -> None:
+        self.client.log_artifact(run_id, local_path)
+
+    def log_model(self, run_id: str, module: torch.nn.Module,
+                  example_input: tuple[torch.Tensor, ...], config_yaml: str) -> str | None:
+        """Log a trained module as the run's model (tuner.tracking.registry); its URI, or
+        None when it waits in the outbox (tuner.tracking.resilient)."""
+        return self.client.log_model(run_id, module, example_input, config_yaml)
 
     def end_trial(self, run_id: str, state: optuna.trial.TrialState, *,
                   reason: str | None = None, pruned_at: int | None = None,

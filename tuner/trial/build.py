@@ -18,14 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 from tuner.core.quiet import quiet_lightning, quiet_optuna
 
 
-def prepare_process(threads: int, log_models: bool) -> None:
+def prepare_process(threads: int) -> None:
     """What a process that trains does once (a slot, a DDP rank): its torch threads,
     quiet libraries, Lightning's plugin scan cached."""
     torch.set_num_threads(threads)
-    if log_models:
-        # Imported now, not at the first model: it imports the standalone
-        # pytorch_lightning package and configures logging, which quiet_lightning undoes.
-        import mlflow.pytorch  # noqa: F401
     quiet_lightning()
     look_up_callback_plugins_once()
     quiet_optuna()

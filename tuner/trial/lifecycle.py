@@ -31,6 +31,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import optuna
 from omegaconf import DictConfig, OmegaConf
@@ -40,26 +41,26 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
 from tuner.core.masking import mask
-from tuner.core.results import TrialResult, reason_of
+from tuner.core.results import TrialResult, is_better, reason_of
 from tuner.study.leases import LeaseKeeper
 from tuner.study.retries import root_of
 from tuner.study.trials import best_trial
-from tuner.tracking.registry import is_better
-from tuner.tracking.runs import Tracker
 from tuner.trial import resume
 from tuner.trial.checkpoints import ResumeCheckpoint, checkpoint_epochs
 from tuner.trial.fit import FitInputs, FitOutcome, fit
+from tuner.trial.metrics_logger import BatchLogger
 from tuner.trial.model import keep_weights
 from tuner.trial.recording import record, record_interruption
+from tuner.trial.records import TrialRecords
 
 # Trains a trial on several processes (tuner.launch.ddp.fit_in_ranks); the slot passes
 # it in, so that this layer never reaches up into the one that launches processes.
-RankFitter = Callable[[SweepPlan, optuna.Trial, Tracker, str, resume.ResumePoint | None],
+RankFitter = Callable[[SweepPlan, optuna.Trial, TrialRecords, str, resume.ResumePoint | None],
                       FitOutcome]
 
 
 def train_claimed(plan: SweepPlan, study: optuna.Study, storage: BaseStorage,
-                  trial: optuna.Trial, tracker: Tracker, fit_in_ranks: RankFitter,
+                  trial: optuna.Trial, tracker: TrialRecords, fit_in_ranks: RankFitter,
                   on_orphaned: Callable[[], None]) -> TrialResult:
     """Train a trial this process has claimed from ``study`` (opened on ``storage``), and
     record it. ``on_orphaned`` runs if the process that started this one (the sweep's
@@ -92,7 +93,7 @@ class _Prepared:
     point: resume.ResumePoint | None  # where a repeat resumes; None: from epoch 0
 
 
-def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
+def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords,
               best: FrozenTrial | None, fit_in_ranks: RankFitter) -> TrialResult:
     """Train one trial; its MLflow run is created here and left for the caller to end.
     ``best``: the study's best trial when this one started (its weights are kept if it
@@ -115,7 +116,7 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker,
                        run_id=prepared.run_id, seconds=time.monotonic() - start)
 
 
-def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker) -> _Prepared:
+def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords) -> _Prepared:
     params = plan.space.sample(trial)
     cfg = plan.trial_config(params)
     first = root_of(trial)
@@ -134,7 +135,7 @@ def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker) -> _Prepare
 
 
 def _resume_point(plan: SweepPlan, trial: optuna.Trial,
-                  tracker: Tracker) -> resume.ResumePoint | None:
+                  tracker: TrialRecords) -> resume.ResumePoint | None:
     """Where this trial resumes, with the resume recorded and its run taken over; None
     to start at epoch 0, with the reason on the trial when a checkpoint was there but
     cannot be used."""
@@ -157,7 +158,7 @@ def _resume_point(plan: SweepPlan, trial: optuna.Trial,
     return point
 
 
-def _fit_here(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, prepared: _Prepared,
+def _fit_here(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords, prepared: _Prepared,
               best: FrozenTrial | None) -> FitOutcome:
     """Fit the trial in this process; keep its weights when it beats ``best``."""
     checkpoint = None
@@ -168,7 +169,8 @@ def _fit_here(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, prepared: 
     fitted = fit(FitInputs(
         prepared.cfg, prepared.seed, plan.metrics, plan.reports_epochs,
         plan.trial_dir(trial.number), trial=trial,
-        logger=tracker.trial_logger(prepared.run_id, resumed=point is not None),
+        logger=trial_logger(tracker, prepared.run_id, plan.cfg.tracking.flush_interval,
+                            resumed=point is not None),
         checkpoint=checkpoint, resume_from=None if point is None else point.checkpoint))
     outcome = fitted.outcome
     if (outcome.state == TrialState.COMPLETE and plan.cfg.tracking.log_models
@@ -177,3 +179,11 @@ def _fit_here(plan: SweepPlan, trial: optuna.Trial, tracker: Tracker, prepared: 
         keep_weights(fitted, trial._trial_id, trial.study._storage,
                      plan.trial_dir(trial.number), tracker, prepared.run_id, beaten=best)
     return outcome
+
+
+def trial_logger(tracker: TrialRecords, run_id: str, flush_interval: float,
+                 resumed: bool = False) -> BatchLogger:
+    """The Lightning logger of a trial's run; ``resumed``: the run already holds metrics
+    of an attempt cut short, and the logger writes no step twice."""
+    return BatchLogger(partial(tracker.log_metrics, run_id), flush_interval,
+                       tracker.logged_steps(run_id) if resumed else None)

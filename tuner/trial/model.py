@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.storages import BaseStorage
@@ -27,10 +28,10 @@ from optuna.trial import FrozenTrial
 from tuner.core import attrs
 from tuner.core.results import reason_of
 from tuner.tracking.links import late_attr, run_id_of
-from tuner.tracking.registry import load_weights, save_weights
-from tuner.tracking.runs import Tracker
+from tuner.tracking.weights_file import load_weights, save_weights
 from tuner.trial.build import example_input, rebuild_module
 from tuner.trial.fit import Fitted
+from tuner.trial.records import TrialRecords
 from tuner.trial.weights import (
     WEIGHTS_FILE,
     claim,
@@ -40,12 +41,15 @@ from tuner.trial.weights import (
     waiting_weights,
 )
 
+if TYPE_CHECKING:  # MLflow loads with it: only the export, at the sweep's end, needs it
+    from tuner.tracking.runs import Tracker
+
 MODEL_WAITS = ("not logged yet: the MLflow tracking server did not answer; its weights wait "
                "in the outbox, and `tuner sync` (or the end of the sweep) logs it")
 
 
 def keep_weights(fitted: Fitted, trial_id: int, storage: BaseStorage, folder: Path,
-                 tracker: Tracker, run_id: str, beaten: FrozenTrial | None = None) -> None:
+                 tracker: TrialRecords, run_id: str, beaten: FrozenTrial | None = None) -> None:
     """Save the trained module's weights and an example input in ``folder``; record the
     file on the trial (still RUNNING); delete the weights of ``beaten``, the best this
     trial beat. Never raises for the model's sake: a module whose input cannot be told
@@ -81,11 +85,11 @@ def export_best(study: optuna.Study, tracker: Tracker) -> str | None:
         return None
     config_yaml = best.user_attrs[attrs.CONFIG_ATTR]
     run_id = run_id_of(best, study.user_attrs)
-    tracker.client.bind(run_id, best.number)  # a record that must wait joins its trial's
+    tracker.bind(run_id, best.number)  # a record that must wait joins its trial's
     try:
         state_dict, example_input = load_weights(kept_at)
         module = rebuild_module(config_yaml, state_dict)
-        uri = tracker.client.log_model(run_id, module, example_input, config_yaml)
+        uri = tracker.log_model(run_id, module, example_input, config_yaml)
     except Exception as error:
         why = reason_of(error)
         study.set_user_attr(late_attr(attrs.MODEL_ERROR_ATTR, best.number), why)

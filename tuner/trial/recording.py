@@ -2,12 +2,11 @@
 
 Used by the slot that trained the trial (tuner.trial.lifecycle) and by the driver for a
 slot that died mid-trial (tuner.launch.pool), so it stays free of torch and Lightning,
-which the driver never imports.
+which the driver never imports, and of MLflow, which the slot never imports (the run's
+end goes through the trial's records, tuner.trial.records).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -16,12 +15,10 @@ from optuna.trial import TrialState
 from tuner.core import attrs
 from tuner.core.results import TrialResult
 from tuner.study.trials import tell
-
-if TYPE_CHECKING:
-    from tuner.tracking.runs import Tracker  # only its methods: MLflow loads with the tracker
+from tuner.trial.records import TrialRecords
 
 
-def record(study: optuna.Study, trial: optuna.Trial, tracker: Tracker,
+def record(study: optuna.Study, trial: optuna.Trial, tracker: TrialRecords,
            result: TrialResult) -> None:
     """Tell Optuna how the trial ended, then end its MLflow run to match."""
     if result.state == TrialState.COMPLETE:
@@ -35,7 +32,7 @@ def record(study: optuna.Study, trial: optuna.Trial, tracker: Tracker,
                           pruned_at=result.pruned_at)
 
 
-def record_interruption(study: optuna.Study, trial: optuna.Trial | int, tracker: Tracker,
+def record_interruption(study: optuna.Study, trial: optuna.Trial | int, tracker: TrialRecords,
                         reason: str, killed: bool = True) -> None:
     """Leave nothing RUNNING, wherever in the trial the interruption landed.
 
@@ -55,7 +52,7 @@ def record_interruption(study: optuna.Study, trial: optuna.Trial | int, tracker:
             state = study.get_trials(deepcopy=False)[number].state
     run_id = stored.user_attrs.get(attrs.RUN_ID_ATTR)
     if run_id is not None:
-        tracker.client.bind(run_id, number)
+        tracker.bind(run_id, number)
         failed = state == TrialState.FAIL
         tracker.end_trial(run_id, state, reason=reason if failed else None,
                           interrupted=failed and killed, only_if_running=True)

@@ -108,7 +108,7 @@ def record_resume(trial: optuna.Trial, tracker, point: ResumePoint) -> None:
     attempt's run carries it."""
     trial.set_user_attr(attrs.RESUMED_FROM_EPOCH_ATTR, point.epochs)
     trial.set_user_attr(attrs.RUN_ID_ATTR, point.run_id)
-    tracker.client.set_tag(point.run_id, tags.RESUMED_FROM_EPOCH, str(point.epochs))
+    tracker.set_tag(point.run_id, tags.RESUMED_FROM_EPOCH, str(point.epochs))
     for step, value in sorted(point.reports.items()):
         if step <= point.epochs:
             trial.report(value, step)

@@ -49,7 +49,7 @@ class Decision:
 def beats(challenger: float, champion: float, direction: str, margin: float) -> bool:
     """True when ``challenger`` is better than ``champion`` by more than ``margin``:
     the registry's own comparison, against the champion moved by the margin."""
-    from tuner.tracking.registry import is_better
+    from tuner.core.results import is_better
 
     bar = champion + margin if direction == "maximize" else champion - margin
     return is_better(challenger, bar, direction)

@@ -1,0 +1,52 @@
+"""The driver's recorder: a trial waits for its own run, never for other trials' writes."""
+
+from __future__ import annotations
+
+import optuna
+
+from tests.conftest import plan
+from tuner.launch.protocol import Answer, Ask, Record, Written
+from tuner.launch.recorder import Recorder
+from tuner.tracking.runs import Tracker
+
+
+def test_a_new_run_is_answered_before_the_backlog_and_every_record_is_written(tmp_path):
+    sweep = plan("tracking.report=false", run_dir=tmp_path / "runs")
+    study = optuna.create_study(study_name=sweep.study_name)
+    tracker = Tracker(sweep.cfg.tracking, sweep.study_name)
+    tracker.open(study, sweep.study_params())
+    first = tracker.create_trial_run(0)
+    recorder = Recorder(tracker, study)
+    said: list[object] = []
+    # A slot's backlog: 40 batches of 1000 metric values for trial 0's run...
+    for batch in range(40):
+        rows = [(f"m{i}", float(i), 1000 * batch, batch) for i in range(1000)]
+        recorder.take("slot", Record("log_metrics", (first, rows)), said.append)
+    # ... then its next trial asks for a run.
+    recorder.take("slot", Ask("create_trial_run", (1,)), said.append)
+    recorder.flush()
+
+    [written, answer] = said  # records are not answered; the ask is, with a count
+    assert isinstance(written, Written) and isinstance(answer, Answer)
+    assert written.count <= 2  # answered while the backlog waited (one write may run)
+    assert answer.error is None
+    assert tracker.client.get_run(answer.value).data.tags["tuner.trial_number"] == "1"
+    assert recorder.written("slot") == 40  # and then every record was written
+    assert len(tracker.client.get_metric_history(first, "m7")) == 40
+
+
+def test_a_write_mlflow_refuses_fails_the_ask_not_the_driver(tmp_path):
+    sweep = plan("tracking.report=false", run_dir=tmp_path / "runs")
+    study = optuna.create_study(study_name=sweep.study_name)
+    tracker = Tracker(sweep.cfg.tracking, sweep.study_name)
+    tracker.open(study, sweep.study_params())
+    recorder = Recorder(tracker, study)
+    said: list[object] = []
+    recorder.take("slot", Ask("logged_steps", ("no-such-run",)), said.append)
+    recorder.take("slot", Ask("delete_experiment", ("0",)), said.append)  # not a record
+    recorder.flush()
+    answers = [m for m in said if isinstance(m, Answer)]
+    assert [a.value for a in answers] == [None, None]
+    assert "no-such-run" in answers[0].error
+    assert "not a trial record" in answers[1].error
+    assert tracker.client.get_experiment(tracker.experiment_id).lifecycle_stage == "active"
