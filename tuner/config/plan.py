@@ -14,10 +14,13 @@ has to read the environment again.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from tuner.config import checks
@@ -74,9 +77,15 @@ class SweepPlan:
     def trial_config(self, values: dict[str, Any]) -> DictConfig:
         """The config one trial trains with: sampled values set, then resolved, so that
         keys interpolating a searched key (``${data.block_size}``) follow it."""
-        cfg = self.space.apply(self.composed.raw, values)
+        cfg = self.space.apply(pickle.loads(self._raw_pickled), values, copy=False)
         OmegaConf.resolve(cfg)
         return cfg
+
+    @cached_property
+    def _raw_pickled(self) -> bytes:
+        # Each trial gets its own copy of the config: unpickling one costs a quarter of
+        # DictConfig's deepcopy, which walks every node in Python (3.6 ms a trial here).
+        return pickle.dumps(self.composed.raw)
 
     def study_params(self) -> dict[str, Any]:
         """What the parent MLflow run records about the study (set once, at creation)."""
@@ -87,6 +96,15 @@ class SweepPlan:
                ("model", "data", "search", "sampler", "pruner", "storage")},
             "search_space_fingerprint": self.space.fingerprint(),
         }
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """A resolved config as YAML (what a trial's run and attribute hold): the same
+    document as ``OmegaConf.to_yaml`` (enums by name), written by libyaml's emitter in a
+    quarter of the time, which a trial pays every time."""
+    return yaml.dump(OmegaConf.to_container(cfg, enum_to_str=True),
+                     Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
+                     sort_keys=False, allow_unicode=True, default_flow_style=False)
 
 
 def make_plan(composed: Composed) -> SweepPlan:

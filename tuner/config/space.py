@@ -20,10 +20,10 @@ composed config's keys and types.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from copy import deepcopy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,9 +94,11 @@ class SearchSpace:
                 values[param.path] = _suggest(trial, param.path, param.distribution)
         return values
 
-    def apply(self, cfg: DictConfig, values: Mapping[str, Any]) -> DictConfig:
-        """A copy of ``cfg`` with each sampled value set at its path."""
-        out = copy.deepcopy(cfg)
+    def apply(self, cfg: DictConfig, values: Mapping[str, Any], copy: bool = True
+              ) -> DictConfig:
+        """``cfg`` (a copy of it, unless ``copy`` is False) with each sampled value set at
+        its path."""
+        out = deepcopy(cfg) if copy else cfg
         for path, value in values.items():
             OmegaConf.update(out, path, value, merge=False)
         return out
@@ -143,7 +145,7 @@ class SearchSpace:
 
         ``locate`` finds the file of a config key, to say where the valid keys are."""
         problems = []
-        scratch = copy.deepcopy(cfg)
+        scratch = deepcopy(cfg)
         for p in self.params:
             key = f"search.{p.path}"
             root = p.path.split(".", 1)[0]

@@ -34,11 +34,11 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.config.plan import SweepPlan
+from tuner.config.plan import SweepPlan, to_yaml
 from tuner.core import attrs
 from tuner.core.masking import mask
 from tuner.core.results import TrialResult, is_better, reason_of
@@ -121,7 +121,7 @@ def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords) -> _Pr
     cfg = plan.trial_config(params)
     first = root_of(trial)
     seed = plan.cfg.seed + first
-    config_yaml = mask(OmegaConf.to_yaml(cfg))
+    config_yaml = mask(to_yaml(cfg))
     trial.set_user_attr(attrs.SEED_ATTR, seed)
     trial.set_user_attr(attrs.CONFIG_ATTR, config_yaml)
     point = _resume_point(plan, trial, tracker)
