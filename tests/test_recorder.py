@@ -5,8 +5,10 @@ from __future__ import annotations
 import optuna
 
 from tests.conftest import plan
+from tuner.core import attrs
 from tuner.launch.protocol import Answer, Ask, Record, Written
-from tuner.launch.recorder import Recorder
+from tuner.launch.recorder import ENDED_BEFORE_ITS_RUN, Recorder
+from tuner.tracking import tags
 from tuner.tracking.runs import Tracker
 
 
@@ -50,3 +52,26 @@ def test_a_write_mlflow_refuses_fails_the_ask_not_the_driver(tmp_path):
     assert "no-such-run" in answers[0].error
     assert "not a trial record" in answers[1].error
     assert tracker.client.get_experiment(tracker.experiment_id).lifecycle_stage == "active"
+
+
+def test_a_new_run_is_recorded_on_its_trial_or_ends_with_a_trial_that_ended(tmp_path):
+    """A slot interrupted while it waits for its run's id cannot record the run on its
+    trial: the driver records it there, or, if the trial ended meanwhile, ends the run."""
+    sweep = plan("tracking.report=false", run_dir=tmp_path / "runs")
+    study = optuna.create_study(study_name=sweep.study_name)
+    tracker = Tracker(sweep.cfg.tracking, sweep.study_name)
+    tracker.open(study, sweep.study_params())
+    recorder = Recorder(tracker, study)
+    ended, running = study.ask(), study.ask()
+    study.tell(ended, state=optuna.trial.TrialState.FAIL)  # interrupted while it waited
+    said: list[object] = []
+    for trial in (ended, running):
+        recorder.take("slot", Ask("create_trial_run", (trial.number,)), said.append)
+    recorder.flush()
+    [orphan, live] = [m.value for m in said if isinstance(m, Answer)]
+    run = tracker.client.get_run(orphan)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[tags.FAIL_REASON] == ENDED_BEFORE_ITS_RUN
+    assert attrs.RUN_ID_ATTR not in study.trials[ended.number].user_attrs
+    assert study.trials[running.number].user_attrs[attrs.RUN_ID_ATTR] == live
+    assert tracker.client.get_run(live).info.status == "RUNNING"

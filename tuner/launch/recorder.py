@@ -25,6 +25,10 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
+
+from tuner.core import attrs
 from tuner.core.errors import first_line
 from tuner.launch.protocol import Answer, Ask, Record, Written
 
@@ -39,6 +43,7 @@ WRITES = frozenset({"log_trial_inputs", "resume_trial", "log_metrics", "end_tria
                     "log_artifact"})
 ASKS = frozenset({"create_trial_run", "why_not_resume", "logged_steps"})
 FIRST = frozenset({"create_trial_run"})  # asks that go before the backlog (see above)
+ENDED_BEFORE_ITS_RUN = "interrupted before its MLflow run was created"
 
 
 def apply(tracker: Tracker, message: Record, number: int | None = None) -> Answer | None:
@@ -88,7 +93,33 @@ class Recorder:
             def reply(answer: Answer | None) -> None:
                 self._written[slot] = count
         first = isinstance(message, Ask) and message.op in FIRST
-        self._put(0 if first else 1, lambda: reply(apply(self.tracker, message, number)))
+
+        def task() -> None:
+            answer = apply(self.tracker, message, number)
+            reply(answer)
+            if message.op == "create_trial_run" and answer.error is None:
+                self._link(message.args[0], answer.value)
+
+        self._put(0 if first else 1, task)
+
+    def _link(self, number: int, run_id: str) -> None:
+        """Record a new run on its trial (the slot does too, once it has the answer). A
+        slot interrupted while it waited for the answer records no run on its trial, and
+        the run would stay RUNNING with no trial to end it; if the trial has ended by
+        now, the run ends with it. Either this write comes first and the slot's
+        interruption reads it back (tuner.trial.recording), or the trial ended first
+        and this ends the run."""
+        if self.study is None:
+            return
+        storage = self.study._storage
+        trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id,
+                                                                    number)
+        try:
+            storage.set_trial_user_attr(trial_id, attrs.RUN_ID_ATTR, run_id)
+        except UpdateFinishedTrialError:
+            self.tracker.bind(run_id, number)
+            self.tracker.end_trial(run_id, TrialState.FAIL, reason=ENDED_BEFORE_ITS_RUN,
+                                   interrupted=True, only_if_running=True)
 
     def written(self, slot: object) -> int:
         """How many of ``slot``'s records are written."""

@@ -50,7 +50,10 @@ def record_interruption(study: optuna.Study, trial: optuna.Trial | int, tracker:
             state = TrialState.FAIL
         except UpdateFinishedTrialError:  # someone else ended it meanwhile (a reaper)
             state = study.get_trials(deepcopy=False)[number].state
-    run_id = stored.user_attrs.get(attrs.RUN_ID_ATTR)
+    # Read again now that the trial has ended: the driver may have recorded its run on
+    # it meanwhile (a slot interrupted while it waited for its run's id,
+    # tuner.launch.recorder); from now on nobody can.
+    run_id = study.get_trials(deepcopy=False)[number].user_attrs.get(attrs.RUN_ID_ATTR)
     if run_id is not None:
         tracker.bind(run_id, number)
         failed = state == TrialState.FAIL
