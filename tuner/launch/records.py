@@ -21,6 +21,7 @@ trial's records itself.
 from __future__ import annotations
 
 import signal
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -123,7 +124,11 @@ class PipeRecords:
             self._direct = self.tracker()  # MLflow, only now
             while self._kept:
                 _, record = self._kept.popleft()
-                getattr(self._direct, record.op)(*record.args, **record.kwargs)
+                try:
+                    getattr(self._direct, record.op)(*record.args, **record.kwargs)
+                except Exception as error:  # one refused record must not cost the others
+                    print(f"tuner: MLflow did not take a record ({record.op}): {error}",
+                          file=sys.stderr, flush=True)
         return self._direct
 
     def tracker(self) -> Tracker:

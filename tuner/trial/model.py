@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial
 
 from tuner.core import attrs
 from tuner.core.results import reason_of
+from tuner.study.trials import best_trial
 from tuner.tracking.links import late_attr, run_id_of
 from tuner.tracking.weights_file import load_weights, save_weights
 from tuner.trial.build import example_input, rebuild_module
@@ -38,6 +39,7 @@ from tuner.trial.weights import (
     drop_beaten,
     drop_weights,
     kept_file,
+    wait_for_other_export,
     waiting_weights,
 )
 
@@ -81,6 +83,7 @@ def export_best(study: optuna.Study, tracker: Tracker) -> str | None:
     found = None if best is None else kept_file(best)
     kept_at = None if found is None else claim(found)
     if kept_at is None:  # nothing to export here, or another command on this machine does
+        wait_for_other_export(best_trial(study))  # its model then is in the study's records
         drop_beaten(study)
         return None
     config_yaml = best.user_attrs[attrs.CONFIG_ATTR]

@@ -10,6 +10,7 @@ export on this machine, and deleting weights that no export will need.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import optuna
@@ -21,6 +22,7 @@ from tuner.tracking.links import model_error_of, model_uri_of
 
 WEIGHTS_FILE = "model.pt"
 CLAIMED = ".export-"  # model.pt.export-<pid>: the weights one process is exporting
+OTHER_EXPORT_WAIT_S = 120.0  # how long a command waits for another one's export here
 
 
 def waiting_weights(study: optuna.Study) -> FrozenTrial | None:
@@ -49,6 +51,23 @@ def kept_file(trial: FrozenTrial) -> Path | None:
         if pid.isdigit() and not _alive(int(pid)):
             return claimed
     return None
+
+
+def wait_for_other_export(trial: FrozenTrial | None,
+                          timeout: float = OTHER_EXPORT_WAIT_S) -> None:
+    """Wait while another live process on this machine exports ``trial``'s weights (a
+    sweep and a worker ending together: one claimed them), at most ``timeout`` seconds,
+    so that the caller's champion and report see the model it logs."""
+    kept = None if trial is None else trial.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    if kept is None:
+        return
+    path = Path(kept)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(
+            _alive(int(pid)) for claimed in path.parent.glob(f"{path.name}{CLAIMED}*")
+            if (pid := claimed.name.rpartition("-")[2]).isdigit()
+            and int(pid) != os.getpid()):
+        time.sleep(0.2)
 
 
 def claim(path: Path) -> Path | None:
