@@ -52,7 +52,18 @@ class TrackingFailed(Exception):
 
 
 class SweepInterrupted(BaseException):
-    """SIGTERM arrived; handled like Ctrl-C (a BaseException so trials do not catch it)."""
+    """SIGTERM arrived; handled like Ctrl-C (a BaseException so trials do not catch it).
+
+    ``raised`` says whether one was raised in this process: a library that turns it into
+    another error on its way out (Optuna's journal-file lock can raise FileNotFoundError
+    while it lets go of a lock it was waiting for) must not make an interrupted trial
+    look like a failed one."""
+
+    raised = False
+
+    def __init__(self, *args: object):
+        super().__init__(*args)
+        SweepInterrupted.raised = True
 
 
 def first_line(text: str) -> str:

@@ -40,6 +40,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config.plan import SweepPlan, to_yaml
 from tuner.core import attrs
+from tuner.core.errors import SweepInterrupted
 from tuner.core.masking import mask
 from tuner.core.results import TrialResult, is_better, reason_of
 from tuner.study.leases import LeaseKeeper
@@ -107,6 +108,8 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords,
         else:
             outcome = _fit_here(plan, trial, tracker, prepared, best)
     except Exception as error:
+        if SweepInterrupted.raised:  # an interruption that a library turned into an error
+            raise SweepInterrupted("interrupted") from error
         run_id = prepared.run_id if prepared is not None else None
         if run_id is not None:
             tracker.log_error(run_id, traceback.format_exc())
