@@ -68,12 +68,23 @@ def current_champion(client: MlflowClient, name: str) -> Champion | None:
 
 def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value: float,
             direction: str, trial_number: int) -> Champion:
-    """Register ``model_uri`` as the new champion if it beats the current one."""
+    """Register ``model_uri`` as the new champion if it beats the current one.
+
+    Two commands that end together on one study (a sweep and a worker: the one that
+    exported the model, and the one that waited for it) may both promote it; if the
+    registry refuses this one's write because the other's landed first, the champion
+    that other command registered for the same run is returned, not promoted here."""
     current = current_champion(client, name)
     if current is not None and (current.run_id == run_id
                                 or not is_better(value, current.value, direction)):
         return current
-    return register_champion(client, name, model_uri, run_id, value, trial_number)
+    try:
+        return register_champion(client, name, model_uri, run_id, value, trial_number)
+    except MlflowException:
+        current = current_champion(client, name)
+        if current is not None and current.run_id == run_id:
+            return current
+        raise
 
 
 def register_champion(client: MlflowClient, name: str, model_uri: str, run_id: str,
