@@ -46,3 +46,34 @@ def test_a_dead_slot_whose_driver_died_too_is_abandoned_at_once():
 def test_a_live_driver_does_not_hold_a_trial_past_its_lease():
     trial = _running(owner_id_of(_dead_pid()), supervisor=owner_id_of(os.getpid()))
     assert stale_reason(trial, now=time.time() + 120).startswith("its lease ran out")
+
+
+def _journal(path) -> optuna.storages.JournalStorage:
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+
+
+def test_a_trials_attributes_written_at_once_read_back_everywhere(tmp_path):
+    from tuner.study.user_attrs import set_trial_user_attrs, set_user_attrs
+
+    storage = _journal(tmp_path / "optuna.journal")
+    study = optuna.create_study(study_name="s", storage=storage)
+    trial = study.ask()
+    before = (tmp_path / "optuna.journal").read_text().count("\n")
+    set_trial_user_attrs(trial, {"seed": 7, "config": "a: 1\n", "run_id": "abc"})
+    # One line per attribute, as Optuna writes them, appended together.
+    assert (tmp_path / "optuna.journal").read_text().count("\n") == before + 3
+    assert trial.user_attrs == {"seed": 7, "config": "a: 1\n", "run_id": "abc"}
+    # A fresh reader (another worker, the dashboard) replays them with stock Optuna.
+    fresh = optuna.load_study(study_name="s", storage=_journal(tmp_path / "optuna.journal"))
+    assert fresh.trials[0].user_attrs == {"seed": 7, "config": "a: 1\n", "run_id": "abc"}
+
+    study.tell(trial, 1.0)
+    try:
+        set_user_attrs(storage, trial._trial_id, {"late": 1, "later": 2})
+    except optuna.exceptions.UpdateFinishedTrialError:
+        pass
+    else:
+        raise AssertionError("a finished trial took new attributes")
+    # Every line of the refused write was read back: no later call trips over them.
+    assert study.trials[0].user_attrs == {"seed": 7, "config": "a: 1\n", "run_id": "abc"}
+    assert study.ask().number == 1

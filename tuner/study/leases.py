@@ -31,6 +31,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from tuner.core import attrs
+from tuner.study.user_attrs import set_user_attrs
 
 LEASE_SECONDS = 60.0  # a trial is stale this long after its owner last renewed it
 
@@ -91,9 +92,9 @@ def _alive_here(process: str | None) -> bool:
 
 def take(storage: BaseStorage, trial_id: int) -> None:
     """Mark a freshly asked trial as ours (a slot's), with a fresh lease."""
-    storage.set_trial_user_attr(trial_id, attrs.OWNER_ATTR, owner_id())
-    storage.set_trial_user_attr(trial_id, attrs.SUPERVISOR_ATTR, owner_id_of(os.getppid()))
-    storage.set_trial_user_attr(trial_id, attrs.LEASE_ATTR, time.time() + LEASE_SECONDS)
+    set_user_attrs(storage, trial_id, {attrs.OWNER_ATTR: owner_id(),
+                                       attrs.SUPERVISOR_ATTR: owner_id_of(os.getppid()),
+                                       attrs.LEASE_ATTR: time.time() + LEASE_SECONDS})
 
 
 class LeaseKeeper:

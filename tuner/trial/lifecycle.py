@@ -46,6 +46,7 @@ from tuner.core.results import TrialResult, is_better, reason_of
 from tuner.study.leases import LeaseKeeper
 from tuner.study.retries import root_of
 from tuner.study.trials import best_trial
+from tuner.study.user_attrs import set_trial_user_attrs
 from tuner.trial import resume
 from tuner.trial.checkpoints import ResumeCheckpoint, checkpoint_epochs
 from tuner.trial.fit import FitInputs, FitOutcome, fit
@@ -125,15 +126,21 @@ def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords) -> _Pr
     first = root_of(trial)
     seed = plan.cfg.seed + first
     config_yaml = mask(to_yaml(cfg))
-    trial.set_user_attr(attrs.SEED_ATTR, seed)
-    trial.set_user_attr(attrs.CONFIG_ATTR, config_yaml)
+    own = {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml}
     point = _resume_point(plan, trial, tracker)
     if point is not None:  # a repeat of a trial cut short: continue its run
+        set_trial_user_attrs(trial, own)
         return _Prepared(cfg, config_yaml, seed, point.run_id, point)
     resume.discard(plan, trial)  # a fresh start: an older checkpoint is not its run's
-    run_id = tracker.start_trial(trial.number, {**params, "seed": seed}, config_yaml,
-                                 retry_of=first if first != trial.number else None)
-    trial.set_user_attr(attrs.RUN_ID_ATTR, run_id)  # a resume's: resume.record_resume
+    try:
+        run_id = tracker.start_trial(trial.number, {**params, "seed": seed}, config_yaml,
+                                     retry_of=first if first != trial.number else None)
+    except Exception:
+        set_trial_user_attrs(trial, own)  # a trial that fails here still shows its config
+        raise
+    # One write for the three (tuner.study.user_attrs); a resume's run id is recorded by
+    # resume.record_resume.
+    set_trial_user_attrs(trial, {**own, attrs.RUN_ID_ATTR: run_id})
     return _Prepared(cfg, config_yaml, seed, run_id, None)
 
 
