@@ -26,7 +26,12 @@ REPO = Path(__file__).resolve().parents[1]
 # torch and Lightning), and the trials run in a fixed order. The tests of several slots
 # (test_slots, the soak and PostgreSQL tests) and the fixtures that run the default sweep
 # (two_studies) ask for them; workers=auto's rule has its own tests (test_slots).
-FAST = ("trainer.max_epochs=2", "tracking.report=false", "workers=1")
+# No model export: in a one-slot sweep of a few trials the export at the end (MLflow's
+# imports in the slot, torch.export, the model) is about 40% of the command. The tests of
+# models and champions add MODELS; the soak, CLI and page tests keep the default (on).
+FAST = ("trainer.max_epochs=2", "tracking.report=false", "workers=1",
+        "tracking.log_models=false")
+MODELS = "tracking.log_models=true"
 
 
 @pytest.fixture(autouse=True)
@@ -216,7 +221,26 @@ def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*")) if path.exists() else []
 
 
+# Test files that pytest-xdist must run on one worker: they share a session fixture's
+# directory, and one of them writes to it (test_browser tops up a study of two_studies
+# while test_pages counts its runs). Every other file is a group of its own.
+SHARED_GROUPS = {"test_browser.py": "pages", "test_pages.py": "pages"}
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto`` (pyproject's addopts): one worker per core, at most 4. Most tests spend
+    their time in tuner processes that import torch on one core while the other waits on
+    pipes, servers and browsers; more workers than 4 mostly add contention to the tests
+    that race several processes."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def pytest_collection_modifyitems(config, items):
+    # --dist loadgroup (pyproject's addopts): a file's tests stay on one worker, so its
+    # module-scoped fixtures (a sweep to read back, a server) are built once.
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(SHARED_GROUPS.get(name, name)))
     try:
         import torch
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import client_for, load_study, run_tuner, start, stop, sweep
+from tests.conftest import MODELS, client_for, load_study, run_tuner, start, stop, sweep
 from tuner.core import attrs
 from tuner.tracking.links import model_uri_of
 from tuner.tracking.registry import current_champion
 from tuner.trial.weights import drop_beaten
 
 # With FAST's workers=1 the study repeats exactly: trials 0, 1 and 3 each beat the best.
-SEVERAL_BESTS = ("n_trials=4", "seed=1")
+SEVERAL_BESTS = ("n_trials=4", "seed=1", MODELS)
 
 
 def _weights_left(run_dir: Path) -> list[Path]:

@@ -15,11 +15,11 @@ import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from tests.conftest import FAST, run_tuner, tuner_command
+from tests.conftest import FAST, MODELS, run_tuner, tuner_command
 from tuner.core import attrs
 from tuner.tracking import tags
 
-SHARED = ("storage=postgres", "tracking=server", *FAST, "trainer.max_epochs=1")
+SHARED = ("storage=postgres", "tracking=server", *FAST, MODELS, "trainer.max_epochs=1")
 
 
 def server_env(postgres, mlflow_server, database: str) -> dict[str, str]:

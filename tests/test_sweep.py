@@ -9,7 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import FIXTURE_CONF, client_for, sweep, trial_runs
+from tests.conftest import FIXTURE_CONF, MODELS, client_for, sweep, trial_runs
 from tuner.core import attrs
 from tuner.core.errors import SweepStopped
 from tuner.study.trials import best_trial
@@ -240,7 +240,7 @@ def test_timeout_stops_starting_trials(shared_run_dir):
 
 
 def test_multi_objective_study_finds_a_pareto_front(shared_run_dir):
-    outcome = sweep("experiment=tradeoff", "n_trials=6", run_dir=shared_run_dir)
+    outcome = sweep("experiment=tradeoff", "n_trials=6", MODELS, run_dir=shared_run_dir)
     study = outcome.study
     assert len(study.directions) == 2 and study.metric_names == ["val_acc", "param_count"]
     assert states(study) == {"COMPLETE": 6}
@@ -263,7 +263,7 @@ def _mlp_params(trial) -> float:
 
 
 def test_champion_alias_moves_only_when_beaten(shared_run_dir):
-    outcome = sweep("n_trials=2", "study_name=champion", run_dir=shared_run_dir)
+    outcome = sweep("n_trials=2", "study_name=champion", MODELS, run_dir=shared_run_dir)
     client = client_for(shared_run_dir)
     champion = current_champion(client, "champion")
     best = outcome.summary.best
@@ -280,7 +280,7 @@ def test_champion_alias_moves_only_when_beaten(shared_run_dir):
     assert better.version == "2" and better.promoted
     assert current_champion(client, "champion").run_id == other_run.info.run_id
     # Re-running the finished sweep keeps the better champion.
-    sweep("n_trials=2", "study_name=champion", run_dir=shared_run_dir)
+    sweep("n_trials=2", "study_name=champion", MODELS, run_dir=shared_run_dir)
     assert current_champion(client, "champion").version == "2"
 
 

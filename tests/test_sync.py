@@ -14,7 +14,15 @@ import time
 import pytest
 from optuna.trial import TrialState
 
-from tests.conftest import FAST, client_for, load_study, run_tuner, trial_runs, tuner_command
+from tests.conftest import (
+    FAST,
+    MODELS,
+    client_for,
+    load_study,
+    run_tuner,
+    trial_runs,
+    tuner_command,
+)
 from tests.servers import MlflowServer
 from tuner.core import attrs
 from tuner.tracking import tags
@@ -22,7 +30,7 @@ from tuner.tracking.links import model_uri_of, run_id_of
 
 N_TRIALS = 10
 EPOCHS = 4
-ARGS = ("tracking=server", f"n_trials={N_TRIALS}", *FAST, f"trainer.max_epochs={EPOCHS}",
+ARGS = ("tracking=server", f"n_trials={N_TRIALS}", *FAST, MODELS, f"trainer.max_epochs={EPOCHS}",
         "pruner=none", "workers=2")
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
           TrialState.FAIL: "FAILED"}
