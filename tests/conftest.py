@@ -235,7 +235,19 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
+# The files that take longest, longest first (docs/benchmarks.md, section 9: a serial
+# run's durations). xdist hands a worker the next group in collection order whenever it
+# is free, so starting with the longest keeps one long file from running alone at the end.
+LONGEST_FIRST = ("test_sweep.py", "test_soak.py", "test_postgres.py", "test_slots.py",
+                 "test_browser.py", "test_pages.py", "test_cli.py", "test_bad_input_corpus.py",
+                 "test_rounds.py", "test_ddp.py", "test_resume.py", "test_kill_loop.py",
+                 "test_sync.py", "test_model_export.py", "test_validation.py",
+                 "test_schedule.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order
     # --dist loadgroup (pyproject's addopts): a file's tests stay on one worker, so its
     # module-scoped fixtures (a sweep to read back, a server) are built once.
     for item in items:
