@@ -221,9 +221,9 @@ def files_under(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*")) if path.exists() else []
 
 
-# Test files that pytest-xdist must run on one worker: they share a session fixture's
-# directory, and one of them writes to it (test_browser tops up a study of two_studies
-# while test_pages counts its runs). Every other file is a group of its own.
+# Test files that pytest-xdist runs on one worker: each worker builds its own session
+# fixtures, and these two share two_studies (two default sweeps, over a minute), which a
+# second worker would build again. Every other file is a group of its own.
 SHARED_GROUPS = {"test_browser.py": "pages", "test_pages.py": "pages"}
 
 
@@ -245,6 +245,7 @@ LONGEST_FIRST = ("test_sweep.py", "test_soak.py", "test_postgres.py", "test_slot
                  "test_schedule.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order
