@@ -8,8 +8,13 @@ the machine it ran on.
 With ``--against OVERRIDE`` (e.g. ``--against workers=1``) each run times the plain
 command and the command with that override, alternating which goes first, and prints
 both medians and their ratio: the two sides in the same run, on the same machine state.
+``--common OVERRIDE`` (repeatable) goes to both sides, e.g. to time the model export at
+the end of a short one-slot sweep:
 
     python benchmarks/time_default_sweep.py [--runs 3] [--against workers=1]
+    python benchmarks/time_default_sweep.py --against tracking.log_models=false \
+        --common n_trials=3 --common trainer.max_epochs=2 --common workers=1 \
+        --common tracking.report=false
 """
 
 from __future__ import annotations
@@ -38,10 +43,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--against", action="append", default=[], metavar="OVERRIDE",
                         help="also time the command with this override (repeatable)")
+    parser.add_argument("--common", action="append", default=[], metavar="OVERRIDE",
+                        help="an override for both sides (repeatable)")
     args = parser.parse_args()
-    sides = {"tuner sweep": ()}
+    common = tuple(args.common)
+    sides = {" ".join(("tuner sweep", *common)): common}
     if args.against:
-        sides[f"tuner sweep {' '.join(args.against)}"] = tuple(args.against)
+        sides[" ".join(("tuner sweep", *common, *args.against))] = (*common, *args.against)
     walls: dict[str, list[float]] = {name: [] for name in sides}
     bests: dict[str, list[float]] = {name: [] for name in sides}
     for i in range(args.runs):
