@@ -71,35 +71,75 @@ def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value:
     """Register ``model_uri`` as the new champion if it beats the current one.
 
     Two commands that end together on one study (a sweep and a worker: the one that
-    exported the model, and the one that waited for it) may both promote it; if the
-    registry refuses this one's write because the other's landed first, the champion
-    that other command registered for the same run is returned, not promoted here."""
+    exported the model, and the one that waited for it) may both promote the same run at
+    once. Registration converges: both end with the alias on the run's first version."""
     current = current_champion(client, name)
     if current is not None and (current.run_id == run_id
                                 or not is_better(value, current.value, direction)):
         return current
-    try:
-        return register_champion(client, name, model_uri, run_id, value, trial_number)
-    except MlflowException:
-        current = current_champion(client, name)
-        if current is not None and current.run_id == run_id:
-            return current
-        raise
+    return register_champion(client, name, model_uri, run_id, value, trial_number)
 
 
 def register_champion(client: MlflowClient, name: str, model_uri: str, run_id: str,
                       value: float, trial_number: int) -> Champion:
-    """Make ``model_uri`` a new version of the registered model ``name`` and move the
+    """Make ``model_uri`` a version of the registered model ``name`` and move the
     ``champion`` alias to it. The version is created first and the alias moved in one
-    call after it: a failure in between leaves the alias where it was."""
+    call after it: a failure in between leaves the alias where it was.
+
+    Safe against another command registering the same run at the same moment (the
+    registry has no lock to take): the model may already exist, and of the run's
+    versions the lowest is the one aliased; a version this call made beyond it is
+    deleted again, so the run is registered once. A version of the run registered before
+    (a recreated study's best, beaten and back) is aliased again, not registered anew."""
+    _ensure_registered_model(client, name)
+    versions = _versions_of_run(client, name, run_id)
+    made = None
+    if not versions:
+        model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") \
+            else None
+        made = str(client.create_model_version(
+            name, source=model_uri, run_id=run_id, model_id=model_id,
+            tags={tags.VERSION_VALUE: repr(value), tags.TRIAL_NUMBER: str(trial_number),
+                  tags.STUDY: name}).version)
+        versions = _versions_of_run(client, name, run_id)
+    first = versions[0]
+    _move_alias(client, name, first)
+    if made is not None and made != first:
+        client.delete_model_version(name, made)  # the other command's version came first
+    return Champion(name, first, value, trial_number, run_id, promoted=True)
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     try:
         client.get_registered_model(name)
+        return
     except MlflowException:
+        pass
+    try:
         client.create_registered_model(name, tags={tags.STUDY: name})
-    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") else None
-    mv = client.create_model_version(
-        name, source=model_uri, run_id=run_id, model_id=model_id,
-        tags={tags.VERSION_VALUE: repr(value), tags.TRIAL_NUMBER: str(trial_number),
-              tags.STUDY: name})
-    client.set_registered_model_alias(name, tags.CHAMPION_ALIAS, mv.version)
-    return Champion(name, str(mv.version), value, trial_number, run_id, promoted=True)
+    except MlflowException as e:
+        # Already there: another command created it in between. Anything else is real.
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def _move_alias(client: MlflowClient, name: str, version: str) -> None:
+    try:
+        client.set_registered_model_alias(name, tags.CHAMPION_ALIAS, version)
+    except MlflowException:
+        # The store's alias write is a read then an insert: two at once, and the second
+        # hits the unique key. Done if the other moved it here; otherwise, once more.
+        try:
+            if str(client.get_model_version_by_alias(name, tags.CHAMPION_ALIAS).version) \
+                    == version:
+                return
+        except MlflowException:
+            pass
+        client.set_registered_model_alias(name, tags.CHAMPION_ALIAS, version)
+
+
+def _versions_of_run(client: MlflowClient, name: str, run_id: str) -> list[str]:
+    """The versions of ``name`` registered from ``run_id``, lowest first."""
+    # Filtered on the run only: a run id is hex, a study name may hold a quote.
+    found = client.search_model_versions(f"run_id = '{run_id}'")
+    return sorted((str(mv.version) for mv in found if mv.name == name), key=int)
