@@ -32,16 +32,20 @@ def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, 
     import mlflow.pytorch  # imports torch: only slots log models, never the driver
     import torch
 
+    from tuner.tracking.export_checks import answered_cheaply
+
     was_training = module.training
     module.eval()
     try:
         arrays = [x.detach().cpu().numpy() for x in example_input]
-        info = mlflow.pytorch.log_model(
-            module.cpu(), name="model", input_example=arrays[0] if len(arrays) == 1 else arrays,
-            serialization_format="pt2", run_id=run_id,
-            # Stated, not inferred: inference starts a subprocess that imports the model's
-            # dependencies, which takes seconds per logged model.
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        with answered_cheaply():
+            info = mlflow.pytorch.log_model(
+                module.cpu(), name="model",
+                input_example=arrays[0] if len(arrays) == 1 else arrays,
+                serialization_format="pt2", run_id=run_id,
+                # Stated, not inferred: inference starts a subprocess that imports the
+                # model's dependencies, which takes seconds per logged model.
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     finally:
         module.train(was_training)
     return info.model_uri
