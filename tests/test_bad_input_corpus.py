@@ -26,7 +26,8 @@ MODEL_BASE = "defaults:\n  - mlp\n  - _self_\n"
 MLP_SEARCH = "conf/search/mlp.yaml"  # the default search space, where its entries live
 MULTI = ("metric=[val_acc,param_count]", "direction=[maximize,minimize]")
 # The study the resume cases find in their folder, made by this command first.
-RESUMED = ("n_trials=2", "trainer.max_epochs=1", "tracking.report=false")
+RESUMED = ("n_trials=2", "trainer.max_epochs=1", "tracking.report=false", "workers=1",
+           "tracking.log_models=false")
 
 
 @dataclass(frozen=True)
