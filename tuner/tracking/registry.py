@@ -133,12 +133,9 @@ def _move_alias(client: MlflowClient, name: str, version: str) -> None:
     except MlflowException:
         # The store's alias write is a read then an insert: two at once, and the second
         # hits the unique key. Done if the other moved it here; otherwise, once more.
-        try:
-            if str(client.get_model_version_by_alias(name, tags.CHAMPION_ALIAS).version) \
-                    == version:
-                return
-        except MlflowException:
-            pass
+        current = current_champion(client, name)
+        if current is not None and current.version == version:
+            return
         client.set_registered_model_alias(name, tags.CHAMPION_ALIAS, version)
 
 
