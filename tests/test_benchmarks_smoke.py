@@ -47,3 +47,25 @@ def test_every_step_that_the_startup_benchmark_stamps_is_in_tuner():
             for part in step.split("."):
                 holder = getattr(holder, part)
             assert callable(holder), f"{module_name}.{step}"
+
+
+def test_the_user_module_benchmark_searches_the_same_space_on_both_sides():
+    """benchmarks/user_module.py writes docs_space.yaml out by hand for the common way:
+    the two must ask Optuna for the same distributions, or the common way could not
+    replay tuner's trials (it would refuse the enqueued values, or sample others)."""
+    import optuna
+    import yaml
+
+    from tuner.config.space_parse import parse
+
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from user_module import PROJECT, suggest
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    source = PROJECT / "conf/search/docs_space.yaml"
+    space = parse(yaml.safe_load(source.read_text()), str(source))
+    study = optuna.create_study()
+    trial = study.ask()
+    suggest(trial)
+    assert trial.distributions == {p.path: p.distribution for p in space.params}
