@@ -76,3 +76,45 @@ def test_a_new_run_is_recorded_on_its_trial_or_ends_with_a_trial_that_ended(tmp_
     assert attrs.RUN_ID_ATTR not in study.trials[ended.number].user_attrs
     assert study.trials[running.number].user_attrs[attrs.RUN_ID_ATTR] == live
     assert tracker.client.get_run(live).info.status == "RUNNING"
+
+
+def test_a_slot_asks_for_its_run_early_and_each_ask_gets_its_own_answer(tmp_path):
+    """A slot asks for a new trial's run before it samples the trial, and reads the id
+    once it needs it. An id never read (the trial was interrupted first) is not taken
+    for the answer to the slot's next ask."""
+    import threading
+    from multiprocessing import Pipe
+
+    from tuner.launch.records import DriverLine, PipeRecords
+
+    sweep = plan("tracking.report=false", run_dir=tmp_path / "runs")
+    study = optuna.create_study(study_name=sweep.study_name)
+    tracker = Tracker(sweep.cfg.tracking, sweep.study_name)
+    tracker.open(study, sweep.study_params())
+    recorder = Recorder(tracker, study)
+    slot_end, driver_end = Pipe()
+
+    def driver() -> None:  # what the driver does with a slot's messages (tuner.launch.pool)
+        while (message := driver_end.recv()) is not None:
+            recorder.take("slot", message, driver_end.send)
+
+    listening = threading.Thread(target=driver, daemon=True)
+    listening.start()
+    records = PipeRecords(DriverLine(slot_end), sweep.cfg.tracking, sweep.study_name,
+                          tracker.experiment_id, tracker.parent_run_id)
+    try:
+        for _ in range(2):
+            study.ask()
+        run_id = records.request_trial_run(0)
+        first = run_id()
+        assert tracker.client.get_run(first).data.tags[tags.TRIAL_NUMBER] == "0"
+        records.request_trial_run(1)  # never read: its trial was interrupted
+        assert records.logged_steps(first) == {}  # the answer to this ask, not trial 1's id
+        second = [r for r in tracker.client.search_runs([tracker.experiment_id])
+                  if r.data.tags.get(tags.TRIAL_NUMBER) == "1"]
+        assert len(second) == 1  # the driver still created trial 1's run, once
+        assert study.trials[1].user_attrs[attrs.RUN_ID_ATTR] == second[0].info.run_id
+    finally:
+        slot_end.send(None)
+        listening.join(timeout=30)
+        recorder.flush()

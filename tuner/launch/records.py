@@ -24,7 +24,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
@@ -109,6 +109,7 @@ class PipeRecords:
         self._kept: deque[tuple[int, Record]] = deque()  # sent, not known to be written
         self._direct: Tracker | None = None  # once the driver is gone
         self._own: Tracker | None = None  # built for the export, or once the driver is gone
+        self._requested: object | None = None  # a run asked for, its answer not yet read
         line.on_written = self._written
 
     def _written(self, count: int) -> None:
@@ -159,16 +160,33 @@ class PipeRecords:
 
     def _ask(self, op: str, *args: Any) -> Any:
         if self._direct is None:
+            self._drop_unclaimed_answer()
             try:
                 self.line.send(Ask(op, args))
-                answer = self.line.answer()
-            except (EOFError, OSError):
+            except OSError:
                 with _signals_deferred():
                     return getattr(self.driver_gone(), op)(*args)
-            if answer.error is not None:
-                raise RecordsFailed(answer.error)
-            return answer.value
+            return self._answer(op, args)
         return getattr(self._direct, op)(*args)
+
+    def _answer(self, op: str, args: tuple) -> Any:
+        """The driver's answer to the ``Ask`` sent last; made here if the driver is gone."""
+        try:
+            answer = self.line.answer()
+        except (EOFError, OSError):
+            with _signals_deferred():
+                return getattr(self.driver_gone(), op)(*args)
+        if answer.error is not None:
+            raise RecordsFailed(answer.error)
+        return answer.value
+
+    def _drop_unclaimed_answer(self) -> None:
+        """An ask whose answer was never claimed (its trial was interrupted before it
+        needed its run): read that answer now, so that it is not taken for the next."""
+        if self._requested is not None:
+            self._requested = None
+            with suppress(EOFError, OSError):
+                self.line.answer()
 
     # -- TrialRecords ----------------------------------------------------------------------
 
@@ -177,8 +195,35 @@ class PipeRecords:
         # The trial waits only for its run's id; the driver logs the params and config
         # while it trains.
         run_id = self._ask("create_trial_run", number, retry_of)
-        self._write("log_trial_inputs", run_id, dict(params), config_yaml)
+        self.log_trial_inputs(run_id, params, config_yaml)
         return run_id
+
+    def request_trial_run(self, number: int) -> Callable[[], str]:
+        # The driver creates the run while the trial samples its params and builds its
+        # config (6.6 ms a trial here that the slot no longer waits for).
+        if self._direct is not None:
+            run_id = self._direct.create_trial_run(number)
+            return lambda: run_id
+        self._drop_unclaimed_answer()
+        try:
+            self.line.send(Ask("create_trial_run", (number, None)))
+        except OSError:
+            with _signals_deferred():
+                run_id = self.driver_gone().create_trial_run(number)
+            return lambda: run_id
+        request = self._requested = object()
+
+        def run_id() -> str:
+            if self._requested is not request:
+                raise RuntimeError(f"trial {number}'s run id was claimed already")
+            self._requested = None
+            return self._answer("create_trial_run", (number, None))
+
+        return run_id
+
+    def log_trial_inputs(self, run_id: str, params: Mapping[str, Any], config_yaml: str
+                         ) -> None:
+        self._write("log_trial_inputs", run_id, dict(params), config_yaml)
 
     def why_not_resume(self, run_id: str, attempts: Sequence[int]) -> str | None:
         return self._ask("why_not_resume", run_id, list(attempts))

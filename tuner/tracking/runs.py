@@ -24,7 +24,7 @@ DDP trial's rank 0 and a slot exporting the best model attach to it (:meth:`Trac
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,6 +178,11 @@ class Tracker:
         run_id = self.create_trial_run(number, retry_of)
         self.log_trial_inputs(run_id, params, config_yaml)
         return run_id
+
+    def request_trial_run(self, number: int) -> Callable[[], str]:
+        """A new trial's run, created now (this tracker writes directly)."""
+        run_id = self.create_trial_run(number)
+        return lambda: run_id
 
     def create_trial_run(self, number: int, retry_of: int | None = None) -> str:
         """The trial's child run, tagged (all a trial waits for before it trains)."""

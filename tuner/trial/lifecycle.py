@@ -26,6 +26,7 @@ them as interruptions and re-raises.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 import traceback
@@ -101,9 +102,9 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords,
     ``best``: the study's best trial when this one started (its weights are kept if it
     beats that)."""
     start = time.monotonic()
-    prepared = None
+    runs: list[str] = []  # the trial's run, once it has one (also if preparing fails)
     try:
-        prepared = _prepare(plan, trial, tracker)
+        prepared = _prepare(plan, trial, tracker, runs)
         if plan.ranks_per_trial > 1:
             outcome = fit_in_ranks(plan, trial, tracker, prepared.run_id, prepared.point)
         else:
@@ -111,7 +112,7 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords,
     except Exception as error:
         if SweepInterrupted.raised:  # an interruption that a library turned into an error
             raise SweepInterrupted("interrupted") from error
-        run_id = prepared.run_id if prepared is not None else None
+        run_id = runs[0] if runs else None
         if run_id is not None:
             tracker.log_error(run_id, traceback.format_exc())
         return TrialResult(trial.number, TrialState.FAIL, reason=reason_of(error),
@@ -120,24 +121,43 @@ def run_trial(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords,
                        run_id=prepared.run_id, seconds=time.monotonic() - start)
 
 
-def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords) -> _Prepared:
-    params = plan.space.sample(trial)
-    cfg = plan.trial_config(params)
+def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords, runs: list[str]
+             ) -> _Prepared:
+    """Sample the trial, build its config and give it its run; ``runs`` gets the run's id
+    as soon as there is one."""
     first = root_of(trial)
+    # A new trial's run is asked for first: the driver creates it while the params are
+    # sampled and the config is built. A repeat may continue its chain's run instead.
+    new_run = tracker.request_trial_run(trial.number) if first == trial.number else None
+    try:
+        params = plan.space.sample(trial)
+        cfg = plan.trial_config(params)
+        config_yaml = mask(to_yaml(cfg))
+    except BaseException:  # a failure, or Ctrl-C / SIGTERM
+        if new_run is not None:  # the run exists: point the trial at it, so it is ended
+            with contextlib.suppress(Exception):
+                runs.append(new_run())
+                set_trial_user_attrs(trial, {attrs.RUN_ID_ATTR: runs[0]})
+        raise
     seed = plan.cfg.seed + first
-    config_yaml = mask(to_yaml(cfg))
     own = {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml}
-    point = _resume_point(plan, trial, tracker)
+    point = None if new_run is not None else _resume_point(plan, trial, tracker)
     if point is not None:  # a repeat of a trial cut short: continue its run
+        runs.append(point.run_id)
         set_trial_user_attrs(trial, own)
         return _Prepared(cfg, config_yaml, seed, point.run_id, point)
     resume.discard(plan, trial)  # a fresh start: an older checkpoint is not its run's
+    inputs = {**params, "seed": seed}
     try:
-        run_id = tracker.start_trial(trial.number, {**params, "seed": seed}, config_yaml,
-                                     retry_of=first if first != trial.number else None)
+        if new_run is not None:
+            run_id = new_run()
+            tracker.log_trial_inputs(run_id, inputs, config_yaml)
+        else:
+            run_id = tracker.start_trial(trial.number, inputs, config_yaml, retry_of=first)
     except Exception:
         set_trial_user_attrs(trial, own)  # a trial that fails here still shows its config
         raise
+    runs.append(run_id)
     # One write for the three (tuner.study.user_attrs); a resume's run id is recorded by
     # resume.record_resume.
     set_trial_user_attrs(trial, {**own, attrs.RUN_ID_ATTR: run_id})

@@ -6,12 +6,13 @@ torchrun job. :class:`tuner.launch.records.PipeRecords` is what a slot holds: it
 each write to its driver, which makes it (decision: slots train, the driver records), so
 a slot never imports MLflow while it trains. The calls that return something
 (``start_trial``, ``why_not_resume``, ``logged_steps``) wait for the driver's answer;
-the others do not.
+the others do not; ``request_trial_run`` asks at once and waits only when its id is
+needed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from optuna.trial import FrozenTrial, TrialState
@@ -25,6 +26,15 @@ class TrialRecords(Protocol):
                     retry_of: int | None = None) -> str:
         """Create the trial's run with its params and config; its run id."""
         ...
+
+    def request_trial_run(self, number: int) -> Callable[[], str]:
+        """Begin creating a new trial's run; the call returned gives its id, waiting for
+        it if need be, and must be made once (a slot's driver creates the run while the
+        trial samples its params)."""
+        ...
+
+    def log_trial_inputs(self, run_id: str, params: Mapping[str, Any], config_yaml: str
+                         ) -> None: ...
 
     def why_not_resume(self, run_id: str, attempts: Sequence[int]) -> str | None: ...
 
