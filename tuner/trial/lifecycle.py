@@ -2,10 +2,11 @@
 
     train_claimed        keep the trial's lease while it runs; record how it ended; on
                          Ctrl-C or SIGTERM, record the interruption instead
-    run_trial            sample -> config -> its MLflow run (new, or the run it resumes)
-                         -> fit, in this process or across DDP ranks -> its weights
-                         kept, if it beats the best (exported once, at the sweep's end:
-                         tuner.trial.model)
+    run_trial            ask for a new trial's MLflow run (the driver makes it
+                         meanwhile) -> sample -> config -> its run (that one, or the
+                         run a repeat resumes) -> fit, in this process or across DDP
+                         ranks -> its weights kept, if it beats the best (exported
+                         once, at the sweep's end: tuner.trial.model)
     record               tell Optuna how it ended, then end its MLflow run to match
     record_interruption  leave nothing RUNNING, wherever the interruption landed
                          (the last two in tuner.trial.recording: the driver uses them
