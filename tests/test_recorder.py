@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import optuna
+from mlflow.exceptions import MlflowException
 
 from tests.conftest import plan
 from tuner.core import attrs
@@ -118,3 +119,59 @@ def test_a_slot_asks_for_its_run_early_and_each_ask_gets_its_own_answer(tmp_path
         slot_end.send(None)
         listening.join(timeout=30)
         recorder.flush()
+
+
+class _Refusing(Tracker):
+    """A real tracker on the sweep's store that refuses one write, as a store that is
+    full or read-only would."""
+
+    refuse = ""
+
+    def create_trial_run(self, number, retry_of=None):
+        if self.refuse == "create_trial_run":
+            raise MlflowException("the store refused the run")
+        return super().create_trial_run(number, retry_of)
+
+    def log_trial_inputs(self, run_id, params, config_yaml):
+        if self.refuse == "log_trial_inputs":
+            raise MlflowException("the store refused the params")
+        super().log_trial_inputs(run_id, params, config_yaml)
+
+
+def _prepare_failing(tmp_path, refuse: str):
+    """One trial prepared in this process (as torchrun's rank 0 does, writing MLflow
+    itself) while the store refuses ``refuse``; the trial as Optuna keeps it, and the
+    runs of the study's experiment."""
+    from tuner.trial.lifecycle import run_trial
+    from tuner.trial.recording import record
+
+    sweep = plan("tracking.report=false", run_dir=tmp_path / "runs")
+    study = optuna.create_study(study_name=sweep.study_name, direction="maximize")
+    tracker = _Refusing(sweep.cfg.tracking, sweep.study_name)
+    tracker.open(study, sweep.study_params())
+    tracker.refuse = refuse
+    trial = study.ask()
+    result = run_trial(sweep, trial, tracker, None, fit_in_ranks=None)
+    record(study, trial, tracker, result)
+    runs = [r for r in tracker.client.search_runs([tracker.experiment_id])
+            if r.data.tags.get(tags.TRIAL_NUMBER) == "0"]
+    return result, study.trials[0], runs
+
+
+def test_a_trial_whose_inputs_the_store_refuses_ends_its_run_with_it(tmp_path):
+    result, trial, runs = _prepare_failing(tmp_path, "log_trial_inputs")
+    assert result.state == optuna.trial.TrialState.FAIL
+    assert "refused the params" in result.reason
+    [run] = runs
+    assert trial.user_attrs[attrs.RUN_ID_ATTR] == run.info.run_id == result.run_id
+    assert run.info.status == "FAILED"  # not left RUNNING with no trial pointing at it
+    assert attrs.CONFIG_ATTR in trial.user_attrs
+
+
+def test_a_trial_whose_run_the_store_refuses_keeps_its_params_and_config(tmp_path):
+    result, trial, runs = _prepare_failing(tmp_path, "create_trial_run")
+    assert result.state == optuna.trial.TrialState.FAIL
+    assert "refused the run" in result.reason
+    assert runs == [] and result.run_id is None
+    assert trial.params  # sampled before the run was made, as when the run is asked
+    assert attrs.CONFIG_ATTR in trial.user_attrs and attrs.SEED_ATTR in trial.user_attrs

@@ -25,6 +25,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
@@ -160,7 +161,7 @@ class PipeRecords:
 
     def _ask(self, op: str, *args: Any) -> Any:
         if self._direct is None:
-            self._drop_unclaimed_answer()
+            self.drop_unclaimed_answer()
             try:
                 self.line.send(Ask(op, args))
             except OSError:
@@ -180,13 +181,14 @@ class PipeRecords:
             raise RecordsFailed(answer.error)
         return answer.value
 
-    def _drop_unclaimed_answer(self) -> None:
-        """An ask whose answer was never claimed (its trial was interrupted before it
-        needed its run): read that answer now, so that it is not taken for the next."""
+    def drop_unclaimed_answer(self) -> None:
+        """An ask whose answer was never claimed (its trial was interrupted or failed
+        before it read its run): read that answer now, so that it is not taken for the
+        next one, nor for the driver's reply to the trial's end (tuner.launch.slot)."""
         if self._requested is not None:
-            self._requested = None
             with suppress(EOFError, OSError):
                 self.line.answer()
+            self._requested = None
 
     # -- TrialRecords ----------------------------------------------------------------------
 
@@ -201,25 +203,34 @@ class PipeRecords:
     def request_trial_run(self, number: int) -> Callable[[], str]:
         # The driver creates the run while the trial samples its params and builds its
         # config (6.6 ms a trial here that the slot no longer waits for).
-        if self._direct is not None:
-            run_id = self._direct.create_trial_run(number)
-            return lambda: run_id
-        self._drop_unclaimed_answer()
+        if self._direct is None:
+            self.drop_unclaimed_answer()
+            try:
+                self.line.send(Ask("create_trial_run", (number, None)))
+            except OSError:  # the driver is gone: from now on this slot writes
+                with _signals_deferred():
+                    self.driver_gone()
+            else:
+                request = self._requested = object()
+                return partial(self._claim_run, number, request)
+        return partial(self._direct.create_trial_run, number)  # made when it is needed
+
+    def _claim_run(self, number: int, request: object) -> str:
+        """The id that the driver answered to ``request``. Marked read only once it is:
+        an interruption while waiting leaves it for :meth:`drop_unclaimed_answer`."""
+        if self._requested is not request:
+            raise RuntimeError(f"trial {number}'s run id was claimed already")
         try:
-            self.line.send(Ask("create_trial_run", (number, None)))
-        except OSError:
+            answer = self.line.answer()
+        except (EOFError, OSError):
+            answer = None
+        self._requested = None
+        if answer is None:  # the driver died before it answered: this slot makes the run
             with _signals_deferred():
-                run_id = self.driver_gone().create_trial_run(number)
-            return lambda: run_id
-        request = self._requested = object()
-
-        def run_id() -> str:
-            if self._requested is not request:
-                raise RuntimeError(f"trial {number}'s run id was claimed already")
-            self._requested = None
-            return self._answer("create_trial_run", (number, None))
-
-        return run_id
+                return self.driver_gone().create_trial_run(number)
+        if answer.error is not None:
+            raise RecordsFailed(answer.error)
+        return answer.value
 
     def log_trial_inputs(self, run_id: str, params: Mapping[str, Any], config_yaml: str
                          ) -> None:

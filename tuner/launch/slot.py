@@ -160,6 +160,8 @@ class Slot:
             self.conn.send(Started(self.spec.index, claimed.trial.number))
             result = train_claimed(self.plan, self.study, self.storage, claimed.trial,
                                    self.records, fit_in_ranks, _interrupt_self)
+            if self.pipe is not None:  # the driver's next word must be its reply to this
+                self.pipe.drop_unclaimed_answer()
             self.conn.send(Finished(self.spec.index, result))
             try:
                 answer = self.conn.recv()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,9 +181,10 @@ class Tracker:
         return run_id
 
     def request_trial_run(self, number: int) -> Callable[[], str]:
-        """A new trial's run, created now (this tracker writes directly)."""
-        run_id = self.create_trial_run(number)
-        return lambda: run_id
+        """A new trial's run, created when asked for: this tracker writes directly, so
+        nothing is gained by creating it early, and a refusal then fails the trial after
+        its params are sampled, as :meth:`start_trial` does."""
+        return partial(self.create_trial_run, number)
 
     def create_trial_run(self, number: int, retry_of: int | None = None) -> str:
         """The trial's child run, tagged (all a trial waits for before it trains)."""

@@ -130,39 +130,42 @@ def _prepare(plan: SweepPlan, trial: optuna.Trial, tracker: TrialRecords, runs: 
     # A new trial's run is asked for first: the driver creates it while the params are
     # sampled and the config is built. A repeat may continue its chain's run instead.
     new_run = tracker.request_trial_run(trial.number) if first == trial.number else None
+    own: dict[str, object] = {}  # the trial's own attributes, once they are known
     try:
         params = plan.space.sample(trial)
         cfg = plan.trial_config(params)
         config_yaml = mask(to_yaml(cfg))
+        seed = plan.cfg.seed + first
+        own = {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml}
+        point = None if new_run is not None else _resume_point(plan, trial, tracker)
+        if point is not None:  # a repeat of a trial cut short: continue its run
+            runs.append(point.run_id)
+            set_trial_user_attrs(trial, own)
+            return _Prepared(cfg, config_yaml, seed, point.run_id, point)
+        resume.discard(plan, trial)  # a fresh start: an older checkpoint is not its run's
+        inputs = {**params, "seed": seed}
+        if new_run is not None:
+            claim, new_run = new_run, None  # read once, whatever it answers
+            runs.append(claim())
+            tracker.log_trial_inputs(runs[0], inputs, config_yaml)
+        else:
+            runs.append(tracker.start_trial(trial.number, inputs, config_yaml,
+                                            retry_of=first))
     except BaseException:  # a failure, or Ctrl-C / SIGTERM
-        if new_run is not None:  # the run exists: point the trial at it, so it is ended
+        # The trial shows what it got (its config; its run, which is then ended with
+        # it). A run asked for and not yet read exists: it is read now, so that it is
+        # ended too and its answer is not left on the pipe.
+        if new_run is not None:  # asked for and not read yet
             with contextlib.suppress(Exception):
                 runs.append(new_run())
-                set_trial_user_attrs(trial, {attrs.RUN_ID_ATTR: runs[0]})
+        linked = {attrs.RUN_ID_ATTR: runs[0]} if runs else {}
+        with contextlib.suppress(Exception):
+            set_trial_user_attrs(trial, {**own, **linked})
         raise
-    seed = plan.cfg.seed + first
-    own = {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml}
-    point = None if new_run is not None else _resume_point(plan, trial, tracker)
-    if point is not None:  # a repeat of a trial cut short: continue its run
-        runs.append(point.run_id)
-        set_trial_user_attrs(trial, own)
-        return _Prepared(cfg, config_yaml, seed, point.run_id, point)
-    resume.discard(plan, trial)  # a fresh start: an older checkpoint is not its run's
-    inputs = {**params, "seed": seed}
-    try:
-        if new_run is not None:
-            run_id = new_run()
-            tracker.log_trial_inputs(run_id, inputs, config_yaml)
-        else:
-            run_id = tracker.start_trial(trial.number, inputs, config_yaml, retry_of=first)
-    except Exception:
-        set_trial_user_attrs(trial, own)  # a trial that fails here still shows its config
-        raise
-    runs.append(run_id)
     # One write for the three (tuner.study.user_attrs); a resume's run id is recorded by
     # resume.record_resume.
-    set_trial_user_attrs(trial, {**own, attrs.RUN_ID_ATTR: run_id})
-    return _Prepared(cfg, config_yaml, seed, run_id, None)
+    set_trial_user_attrs(trial, {**own, attrs.RUN_ID_ATTR: runs[0]})
+    return _Prepared(cfg, config_yaml, seed, runs[0], None)
 
 
 def _resume_point(plan: SweepPlan, trial: optuna.Trial,
