@@ -237,12 +237,17 @@ def test_fast_hook_name_leaves_module_registration_alone():
 def _hydra_and_flat(node):
     """What Hydra's instantiate and tuner's fast path each build from ``node`` (or raise,
     as BuildError reports it)."""
+    return _hydra_and_flat_each(node, node)
+
+
+def _hydra_and_flat_each(for_hydra, for_tuner):
     from hydra.utils import instantiate
 
     from tuner.trial.build import BuildError, instantiate_flat
 
     results = []
-    for build in (lambda: instantiate(node, _convert_="all"), lambda: instantiate_flat(node)):
+    for build in (lambda: instantiate(for_hydra, _convert_="all"),
+                  lambda: instantiate_flat(for_tuner)):
         try:
             results.append(build())
         except Exception as error:
@@ -250,16 +255,22 @@ def _hydra_and_flat(node):
     return results
 
 
-def test_models_build_as_hydra_builds_them_whatever_their_config_asks():
+def test_models_build_as_hydra_builds_them_whatever_their_config_asks(tmp_path):
     """tuner builds a trial's data and model without Hydra's per-call cost when their
-    config is a _target_ with plain arguments; anything more goes to Hydra."""
+    config is a Lightning class with plain arguments; anything more goes to Hydra."""
     from omegaconf import OmegaConf
 
-    flat = OmegaConf.create({"_target_": "torch.nn.Linear", "in_features": 3,
-                             "out_features": 2, "bias": False})
-    hydra_built, fast_built = _hydra_and_flat(flat)
-    assert type(fast_built) is torch.nn.Linear and fast_built.bias is None
-    assert fast_built.weight.shape == hydra_built.weight.shape == (2, 3)
+    from tuner.models.mlp import MLPClassifier
+
+    mlp = {"_target_": "tuner.models.mlp.MLPClassifier", "input_dim": 4, "num_classes": 3,
+           "width": 5, "depth": 1, "lr": 0.01}
+    hydra_built, fast_built = _hydra_and_flat(OmegaConf.create(mlp))
+    assert type(fast_built) is MLPClassifier and repr(fast_built) == repr(hydra_built)
+    # Interpolations resolve against the whole config, as in a trial's.
+    whole = OmegaConf.create({"data": {"num_features": 4}, "model": {**mlp, "input_dim":
+                                                                     "${data.num_features}"}})
+    hydra_built, fast_built = _hydra_and_flat(whole.model)
+    assert fast_built.net[0].in_features == hydra_built.net[0].in_features == 4
     # A nested _target_ is built by Hydra first and handed over as an object.
     nested = OmegaConf.create({"_target_": "torch.nn.Sequential", "_args_": [
         {"_target_": "torch.nn.Linear", "in_features": 3, "out_features": 2}]})
@@ -270,9 +281,21 @@ def test_models_build_as_hydra_builds_them_whatever_their_config_asks():
                                 "in_features": 3})
     hydra_built, fast_built = _hydra_and_flat(partial)
     assert fast_built(out_features=4).weight.shape == hydra_built(out_features=4).weight.shape
-    # Errors read the same: a constructor's own, and a target that does not exist.
-    for bad in ({"_target_": "torch.nn.Linear", "in_features": 3},
-                {"_target_": "torch.nn.NoSuchLayer", "in_features": 3}):
+    # Errors read the same: a constructor's own, a missing value, a target that does not
+    # exist.
+    for bad in ({**mlp, "width": 0}, {**mlp, "width": "???"},
+                {"_target_": "tuner.models.mlp.NoSuchModel", "input_dim": 3}):
         hydra_error, fast_error = _hydra_and_flat(OmegaConf.create(bad))
         assert isinstance(fast_error, str) and fast_error == hydra_error
         assert fast_error.startswith("model cannot be built: ")
+    # A config cannot call through tuner what Hydra's target policy refuses to call: a
+    # function goes to Hydra, which refuses it (or, in a Hydra without that policy,
+    # calls it for both).
+    for kept in ("by-hydra", "by-tuner"):
+        (tmp_path / kept).write_text("keep me")
+    hydra_error, fast_error = (
+        result for result in _hydra_and_flat_each(
+            OmegaConf.create({"_target_": "os.remove", "path": str(tmp_path / "by-hydra")}),
+            OmegaConf.create({"_target_": "os.remove", "path": str(tmp_path / "by-tuner")})))
+    assert (tmp_path / "by-tuner").exists() == (tmp_path / "by-hydra").exists()
+    assert str(fast_error).replace("by-tuner", "by-hydra") == str(hydra_error)
