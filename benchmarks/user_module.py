@@ -39,9 +39,7 @@ import time
 from pathlib import Path
 
 import optuna
-from common import machine, tuner_command
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
+from common import machine, run_sweep
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE / "user_project"
@@ -95,24 +93,17 @@ def environment() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path}
 
 
-def run_tuner(cwd: Path, trials: int, epochs: int) -> tuple[float, list[dict], float]:
+def run_tuner(trials: int, epochs: int) -> tuple[float, list[dict], float]:
     """Wall seconds, the trials' params (in trial order), the best value."""
-    start = time.perf_counter()
-    result = subprocess.run(
-        [*tuner_command(), "sweep", "--config-dir", str(PROJECT / "conf"), "model=docs_mlp",
-         "data=docs_digits", "search=docs_space", f"n_trials={trials}",
-         f"trainer.max_epochs={epochs}", "pruner=none"],
-        cwd=cwd, env=environment(), capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"tuner's sweep failed:\n{result.stdout}\n{result.stderr}")
-    storage = JournalStorage(JournalFileBackend(str(cwd / "runs/optuna.journal")))
-    study = optuna.load_study(study_name=STUDY, storage=storage)
-    done = sorted(study.get_trials(states=[optuna.trial.TrialState.COMPLETE]),
+    sweep = run_sweep("--config-dir", str(PROJECT / "conf"), "model=docs_mlp",
+                      "data=docs_digits", "search=docs_space", f"n_trials={trials}",
+                      f"trainer.max_epochs={epochs}", "pruner=none", study=STUDY,
+                      env=environment())
+    done = sorted(sweep.study.get_trials(states=[optuna.trial.TrialState.COMPLETE]),
                   key=lambda t: t.number)
     if len(done) != trials:
         sys.exit(f"tuner completed {len(done)} of {trials} trials")
-    return wall, [t.params for t in done], study.best_value
+    return sweep.wall, [t.params for t in done], sweep.study.best_value
 
 
 def run_common(cwd: Path, params: list[dict], epochs: int) -> tuple[float, float]:
@@ -146,11 +137,10 @@ def main() -> None:
 
     wall: dict[str, list[float]] = {"tuner": [], "common": []}
     for run in range(args.runs):
-        with (tempfile.TemporaryDirectory(prefix="tuner-user-") as tuner_dir,
-              tempfile.TemporaryDirectory(prefix="common-user-") as common_dir):
-            # tuner samples the trials, so it always goes first: if anything, the order
-            # favours the common way, which finds the same files in the page cache.
-            t_wall, params, t_best = run_tuner(Path(tuner_dir), args.trials, args.epochs)
+        # tuner samples the trials, so it always goes first: if anything, the order
+        # favours the common way, which finds the same files in the page cache.
+        t_wall, params, t_best = run_tuner(args.trials, args.epochs)
+        with tempfile.TemporaryDirectory(prefix="common-user-") as common_dir:
             c_wall, c_best = run_common(Path(common_dir), params, args.epochs)
         wall["tuner"].append(t_wall)
         wall["common"].append(c_wall)

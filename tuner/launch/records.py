@@ -172,9 +172,17 @@ class PipeRecords:
 
     def _answer(self, op: str, args: tuple) -> Any:
         """The driver's answer to the ``Ask`` sent last; made here if the driver is gone."""
+        return self._use_answer(self._read_answer(), op, args)
+
+    def _read_answer(self) -> Answer | None:
+        """The driver's next answer; None if the driver is gone."""
         try:
-            answer = self.line.answer()
+            return self.line.answer()
         except (EOFError, OSError):
+            return None
+
+    def _use_answer(self, answer: Answer | None, op: str, args: tuple) -> Any:
+        if answer is None:  # the driver died before it answered: this slot makes it
             with _signals_deferred():
                 return getattr(self.driver_gone(), op)(*args)
         if answer.error is not None:
@@ -220,17 +228,9 @@ class PipeRecords:
         an interruption while waiting leaves it for :meth:`drop_unclaimed_answer`."""
         if self._requested is not request:
             raise RuntimeError(f"trial {number}'s run id was claimed already")
-        try:
-            answer = self.line.answer()
-        except (EOFError, OSError):
-            answer = None
+        answer = self._read_answer()
         self._requested = None
-        if answer is None:  # the driver died before it answered: this slot makes the run
-            with _signals_deferred():
-                return self.driver_gone().create_trial_run(number)
-        if answer.error is not None:
-            raise RecordsFailed(answer.error)
-        return answer.value
+        return self._use_answer(answer, "create_trial_run", (number, None))
 
     def log_trial_inputs(self, run_id: str, params: Mapping[str, Any], config_yaml: str
                          ) -> None:
