@@ -1,7 +1,7 @@
 """tuner on one GPU: packed slots against one trial at a time, bf16 against fp32, and the
 GPT example's tokens per second. Needs CUDA; run on a GPU machine.
 
-1. packed: the digits MLP (fixed work per trial, as in benchmarks/workers.py) with
+1. packed: the digits MLP (fixed work per trial, as in benchmarks/slots.py) with
    `trainer=gpu` and `slots_per_gpu=1` against `slots_per_gpu=K`: trials per hour once
    the slots run, and the GPU's mean utilisation over that span (nvidia-smi, every
    0.25 s). Target: at least 3x the trials per hour.
@@ -27,7 +27,7 @@ from pathlib import Path
 import optuna
 from common import machine, run_sweep
 from optuna.trial import FrozenTrial, TrialState
-from workers import FIXED_WORK
+from slots import FIXED_WORK
 
 CORPUS = Path(__file__).resolve().parents[1] / "tuner" / "data" / "corpus" / "shakespeare.txt"
 SMI_TIME = "%Y/%m/%d %H:%M:%S.%f"

@@ -43,7 +43,7 @@ def run_tuner(trials: int, epochs: int) -> tuple[float, list[dict], float, float
     # One slot, as the hand-written sweeps train one trial at a time: the platform's own
     # cost, not what a second core adds (benchmarks/time_default_sweep.py measures that).
     sweep = run_sweep(f"n_trials={trials}", f"trainer.max_epochs={epochs}", "pruner=none",
-                      "workers=1")
+                      "slots=1")
     study = sweep.study
     done = sorted((t for t in study.trials if t.state == TrialState.COMPLETE),
                   key=lambda t: t.number)

@@ -5,15 +5,15 @@ creating the MLflow store, the preflight, 30 trials, the report). Prints every w
 time, the best value and how many trials completed and were pruned, the medians, and
 the machine it ran on.
 
-With ``--against OVERRIDE`` (e.g. ``--against workers=1``) each run times the plain
+With ``--against OVERRIDE`` (e.g. ``--against slots=1``) each run times the plain
 command and the command with that override, alternating which goes first, and prints
 both medians and their ratio: the two sides in the same run, on the same machine state.
 ``--common OVERRIDE`` (repeatable) goes to both sides, e.g. to time the model export at
 the end of a short one-slot sweep:
 
-    python benchmarks/time_default_sweep.py [--runs 3] [--against workers=1]
+    python benchmarks/time_default_sweep.py [--runs 3] [--against slots=1]
     python benchmarks/time_default_sweep.py --against tracking.log_models=false \
-        --common n_trials=3 --common trainer.max_epochs=2 --common workers=1 \
+        --common n_trials=3 --common trainer.max_epochs=2 --common slots=1 \
         --common tracking.report=false
 """
 

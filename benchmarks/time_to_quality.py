@@ -3,7 +3,7 @@
 For each seed, four sweeps of the digits MLP over the default search space (30 trials,
 up to 10 epochs), each in a new folder:
 
-- tuner: `tuner sweep seed=S` with its defaults (TPE, the median pruner, workers=auto);
+- tuner: `tuner sweep seed=S` with its defaults (TPE, the median pruner, slots=auto);
   and the same with `pruner=none`, which sets tuner's reference value;
 - the common way (benchmarks/by_hand.py `lightning --sample`: Lightning's default
   Trainer, a DataLoader, MLFlowLogger, optuna-integration's pruning callback, SQLite

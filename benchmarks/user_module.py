@@ -6,7 +6,7 @@ Lightning docs teach: a LightningDataModule handing out DataLoaders, ``self.log`
 every training step and in validation, one Adam optimizer. Nothing in it knows tuner.
 
 - ``tuner``: `tuner sweep --config-dir benchmarks/user_project/conf model=docs_mlp
-  data=docs_digits search=docs_space`, with tuner's defaults (``workers=auto``: a slot
+  data=docs_digits search=docs_space`, with tuner's defaults (``slots=auto``: a slot
   per core; the best model exported and registered at the end) except ``pruner=none``.
 - ``common``: the same module and DataModule in an Optuna objective, as users write it:
   a default ``Trainer`` (progress bar, model summary, a checkpoint per trial),

@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parents[1]
 # One slot: a sweep of a few tiny trials ends sooner than two slots start (each imports
 # torch and Lightning), and the trials run in a fixed order. The tests of several slots
 # (test_slots, the soak and PostgreSQL tests) and the fixtures that run the default sweep
-# (two_studies) ask for them; workers=auto's rule has its own tests (test_slots).
+# (two_studies) ask for them; slots=auto's rule has its own tests (test_slots).
 # No model export: in a one-slot sweep of a few trials the export at the end (MLflow's
 # imports in the slot, torch.export, the model) is about 40% of the command. The tests of
 # models and champions add MODELS; the soak, CLI and page tests keep the default (on).
-FAST = ("trainer.max_epochs=2", "tracking.report=false", "workers=1",
+FAST = ("trainer.max_epochs=2", "tracking.report=false", "slots=1",
         "tracking.log_models=false")
 MODELS = "tracking.log_models=true"
 

@@ -26,7 +26,7 @@ MODEL_BASE = "defaults:\n  - mlp\n  - _self_\n"
 MLP_SEARCH = "conf/search/mlp.yaml"  # the default search space, where its entries live
 MULTI = ("metric=[val_acc,param_count]", "direction=[maximize,minimize]")
 # The study the resume cases find in their folder, made by this command first.
-RESUMED = ("n_trials=2", "trainer.max_epochs=1", "tracking.report=false", "workers=1",
+RESUMED = ("n_trials=2", "trainer.max_epochs=1", "tracking.report=false", "slots=1",
            "tracking.log_models=false")
 
 
@@ -76,19 +76,19 @@ CASES = [
     Case("unknown-group-option", ("model=resnet",), "command line", "model",
          "there is no model option 'resnet'", "choose one of: cnn, gpt, linear, mlp"),
     Case("unknown-top-level-key-added", ("+colour=blue",), cl("+colour=blue"), "colour",
-         "is not a sweep setting", "valid keys: data, devices_per_trial"),
+         "no such key in the config", "`tuner sweep --cfg` prints every valid key"),
     Case("unknown-top-level-key-in-a-preset", ("--config-dir", "conf", "experiment=mine"),
-         "conf/experiment/mine.yaml", "colour", "not in 'SweepSchema'",
-         "remove or correct the key",
+         "conf/experiment/mine.yaml", "colour", "no such key in the config",
+         "`tuner sweep --cfg` prints every valid key",
          files={"conf/experiment/mine.yaml": "# @package _global_\nn_trials: 5\ncolour: blue\n"}),
     Case("override-of-a-key-that-does-not-exist", ("trainer.max_epoch=3",),
-         cl("trainer.max_epoch=3"), "trainer.max_epoch", "not in 'TrainerSchema'",
-         "`tuner sweep --cfg` prints every valid key"),
+         cl("trainer.max_epoch=3"), "trainer.max_epoch", "no such key in the config",
+         "did you mean trainer.max_epochs?"),
     Case("misspelt-nested-key-added", ("+trainer.max_epoch=3",), cl("+trainer.max_epoch=3"),
-         "trainer.max_epoch", "is not a setting of TrainerSchema", "valid keys: accelerator"),
+         "trainer.max_epoch", "no such key in the config", "did you mean trainer.max_epochs?"),
     Case("misspelt-nested-key-in-a-file", ("--config-dir", "conf", "model=mine"),
-         "conf/model/mine.yaml", "model.widht", "not in 'MLPSchema'",
-         "remove or correct the key", files={"conf/model/mine.yaml": MODEL_BASE + "widht: 3\n"}),
+         "conf/model/mine.yaml", "model.widht", "no such key in the config",
+         "did you mean model.width?", files={"conf/model/mine.yaml": MODEL_BASE + "widht: 3\n"}),
     Case("string-for-an-int-on-the-command-line", ("n_trials=many",), cl("n_trials=many"),
          "n_trials", "could not be converted to Integer", "give a value of the expected type"),
     Case("string-for-an-int-in-a-file", ("--config-dir", "conf", "model=mine"),
@@ -109,8 +109,12 @@ CASES = [
     # -- budget, objectives, slots, targets, where records go (the plan) ------------------
     Case("negative-n-trials", ("n_trials=-3",), cl("n_trials=-3"), "n_trials",
          "must be at least 1, got -3", "e.g. n_trials=30"),
-    Case("zero-workers", ("workers=0",), cl("workers=0"), "workers",
-         "must be a positive number of slots or auto", "e.g. workers=2"),
+    Case("zero-slots", ("slots=0",), cl("slots=0"), "slots",
+         "must be a positive number or auto", "e.g. slots=2"),
+    Case("the-old-word-for-slots", ("workers=2",), cl("workers=2"), "workers",
+         "was renamed slots", "use slots=... instead"),
+    Case("misspelt-group", ("modle=cnn",), cl("modle=cnn"), "modle",
+         "no such key in the config", "did you mean model?"),
     Case("negative-retry-failed", ("retry_failed=-1",), cl("retry_failed=-1"), "retry_failed",
          "must be >= 0, got -1", "e.g. retry_failed=2"),
     Case("unknown-direction", ("direction=up",), cl("direction=up"), "direction",

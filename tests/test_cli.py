@@ -295,7 +295,7 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     run_dir = tmp_path / "runs"
     study = load_study(run_dir, "digits-mlp")
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    # Every slot's running trial (workers=auto: one slot per core) is cut short.
+    # Every slot's running trial (slots=auto: one slot per core) is cut short.
     interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert interrupted
     assert all(t.user_attrs[attrs.FAIL_REASON_ATTR].startswith("interrupted")

@@ -68,22 +68,25 @@ def one_problem(excinfo):
     return excinfo.value.problems[0]
 
 
-@pytest.mark.parametrize(("override", "where", "key", "says"), [
-    ("model.widht=3", "command line", "model.widht", "not in"),
-    ("trainer.max_epochs=ten", "command line", "trainer.max_epochs", "Integer"),
-    ("n_trials=1.5", "command line", "n_trials", "Integer"),
+@pytest.mark.parametrize(("override", "where", "key", "says", "fix"), [
+    ("model.widht=3", "command line", "model.widht", "no such key", "did you mean model.width"),
+    ("trainer.max_epochs=ten", "command line", "trainer.max_epochs", "Integer", ""),
+    ("n_trials=1.5", "command line", "n_trials", "Integer", ""),
     ("+tracking.flush_intervall=1", "command line", "tracking.flush_intervall",
-     "not a setting of"),
-    ("+model.widht=3", "command line", "model.widht", "not a setting of MLPSchema"),
+     "no such key", "did you mean tracking.flush_interval"),
+    ("+model.widht=3", "command line", "model.widht", "no such key",
+     "did you mean model.width"),
+    ("workers=2", "command line", "workers", "was renamed slots", "use slots="),
 ])
-def test_bad_override_names_key(override, where, key, says, tmp_path):
+def test_bad_override_names_key(override, where, key, says, fix, tmp_path):
     with pytest.raises(ConfigError) as excinfo:
         compose(override, run_dir=tmp_path)
     problem = one_problem(excinfo)
     assert problem.where.startswith(where)
     assert problem.key == key
     assert says in problem.message
-    assert problem.fix
+    assert fix in problem.fix and problem.fix
+    assert "Schema" not in problem.message + problem.fix  # tuner's classes are not the user's
 
 
 def test_unknown_option_lists_the_real_ones(tmp_path):

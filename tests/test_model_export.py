@@ -18,7 +18,7 @@ from tuner.tracking.links import model_uri_of
 from tuner.tracking.registry import current_champion
 from tuner.trial.weights import drop_beaten
 
-# With FAST's workers=1 the study repeats exactly: trials 0, 1 and 3 each beat the best.
+# With FAST's slots=1 the study repeats exactly: trials 0, 1 and 3 each beat the best.
 SEVERAL_BESTS = ("n_trials=4", "seed=1", MODELS)
 
 
@@ -42,7 +42,7 @@ def test_a_sweep_with_several_new_bests_exports_one_model(tmp_path):
 
 
 def test_weights_left_by_a_killed_sweep_are_exported_by_tuner_sync(tmp_path):
-    process = start(["sweep", "n_trials=40", "trainer.max_epochs=30", "workers=1",
+    process = start(["sweep", "n_trials=40", "trainer.max_epochs=30", "slots=1",
                      "tracking.report=false"], tmp_path, env={"PYTHONUNBUFFERED": "1"})
     lines = []
     try:

@@ -126,7 +126,7 @@ def test_unknown_study_is_refused_by_a_worker(postgres, mlflow_server, tmp_path)
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
 def test_embedded_storages_hold_four_local_slots(storage, tmp_path):
     # After FAST, which asks for one slot: the last value of a key wins.
-    result = run_tuner("sweep", f"storage={storage}", "n_trials=12", *FAST, "workers=4",
+    result = run_tuner("sweep", f"storage={storage}", "n_trials=12", *FAST, "slots=4",
                        "trainer.max_epochs=1", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "database is locked" not in result.stdout + result.stderr
@@ -138,3 +138,14 @@ def test_embedded_storages_hold_four_local_slots(storage, tmp_path):
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 12
     assert len({t.number for t in trials}) == len(trials)
     assert len({t.user_attrs[attrs.OWNER_ATTR] for t in trials}) >= 2
+
+
+def test_two_drivers_never_claim_at_once_on_postgres(postgres, pg_env, tmp_path, monkeypatch):
+    """Optuna hands a study an RDB storage wrapped in its cache; the claim lock must be
+    the database's advisory lock all the same (a soak of 8 processes once overshot
+    n_trials by two when it was not)."""
+    from tests.conftest import plan
+    from tests.test_driver import _two_drivers_claim_one_at_a_time
+
+    monkeypatch.setenv("PGDATABASE", postgres.create_database("claim_lock"))
+    _two_drivers_claim_one_at_a_time(plan(*FAST, "storage=postgres", run_dir=tmp_path / "r"))

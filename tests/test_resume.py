@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -30,9 +31,9 @@ from tuner.tracking import tags
 from tuner.tracking.breaker import Breaker
 from tuner.tracking.outbox import Outbox
 from tuner.tracking.runs import Tracker
-from tuner.trial.checkpoints import ResumeCheckpoint, checkpoint_epochs
+from tuner.trial.checkpoints import ResumeCheckpoint
 from tuner.trial.fit import FitInputs, fit
-from tuner.trial.resume import CHECKPOINT_FILE
+from tuner.trial.resume import RECORD_FILE, last_checkpoint
 
 STUDY = "digits-slow_mlp"
 # One trial of 8 epochs, each slowed to about half a second, a checkpoint every epoch.
@@ -52,7 +53,7 @@ def _reported(run_dir: Path) -> int:
 @pytest.mark.parametrize("ranks", [1, 2], ids=["one-process", "ddp-two-ranks"])
 def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(ranks, tmp_path):
     run_dir = tmp_path / "runs"
-    checkpoint = run_dir / "trials" / STUDY / "0" / CHECKPOINT_FILE
+    checkpoint = run_dir / "trials" / STUDY / "0" / RECORD_FILE  # written once one is whole
     args = (*SLOW, f"devices_per_trial={ranks}", "--config-dir", str(FIXTURE_CONF))
     process = subprocess.Popen([*tuner_command(), *args], cwd=tmp_path,
                                env={**os.environ, **fixtures_env()}, stdout=subprocess.DEVNULL,
@@ -105,7 +106,7 @@ def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(rank
     for step in range(1, resumed + 1):
         assert repeat.intermediate_values[step] == first.intermediate_values[step]
     assert repeat.values[0] == history[-1].value
-    assert not checkpoint.exists() and not list(run_dir.glob("trials/**/*.ckpt*"))
+    assert not checkpoint.exists() and not list(run_dir.glob("trials/**/resume*"))
 
 
 class CutShort(Exception):
@@ -113,8 +114,8 @@ class CutShort(Exception):
 
 
 class CutAtEpoch(ResumeCheckpoint):
-    def __init__(self, path: Path, epoch: int):
-        super().__init__(path, every_s=0)
+    def __init__(self, folder: Path, epoch: int):
+        super().__init__(folder, every_s=0)
         self.epoch = epoch
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -129,20 +130,22 @@ def test_a_resumed_fit_ends_exactly_as_an_uninterrupted_one(tmp_path):
                run_dir=tmp_path / "runs").trial_config({})
     inputs = FitInputs(cfg, 7, ("val_loss", "val_acc"), reports_epochs=False, root_dir=tmp_path)
     whole = fit(inputs)
-    path = tmp_path / CHECKPOINT_FILE
+    folder = tmp_path / "chain"
     with pytest.raises(CutShort):
-        fit(replace(inputs, checkpoint=CutAtEpoch(path, 3)))
-    assert checkpoint_epochs(path) == 3
-    resumed = fit(replace(inputs, checkpoint=ResumeCheckpoint(path, None), resume_from=path))
+        fit(replace(inputs, checkpoint=CutAtEpoch(folder, 3)))
+    path, epochs, problem = last_checkpoint(folder)
+    assert (epochs, problem) == (3, None)
+    resumed = fit(replace(inputs, checkpoint=ResumeCheckpoint(folder, None), resume_from=path))
     assert resumed.trainer.global_step == whole.trainer.global_step
     assert resumed.outcome.values == whole.outcome.values
 
 
 class Watched(ResumeCheckpoint):
-    """Notes, after each epoch, which checkpoint file is there (None: none)."""
+    """Notes, after each epoch, which record of a checkpoint is there (None: none)."""
 
-    def __init__(self, path: Path, every_s: float | None):
-        super().__init__(path, every_s)
+    def __init__(self, folder: Path, every_s: float | None):
+        super().__init__(folder, every_s)
+        self.path = folder / RECORD_FILE
         self.seen: list[tuple[int, int] | None] = []
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
@@ -158,15 +161,18 @@ class Watched(ResumeCheckpoint):
 def test_checkpoints_are_saved_only_when_due_and_never_after_the_last_epoch(
         every_s, saves, tmp_path):
     cfg = plan("trainer.max_epochs=4", run_dir=tmp_path / "runs").trial_config({})
-    watched = Watched(tmp_path / CHECKPOINT_FILE, every_s)
+    watched = Watched(tmp_path / "chain", every_s)
     fit(FitInputs(cfg, 0, ("val_acc",), reports_epochs=False, root_dir=tmp_path,
                   checkpoint=watched))
-    # Each save is a new file renamed over the last; the 4th epoch is the last one.
+    # Each save is a new record renamed over the last; the 4th epoch is the last one.
     written = [file for file in watched.seen if file is not None]
     assert len(set(written)) == saves
     if saves:
-        assert watched.seen[-1] == watched.seen[-2] and checkpoint_epochs(watched.path) == 3
-    assert not list(tmp_path.glob("*.part"))
+        assert watched.seen[-1] == watched.seen[-2]
+        assert last_checkpoint(watched.folder)[1:] == (3, None)
+        # The record names the one checkpoint kept: the older ones are deleted.
+        assert [p.name for p in watched.folder.glob("resume-*.ckpt")] == ["resume-3.ckpt"]
+    assert not list(tmp_path.glob("**/*.part"))
 
 
 def test_a_trial_that_ends_leaves_no_checkpoint(tmp_path):
@@ -179,25 +185,30 @@ def test_a_trial_that_ends_leaves_no_checkpoint(tmp_path):
 
 
 def test_a_checkpoint_that_does_not_load_means_starting_over(tmp_path):
-    """A trial cut short (its process dead) whose checkpoint is unreadable: the repeat
-    says why, starts at epoch 0 in a run of its own, and the file is gone."""
+    """A trial cut short (its process dead) whose checkpoint is not what its record says
+    (cut short by a full disk, say): the repeat says why, starts at epoch 0 in a run of
+    its own, and the files are gone."""
     run_dir = tmp_path / "runs"
     sweep("n_trials=1", run_dir=run_dir)
     orphan, _, orphan_run = orphan_trial(run_dir)
     client = client_for(run_dir)
-    checkpoint = run_dir / "trials" / "digits-mlp" / str(orphan.number) / CHECKPOINT_FILE
-    checkpoint.parent.mkdir(parents=True)
+    folder = run_dir / "trials" / "digits-mlp" / str(orphan.number)
+    folder.mkdir(parents=True)
+    checkpoint = folder / "resume-2.ckpt"
     checkpoint.write_bytes(b"half a checkpoint")
+    (folder / RECORD_FILE).write_text(json.dumps(
+        {"file": checkpoint.name, "epochs": 2, "bytes": 4096, "sha256": "0" * 64}))
 
     outcome = sweep("n_trials=2", run_dir=run_dir)
     [repeat] = [t for t in outcome.study.trials
                 if t.user_attrs.get(attrs.RETRY_OF_ATTR) == orphan.number]
     assert repeat.state == TrialState.COMPLETE
     assert attrs.RESUMED_FROM_EPOCH_ATTR not in repeat.user_attrs
-    assert repeat.user_attrs[attrs.RESUME_ERROR_ATTR]
+    assert "resume-2.ckpt has 17 bytes, not the 4096 saved" in \
+        repeat.user_attrs[attrs.RESUME_ERROR_ATTR]
     assert repeat.user_attrs[attrs.RUN_ID_ATTR] != orphan_run
     assert client.get_run(orphan_run).info.status == "KILLED"
-    assert not checkpoint.exists()
+    assert not list(folder.glob("resume*"))
 
 
 def test_a_run_the_tracking_server_has_not_caught_up_with_is_not_taken_over(tmp_path):

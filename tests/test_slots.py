@@ -48,7 +48,7 @@ def assert_budget_invariant(study: optuna.Study, n_trials: int) -> None:
 
 def test_two_workers_finish_exactly_n_trials_with_one_run_each(tmp_path):
     run_dir = tmp_path / "runs"
-    outcome = sweep("n_trials=8", "workers=2", run_dir=run_dir)
+    outcome = sweep("n_trials=8", "slots=2", run_dir=run_dir)
     assert_budget_invariant(outcome.study, 8)
     runs = trial_runs(run_dir, "digits-mlp")
     by_number = {}
@@ -67,7 +67,7 @@ def test_slots_train_without_mlflow_and_the_driver_writes_their_runs(tmp_path):
     """Every trial logs, from inside its slot, whether MLflow is imported there: never.
     Its run still has everything a slot used to write itself."""
     run_dir = tmp_path / "runs"
-    outcome = sweep("n_trials=4", "workers=2", "model=probe_mlp", "tracking.log_models=true",
+    outcome = sweep("n_trials=4", "slots=2", "model=probe_mlp", "tracking.log_models=true",
                     run_dir=run_dir, config_dir=FIXTURE_CONF)
     assert_budget_invariant(outcome.study, 4)
     client = client_for(run_dir)
@@ -91,7 +91,7 @@ def test_a_driver_killed_mid_trial_loses_none_of_its_slots_records(tmp_path):
     process = subprocess.Popen(
         [*tuner_command(), "sweep", "--config-dir", str(FIXTURE_CONF), "model=slow_mlp",
          "search=width_only", "n_trials=1", "trainer.max_epochs=50", "pruner=none",
-         "workers=1", "tracking.report=false", "tracking.flush_interval=0.5"],
+         "slots=1", "tracking.report=false", "tracking.flush_interval=0.5"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True, env={**os.environ, **fixtures_env()})
     try:
@@ -124,7 +124,7 @@ def test_a_driver_killed_mid_trial_loses_none_of_its_slots_records(tmp_path):
 @pytest.mark.parametrize("how", ["segfault", "sigkill"])
 def test_a_trial_that_kills_its_process_fails_alone(how, tmp_path):
     run_dir = tmp_path / "runs"
-    outcome = sweep("n_trials=5", "workers=2", "model=crashing_mlp", f"model.how={how}",
+    outcome = sweep("n_trials=5", "slots=2", "model=crashing_mlp", f"model.how={how}",
                     "search=width_only", "sampler=random", "max_failures=0",
                     run_dir=run_dir, config_dir=FIXTURE_CONF)
     assert_budget_invariant(outcome.study, 5)
@@ -167,10 +167,10 @@ def test_trial_left_running_by_a_dead_process_is_reaped(tmp_path):
 
 
 def test_cpu_slots_split_the_cores(tmp_path):
-    specs = slot_specs(compose("workers=2", run_dir=tmp_path).cfg)
+    specs = slot_specs(compose("slots=2", run_dir=tmp_path).cfg)
     assert [s.index for s in specs] == [0, 1]
     assert all(s.gpus is None and s.threads >= 1 for s in specs)
-    one = slot_specs(compose("workers=1", run_dir=tmp_path).cfg)
+    one = slot_specs(compose("slots=1", run_dir=tmp_path).cfg)
     assert len(one) == 1 and one[0].threads == cpu_cores()
 
 
@@ -188,7 +188,7 @@ def test_auto_runs_a_slot_per_core_but_never_more_than_trials(tmp_path):
 
 @pytest.mark.skipif(cpu_cores() < 2, reason="needs two cores for two slots")
 def test_the_default_sweep_trains_on_every_core(tmp_path):
-    """workers=auto, the default, as the README's first command runs it: on this
+    """slots=auto, the default, as the README's first command runs it: on this
     machine's cores, two trials train at once (each slot records itself as the owner)."""
     # Trials long enough (5 epochs, several seconds in all) that the second slot, which
     # opens its MLflow client only on the go, is up before the first could train them all.
@@ -213,20 +213,20 @@ def test_gpu_slots_get_disjoint_devices(tmp_path, monkeypatch):
     assert [s.gpus for s in packed[:4]] == [("0",), ("1",), ("2",), ("3",)]
     for gpu_id in "0123":
         assert sum(s.gpus == (gpu_id,) for s in packed) == 3
-    two = slot_specs(compose(*gpu, "workers=2", "slots_per_gpu=2", run_dir=tmp_path).cfg)
+    two = slot_specs(compose(*gpu, "slots=2", "slots_per_gpu=2", run_dir=tmp_path).cfg)
     assert [s.gpus for s in two] == [("0",), ("1",)]  # spread before packing
 
 
 def test_more_gpu_slots_than_gpus_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     with pytest.raises(ConfigError) as excinfo:
-        plan("trainer.accelerator=gpu", "workers=3", run_dir=tmp_path / "runs")
-    assert "workers=3 but 2 GPU(s) hold 2 slot(s)" in str(excinfo.value)
+        plan("trainer.accelerator=gpu", "slots=3", run_dir=tmp_path / "runs")
+    assert "slots=3 but 2 GPU(s) hold 2 slot(s)" in str(excinfo.value)
 
 
 @pytest.mark.parametrize(("overrides", "says"), [
-    (("workers=0",), "workers: must be a positive number of slots or auto"),
-    (("workers=many",), "workers: must be a positive number of slots or auto"),
+    (("slots=0",), "slots: must be a positive number or auto"),
+    (("slots=many",), "slots: must be a positive number or auto"),
     (("devices_per_trial=0",), "devices_per_trial: must be at least 1"),
     (("trainer.accelerator=gpu",), "this machine has no visible GPU"),
     (("trainer.devices=2",), "set devices_per_trial=2 instead of trainer.devices"),
@@ -243,7 +243,7 @@ def test_bad_slot_settings_are_refused(overrides, says, tmp_path, monkeypatch):
 def test_preflight_failure_in_a_slot_writes_nothing(tmp_path):
     run_dir = tmp_path / "runs"
     with pytest.raises(ConfigError) as excinfo:
-        run_sweep(plan(*FAST, "metric=val_accuracy", "workers=2", run_dir=run_dir),
+        run_sweep(plan(*FAST, "metric=val_accuracy", "slots=2", run_dir=run_dir),
                   PlainReporter(io.StringIO()))
     assert "'val_accuracy' is not logged" in str(excinfo.value)
     assert excinfo.value.problems[0].key == "metric"

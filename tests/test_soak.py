@@ -28,7 +28,7 @@ from tuner.tracking import tags
 N_PROCESSES = 8  # one sweep, then workers
 N_TRIALS = 200
 FASTEST = ("experiment=diabetes", "trainer.max_epochs=1", "trainer.limit_train_batches=1",
-           "trainer.limit_val_batches=1", "tracking.report=false", "workers=1",
+           "trainer.limit_val_batches=1", "tracking.report=false", "slots=1",
            f"n_trials={N_TRIALS}")
 # Models stay on: each new best keeps its weights in the shared run_dir, and every
 # process's end tries to export the best (one claims it); those writes are among the ones

@@ -225,7 +225,7 @@ def test_a_rerun_of_a_grid_study_trains_the_points_left(shared_run_dir):
 def test_two_slots_never_train_one_grid_point_twice(shared_run_dir):
     """Once every point is taken, a free slot waits for the others' points to finish
     (Optuna's GridSampler would hand it a point another slot is training)."""
-    outcome = sweep("n_trials=10", "sampler=grid", "search=grid_small", "workers=2",
+    outcome = sweep("n_trials=10", "sampler=grid", "search=grid_small", "slots=2",
                     "study_name=grid-two-slots", run_dir=shared_run_dir,
                     config_dir=FIXTURE_CONF)
     assert outcome.stop_reason == "grid exhausted"

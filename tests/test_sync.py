@@ -31,7 +31,7 @@ from tuner.tracking.links import model_uri_of, run_id_of
 N_TRIALS = 10
 EPOCHS = 4
 ARGS = ("tracking=server", f"n_trials={N_TRIALS}", *FAST, MODELS, f"trainer.max_epochs={EPOCHS}",
-        "pruner=none", "workers=2")
+        "pruner=none", "slots=2")
 STATUS = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "FINISHED",
           TrialState.FAIL: "FAILED"}
 TRIAL_WAIT_BOUND_S = 20.0  # far above a trial's own time here; MLflow's default retries: minutes

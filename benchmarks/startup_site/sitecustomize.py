@@ -18,9 +18,9 @@ STEPS = {
     "tuner.study.studies": ["open_study"],
     "tuner.tracking.runs": ["Tracker.__init__", "Tracker.open"],
     "tuner.tracking.preload": ["import_store_code", "warm_model_export"],
-    "tuner.launch.slot": ["Slot.__init__"],
+    "tuner.launch.slot": ["Slot.serve"],
     "tuner.launch.pool": ["SlotPool.finish"],
-    "tuner.trial.lifecycle": ["train_claimed"],
+    "tuner.trial.train": ["train"],
     "tuner.trial.model": ["export_best"],
     "tuner.app.finish": ["finish_records"],
 }

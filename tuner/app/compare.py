@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner.app.lookup import existing_storage, existing_tracking_uri, load_study
 from tuner.app.pages.comparison import Comparison, compare, leader, table_rows
 from tuner.app.pages.comparison_plots import comparison_plots
 from tuner.app.pages.html import render, write_page
-from tuner.app.records import existing_storage, existing_tracking_uri, load_study
 from tuner.config.compose import Composed
 from tuner.core.errors import ConfigError, Problem, TrackingFailed, describe_error
 from tuner.core.masking import mask

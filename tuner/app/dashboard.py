@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from tuner.app.records import existing_storage, load_study
+from tuner.app.lookup import existing_storage, load_study
 from tuner.app.ui import ADMIN_PASSWORD_ENV, ADMIN_USER, LOOPBACK, check_ui_host
 from tuner.config.compose import Composed
 from tuner.core.errors import ConfigError, Problem

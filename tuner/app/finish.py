@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from tuner.app.champion import crown, describe, sweep_contest
 from tuner.app.pages.study_page import trial_counts
-from tuner.app.report import Summary, choose_champion, describe_champion, finalize
+from tuner.app.report import Summary, finalize
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, RecordsPending
 from tuner.study.trials import best_trial
@@ -81,7 +82,7 @@ def finish_worker_records(study: optuna.Study, tracker: Tracker) -> int:
 
 def _existing_study(plan: SweepPlan) -> optuna.Study | None:
     """The plan's study, or None when its storage has no study of that name."""
-    from tuner.app.records import load_study
+    from tuner.app.lookup import load_study
 
     try:
         return load_study(plan.composed)
@@ -130,7 +131,7 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
         raise RecordsPending(f"{error}\n{what}, untouched: run `tuner sync` again once the "
                              "server answers") from None
     if study is None:
-        from tuner.app.records import load_study
+        from tuner.app.lookup import load_study
 
         study = load_study(plan.composed)  # its error lists the studies that are there
     tracker = Tracker(tracking, plan.study_name)
@@ -145,9 +146,9 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
                        rebuild=rebuild_module)
         for done in files:
             say(done.describe())
-    if exported is not None and not summaries:  # no sweep's end waited to move it
-        champion, note = choose_champion(plan, best_trial(study), tracker, study.user_attrs)
-        say(describe_champion(champion) if champion is not None else f"no champion: {note}")
+    if exported is not None and not summaries and plan.cfg.tracking.register_champion:
+        # No sweep's end waited to move it.
+        say(describe(crown(plan, study, tracker.client, sweep_contest(plan))))
     if outbox is None:
         return
     left = outbox.count()

@@ -16,13 +16,13 @@ import optuna
 from mlflow.entities import Metric, RunTag
 from optuna.trial import FrozenTrial
 
+from tuner.app.champion import crown, sweep_contest
 from tuner.app.pages.study_page import leaderboard, render_study_report, trial_counts
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
 from tuner.study.trials import best_trial
 from tuner.tracking import tags
-from tuner.tracking.links import model_error_of, model_uri_of, run_id_of
-from tuner.tracking.registry import Champion, promote
+from tuner.tracking.registry import Champion
 from tuner.tracking.runs import Tracker
 
 
@@ -38,7 +38,12 @@ class Summary:
 def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> Summary:
     counts = trial_counts(study)
     best = best_trial(study)
-    champion, note = choose_champion(plan, best, tracker, study.user_attrs)
+    if plan.cfg.tracking.register_champion:
+        verdict = crown(plan, study, tracker.client, sweep_contest(plan), best)
+        champion, note = (verdict.champion, "") if verdict.decision != "none" else (None,
+                                                                                  verdict.why)
+    else:
+        champion, note = None, "tracking.register_champion is false"
     rows = leaderboard(study, plan.metrics)
     _log_parent(plan, tracker, best, rows, counts)
     if plan.cfg.tracking.report:
@@ -46,42 +51,6 @@ def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> Summary:
                                    champion=champion)
         tracker.client.log_text(tracker.parent_run_id, html, "report.html")
     return Summary(best, champion, note, counts)
-
-
-def choose_champion(plan: SweepPlan, best: FrozenTrial | None, tracker: Tracker,
-                    study_attrs: dict) -> tuple[Champion | None, str]:
-    """Move the ``champion`` alias to the best trial's model if it beats the current
-    champion; the champion, or why there is none."""
-    if best is None:
-        return None, "no trial has completed"
-    if not plan.cfg.tracking.register_champion:
-        return None, "tracking.register_champion is false"
-    uri = model_uri_of(best, study_attrs)
-    if uri is None:
-        return None, _no_model(best, study_attrs)
-    champion = promote(tracker.client, plan.study_name, uri, run_id_of(best, study_attrs),
-                       best.values[0], plan.directions[0], best.number)
-    return champion, ""
-
-
-def describe_champion(champion: Champion) -> str:
-    """The champion in a line, as the commands print it."""
-    moved = "promoted to" if champion.promoted else "still"
-    return (f"champion: {moved} models:/{champion.name}@champion (version {champion.version}, "
-            f"trial {champion.trial_number})")
-
-
-def _no_model(best: FrozenTrial, study_attrs: dict) -> str:
-    why = model_error_of(best, study_attrs)
-    if why:
-        return f"trial {best.number}'s model could not be exported: {why}"
-    kept = best.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
-    if kept is not None:
-        return (f"trial {best.number}'s model is not exported yet: its weights are kept at "
-                f"{kept} on the machine that trained it; `tuner sync` there exports them, "
-                "as does the end of the next sweep or worker of this study there")
-    return (f"trial {best.number} has no logged model (tracking.log_models was off when it "
-            "ran)")
 
 
 def _log_parent(plan: SweepPlan, tracker: Tracker, best: FrozenTrial | None,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tuner.app.lookup import load_study
 from tuner.app.pages.html import write_page
 from tuner.app.pages.study_page import render_study_report
-from tuner.app.records import load_study
 from tuner.config.compose import Composed
 
 

@@ -1,15 +1,18 @@
 """``tuner sweep``: a plan in, a finished (or topped-up) study and its records out.
 
-    start the slots                 processes that import torch while the driver goes on
+    start the slots                 processes forked with torch imported, while the
+                                    driver goes on
     preflight (in slot 0)           train one batch; nothing is written before this passes
     open the study and the runs     the storage, the MLflow experiment and parent run
-    slots claim and train trials    each slot: claim -> train -> tell Optuna -> end its run
-    finish                          champion, leaderboard and report on the parent run
-                                    (or, with the tracking server down, all of it waits
-                                    in the outbox for `tuner sync`: tuner.app.finish)
+    drive the slots                 per trial: claim -> sample -> run -> order -> the slot
+                                    trains -> tell Optuna -> end the run (tuner.launch.driver)
+    finish                          the best model exported once; champion, leaderboard
+                                    and report on the parent run (or, with the tracking
+                                    server down, all of it waits in the outbox for
+                                    `tuner sync`: tuner.app.finish)
 
-The driver never trains and never imports torch: it opens the records, watches the slots
-(:mod:`tuner.launch.pool`) and shows progress. The budget is ``n_trials`` COMPLETE +
+The driver never trains and never imports torch: it decides what each slot trains,
+writes the records and shows progress. The budget is ``n_trials`` COMPLETE +
 PRUNED trials in the study, claimed under a lock (:mod:`tuner.study.budget`), so a rerun
 tops up and several slots or machines never overshoot it. The sweep also ends at
 ``timeout`` seconds (no new trial starts after it), when a grid sampler has run out of
@@ -27,13 +30,15 @@ from dataclasses import dataclass
 
 import optuna
 
-from tuner.app.driver import TrialWatch, run_slots, sigterm_raises
+from tuner.app.champion import describe_champion
 from tuner.app.finish import finish_records
 from tuner.app.progress import PlainReporter, format_values
-from tuner.app.report import Summary, describe_champion
+from tuner.app.report import Summary
 from tuner.app.warmup import warm_driver_in_background
+from tuner.app.watch import TrialWatch, deadline_of, sigterm_raises
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import SweepStopped
+from tuner.launch.driver import Driver
 from tuner.launch.pool import SlotPool
 from tuner.launch.startup import start_slots
 from tuner.study.storage import open_storage
@@ -73,10 +78,15 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         try:
             if prepare is not None:
                 prepare(study, tracker)
-            reasons = run_slots(plan, pool, study, tracker, watch)
+            driver = Driver(plan, study, tracker, watch.on_finished, deadline_of(plan))
+            watch.start()
+            try:
+                reasons = driver.run(pool.slots)
+            finally:
+                driver.close()  # every record written before the end reads them
             pool.finish(export=plan.cfg.tracking.log_models)
         except BaseException:
-            pool.interrupt(study, tracker)
+            pool.interrupt()
             tracker.close("KILLED")
             raise
         finally:

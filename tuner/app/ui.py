@@ -16,7 +16,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from tuner.app.records import champion_uri, existing_tracking_uri
+from tuner.app.lookup import champion_uri, existing_tracking_uri
 from tuner.config.compose import Composed
 from tuner.core.errors import ConfigError, Problem
 

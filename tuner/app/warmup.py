@@ -11,7 +11,7 @@ records while the slot waits. Each side uses the other's turn:
   tuner.app.pages.study_plots.warm_plots). Nothing is written where the user looks before the
   preflight passes;
 - the slot has none to pay: it never imports MLflow while it trains (the driver writes
-  its records, tuner.launch.records).
+  its records, tuner.launch.run_writer).
 """
 
 from __future__ import annotations

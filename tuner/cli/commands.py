@@ -129,7 +129,7 @@ def _where_suffix(args: argparse.Namespace, overrides: Sequence[str] | None = No
 def cmd_best(args: argparse.Namespace) -> int:
     import json
 
-    from tuner.app.records import best_report
+    from tuner.app.lookup import best_report
 
     study, overrides = _study_and_overrides(args.args)
     composed = _compose(args.config_dir, overrides, study)

@@ -104,15 +104,15 @@ def budget(composed: Composed, problems: list[Problem]) -> None:
 
 
 def slots(composed: Composed, problems: list[Problem]) -> None:
-    """Workers, devices per trial and packing; they must fit this machine."""
+    """Slots, devices per trial and packing; they must fit this machine."""
     cfg = composed.cfg
     before = len(problems)
-    workers = cfg.workers
-    if workers != "auto" and (not isinstance(workers, int) or isinstance(workers, bool)
-                              or workers < 1):
-        problems.append(Problem(composed.locate("workers"), "workers",
-                                f"must be a positive number of slots or auto, got {workers}",
-                                "e.g. workers=2 (CPU), or workers=auto"))
+    count = cfg.slots
+    if count != "auto" and (not isinstance(count, int) or isinstance(count, bool)
+                            or count < 1):
+        problems.append(Problem(composed.locate("slots"), "slots",
+                                f"must be a positive number or auto, got {count}",
+                                "e.g. slots=2 (CPU), or slots=auto"))
     for key in ("devices_per_trial", "slots_per_gpu"):
         if cfg[key] < 1:
             problems.append(Problem(composed.locate(key), key,
@@ -145,9 +145,9 @@ def slots(composed: Composed, problems: list[Problem]) -> None:
     try:
         slot_specs(cfg)
     except ValueError as error:
-        problems.append(Problem(composed.locate("workers"), "workers / devices_per_trial",
+        problems.append(Problem(composed.locate("slots"), "slots / devices_per_trial",
                                 f"do not fit this machine: {error}",
-                                "lower workers or devices_per_trial, or use "
+                                "lower slots or devices_per_trial, or use "
                                 "trainer.accelerator=cpu"))
 
 

@@ -16,22 +16,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from hydra import compose, initialize_config_dir
-from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from tuner.config.compose_errors import translate, unknown_key
 from tuner.config.locate import (
     BUILTIN_CONF_DIR,
     GROUPS,
     PRIMARY,
-    default_choices,
     display_path,
     group_file,
     group_options,
     locate,
-    override_key,
     yaml_has_key,
 )
 from tuner.config.schema import register_schemas
@@ -85,101 +82,6 @@ def _check_config_dir(config_dir: Path) -> None:
         raise ConfigError(problems)
 
 
-_IN_CONFIG = re.compile(r"In '([^']+)'")
-
-
-def _where_composition_failed(error: Exception, config_dir: Path | None) -> str:
-    """The file named in Hydra's "In 'model/typo': ..." messages."""
-    match = _IN_CONFIG.search(str(error))
-    if match and "/" in match.group(1):
-        group, option = match.group(1).rsplit("/", 1)
-        path = group_file(group, option, config_dir)
-        if path is not None:
-            return display_path(path)
-    return match.group(1) if match else "config"
-
-
-def _failed_override(text: str, overrides: Sequence[str]) -> str | None:
-    """The override Hydra names in 'Error merging override X' / "Could not override 'K'"."""
-    match = re.search(r"Error merging override (.+)", text)
-    if match:
-        return match.group(1).strip()
-    match = re.search(r"Could not override '([^']+)'", text)
-    if match:
-        return next((o for o in overrides if override_key(o) == match.group(1)),
-                    match.group(1))
-    return None
-
-
-def _fix_for(message: str) -> str:
-    if "not in" in message:
-        return "remove or correct the key; `tuner sweep --cfg` prints every valid key"
-    if "expected one of" in message:
-        return "use one of the listed values"
-    return "give a value of the expected type"
-
-
-def _translate(error: Exception, overrides: Sequence[str], config_dir: Path | None
-               ) -> ConfigError:
-    """Turn a Hydra/OmegaConf failure into a ConfigError naming file and key."""
-    if isinstance(error, MissingConfigException):
-        text = str(error)
-        match = re.search(r"Could not find '([^']+)/([^']+)'", text)
-        if match:
-            group, option = match.groups()
-            return ConfigError(Problem(
-                "command line", group, f"there is no {group} option '{option}'",
-                f"choose one of: {', '.join(group_options(group, config_dir))}"
-                + ("" if config_dir else
-                   " (or add your own with --config-dir DIR holding "
-                   f"{group}/{option}.yaml)")))
-        return ConfigError(Problem("config", "", first_line(text),
-                                   "check the group names in the defaults list"))
-    if isinstance(error, OverrideParseException):
-        return ConfigError(Problem("command line", "", f"cannot parse an override: "
-                                   f"{first_line(str(error))}",
-                                   "write overrides as key=value, e.g. n_trials=40 or "
-                                   "'metric=[val_acc,param_count]' (quote lists in the shell)"))
-    cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
-    if isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", "") or ""
-        message = first_line(str(cause))
-        merging = _failed_override(str(error), overrides)
-        if merging:
-            where = f"command line ({merging})"
-        elif isinstance(error, ConfigCompositionException) and error.__cause__ is not None:
-            where = (locate(key, default_choices(overrides), config_dir, overrides) if key
-                     else "command line")
-        else:
-            where = _where_composition_failed(error, config_dir)
-        fix = _fix_for(message)
-        if merging and key.startswith("search.") and "not in struct" in message:
-            fix = ("a search entry written as a dotted key (model.lr: {...}) cannot be "
-                   "reached by path; write it nested (model: {lr: {...}}), or override the "
-                   "whole entry with '+search={...}'")
-        return ConfigError(Problem(where, key, message, fix))
-    text = str(error)
-    if isinstance(error, ConfigCompositionException):
-        where = _where_composition_failed(error, config_dir)
-        lines = [ln for ln in text.splitlines() if ln.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]
-        key_match = re.search(r"full_key: (\S+)", text)
-        key = key_match.group(1) if key_match else ""
-        fix = _fix_for(detail)
-        if "Could not override" in text:
-            okey = text.split("'")[1]
-            return ConfigError(Problem("command line", okey, "no such key in the config",
-                                       "check the spelling; `tuner sweep --cfg` prints every "
-                                       "valid key"))
-        return ConfigError(Problem(where, key, detail, fix))
-    if isinstance(error, yaml.YAMLError):
-        mark = getattr(error, "problem_mark", None)
-        where = f"{mark.name}:{mark.line + 1}" if mark is not None else "config"
-        return ConfigError(Problem(where, "", f"invalid YAML: {getattr(error, 'problem', '')}",
-                                   "fix the YAML syntax at that line"))
-    return ConfigError(Problem("config", "", f"{type(error).__name__}: {first_line(text)}"))
-
-
 def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None = None
                    ) -> Composed:
     """Compose ``conf/sweep.yaml`` with ``overrides``; resolve it; check every key.
@@ -199,7 +101,7 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
         with initialize_config_dir(config_dir=str(BUILTIN_CONF_DIR), version_base="1.3"):
             cfg = compose(PRIMARY, overrides=hydra_overrides, return_hydra_config=True)
     except Exception as error:  # Hydra raises many types; all are input errors here
-        raise _translate(error, overrides, user_dir) from error
+        raise translate(error, overrides, user_dir) from error
     choices = {k: v for k, v in cfg.hydra.runtime.choices.items() if not k.startswith("hydra")}
     with open_dict(cfg):
         del cfg["hydra"]
@@ -229,9 +131,7 @@ def _check_unknown_keys(composed: Composed) -> None:
         for key in node:
             full = f"{prefix}{key}"
             if fields is not None and key not in fields:
-                what = "a sweep setting" if not prefix else f"a setting of {schema.__name__}"
-                problems.append(Problem(composed.locate(full), full, f"is not {what}",
-                                        f"valid keys: {', '.join(sorted(fields))}"))
+                problems.append(unknown_key(composed.locate(full), full, schema))
             child = node._get_node(key)
             if isinstance(child, DictConfig) and not child._is_missing():
                 walk(child, f"{full}.")

@@ -11,7 +11,7 @@ leave most of a GPU idle, and packing them is the cheapest speed-up there is.
 
 CPU slots split the cores: each trial process gets ``cores // (slots x processes per
 trial)`` torch threads (at least one), so slots do not oversubscribe the machine. With
-``workers=auto`` a CPU machine runs one slot per core (per ``devices_per_trial`` cores
+``slots=auto`` a CPU machine runs one slot per core (per ``devices_per_trial`` cores
 for DDP trials), as many as fit in the available memory, and never more than
 ``n_trials``: the small models people tune on CPU use one core about as well as two
 (torch's intra-op threads barely speed up a matrix of a few hundred columns), so two
@@ -67,21 +67,21 @@ def uses_gpus(accelerator: str) -> bool:
 
 def slot_specs(cfg: DictConfig) -> list[SlotSpec]:
     """The slots this machine runs for ``cfg``; ValueError says which key is wrong."""
-    k, per_gpu, workers = cfg.devices_per_trial, cfg.slots_per_gpu, cfg.workers
+    k, per_gpu, slots = cfg.devices_per_trial, cfg.slots_per_gpu, cfg.slots
     if uses_gpus(str(cfg.trainer.accelerator)):
         gpus = visible_gpus()
         groups = [tuple(gpus[i:i + k]) for i in range(0, len(gpus) - k + 1, k)]
         if not groups:
             raise ValueError(f"devices_per_trial={k} but {len(gpus)} GPU(s) are visible")
         places = [g for g in groups for _ in range(per_gpu)] if k == 1 else groups
-        n = len(places) if workers == "auto" else workers
+        n = len(places) if slots == "auto" else slots
         if n > len(places):
-            raise ValueError(f"workers={n} but {len(gpus)} GPU(s) hold {len(places)} "
+            raise ValueError(f"slots={n} but {len(gpus)} GPU(s) hold {len(places)} "
                              f"slot(s) of {k} GPU(s) x {per_gpu} per GPU")
         # Spread over GPUs first: slot i takes place i of a GPU-major interleaving.
         order = sorted(range(len(places)), key=lambda i: (i % per_gpu, i // per_gpu))
         return [SlotSpec(i, places[order[i]], max(1, cpu_cores() // n)) for i in range(n)]
-    n = auto_cpu_slots(k, cfg.n_trials) if workers == "auto" else workers
+    n = auto_cpu_slots(k, cfg.n_trials) if slots == "auto" else slots
     return [SlotSpec(i, None, max(1, cpu_cores() // (n * k))) for i in range(n)]
 
 
@@ -89,7 +89,7 @@ SLOT_MEMORY = 1 << 30  # bytes one CPU slot may need: torch + Lightning ~0.4 GB,
 
 
 def auto_cpu_slots(processes_per_trial: int, n_trials: int) -> int:
-    """``workers=auto`` on CPU: a slot per ``processes_per_trial`` cores, as many as the
+    """``slots=auto`` on CPU: a slot per ``processes_per_trial`` cores, as many as the
     available memory holds, at most ``n_trials``, at least one."""
     by_cores = cpu_cores() // processes_per_trial
     by_memory = available_memory() // (SLOT_MEMORY * processes_per_trial)

@@ -193,7 +193,7 @@ class SweepSchema:
     max_failures: int = MISSING
     retry_failed: int = MISSING
     resume_checkpoint_s: float | None = MISSING
-    workers: Any = MISSING  # an int, or "auto"
+    slots: Any = MISSING  # an int, or "auto"
     devices_per_trial: int = MISSING
     slots_per_gpu: int = MISSING
 

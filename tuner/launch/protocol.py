@@ -1,16 +1,26 @@
-"""What the driver and its slots say to each other over a slot's pipe.
+"""What a driver and its slots say to each other over a slot's pipe.
 
-Driver to slot: ``PREFLIGHT``, then :class:`Go` (or ``STOP``), then ``CONTINUE`` or
-``STOP`` in answer to each :class:`Finished` (so that ``max_failures`` stops the sweep
-before another trial starts), or ``STOP`` at any time (finish the current trial, then
-stop claiming). Slot to driver: :class:`PreflightDone`, then :class:`Started` /
-:class:`Finished` per trial, and :class:`Stopped` or :class:`SlotError`. While it trains,
-the slot also sends its trials' MLflow writes: :class:`Record` (the driver writes it, then
-says :class:`Written`) and :class:`Ask` (the driver writes or reads, and answers with
-:class:`Answer`), tuner.launch.records and tuner.launch.recorder. After
-:class:`Stopped` the slot waits for the driver's last word, ``EXPORT`` (export the
-study's best model, tuner.trial.model; the slot answers :class:`Exported`) or ``DONE``;
-then it exits. A ``STOP`` that crossed :class:`Stopped` on the way is not a last word.
+Every message goes one way; nothing a slot sends while it trains waits for an answer.
+
+Driver to slot:
+    ``PREFLIGHT``      train one batch of the composed config (slot 0, before the study)
+    :class:`Order`     train this trial (tuner.trial.order)
+    :class:`Written`   the slot's first ``count`` metric batches are written
+    ``IDLE``           no more orders: warm up for the model's export while others train
+    ``EXPORT``         export the study's best model (tuner.trial.model), then exit
+    ``DONE``           exit
+
+Slot to driver:
+    :class:`PreflightDone`   the preflight's verdict
+    :class:`Metrics`         a batch of a trial's metric rows, for its run
+    :class:`Finished`        how the ordered trial ended (tuner.core.results.TrialResult)
+    :class:`Exported`        what the export did
+    :class:`SlotError`       an error outside any trial; the slot then exits
+
+A slot keeps each batch it sent until the driver says it is written; if its driver
+dies, it writes them itself (tuner.launch.orphan). Ctrl-C and SIGTERM are signals, not
+messages: a slot that gets one sends what its trial logged and exits with status 130,
+and its driver records the trial as interrupted.
 
 Everything here is pickled across processes: it stays free of torch and Lightning, which
 the driver never imports.
@@ -18,33 +28,24 @@ the driver never imports.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
 
 from tuner.core.errors import ConfigError
-from tuner.core.results import TrialResult
+from tuner.core.results import MetricRow, TrialResult
+from tuner.trial.order import Order
 
-
-class Channel(Protocol):
-    """The slot's end of its pipe (or, under torchrun, a stand-in for it)."""
-
-    def send(self, message: object) -> None: ...
-    def poll(self) -> bool: ...
-    def recv(self) -> object: ...
-
+__all__ = ["DONE", "EXPORT", "IDLE", "PREFLIGHT", "Exported", "Finished", "Metrics", "Order",
+           "PreflightDone", "SlotError", "Written"]
 
 PREFLIGHT = "preflight"
-STOP = "stop"
-CONTINUE = "continue"
+IDLE = "idle"
 EXPORT = "export"
 DONE = "done"
 
 
 @dataclass(frozen=True)
-class Go:
-    experiment_id: str
-    parent_run_id: str
-    deadline: float | None  # unix seconds after which no trial starts; None: no limit
+class Written:
+    count: int  # the slot's metric batches written so far (or waiting, durably, in the outbox)
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,9 @@ class PreflightDone:
 
 
 @dataclass(frozen=True)
-class Started:
-    slot: int
-    number: int
+class Metrics:
+    number: int  # the trial
+    rows: list[MetricRow]
 
 
 @dataclass(frozen=True)
@@ -65,47 +66,12 @@ class Finished:
 
 
 @dataclass(frozen=True)
-class Stopped:
-    slot: int
-    reason: str  # "budget", "timeout", "grid exhausted" or "stopped"
-
-
-@dataclass(frozen=True)
-class SlotError:
-    slot: int
-    text: str  # traceback of an error outside any trial (e.g. the storage went away)
-
-
-@dataclass(frozen=True)
 class Exported:
     slot: int
     said: str | None  # what the export did, in a line; None: nothing to export here
 
 
 @dataclass(frozen=True)
-class Record:
-    """One MLflow write of the slot's trials, for the driver to make: the name of a
-    :class:`tuner.trial.records.TrialRecords` method and its arguments."""
-
-    op: str
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Ask(Record):
-    """A :class:`Record` whose result the slot waits for (a run's id, a read)."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    value: Any
-    error: str | None = None  # why the driver could not do it (the slot raises it)
-
-
-@dataclass(frozen=True)
-class Written:
-    """Driver to slot: the first ``count`` records the slot sent are written (or wait,
-    durably, in the outbox): the slot no longer keeps them."""
-
-    count: int
+class SlotError:
+    slot: int
+    text: str  # traceback of an error outside any trial

@@ -1,16 +1,16 @@
 """One rank of a DDP trial: ``python -m tuner.launch.rank``, started by a slot (rank 0) or
-by Lightning's launcher (ranks 1..k-1), with the trial's address in ``TUNER_TRIAL_SPEC``.
-Under torchrun, every process runs :func:`run_rank` in-process (tuner.launch.torchrun).
+by Lightning's launcher (ranks 1..k-1), with the trial in ``TUNER_TRIAL_SPEC``. Under
+torchrun, every process runs :func:`run_rank` in-process (tuner.launch.torchrun).
 
-Every rank reads the trial's config and seed from the study by trial id, so all ranks
-train the same trial. Rank 0 alone holds the Optuna trial (epoch reports, pruning) and
-the MLflow logger (it writes its metrics itself: a process of its own, started per
-trial, unlike the slot that started it, whose writes go through the driver), keeps the
-model's weights when it beats the study's best, and writes the result the slot reads.
-Each rank writes a small report of how far it trained, which the slot attaches to the
-run (``ranks.json``). Every rank takes part in saving the
-trial's checkpoint and, for a repeat of a trial cut short, resumes from it
-(tuner.trial.resume); the slot has already recorded the resume.
+Every rank reads the trial's config and seed from the spec, so all ranks train the same
+trial. Rank 0 alone holds the Optuna trial (epoch reports, pruning, against the storage
+by the trial's id) and the trial's logger, whose batches go back to the slot (a pipe
+named in the spec, or a callable under torchrun); it keeps the model's weights when it
+beats the study's best, and writes the result the slot reads. Each rank writes a small
+report of how far it trained, which the slot attaches to the run (``ranks.json``).
+Every rank takes part in saving the trial's checkpoint and, for a repeat of a trial
+cut short, resumes from it (tuner.trial.resume); the driver has already recorded the
+resume.
 
 Kept light at import: the slot imports the file names below without torch.
 """
@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,14 @@ def main() -> int:
     return 0
 
 
-def run_rank(spec: dict, rank: int, **trainer_overrides: Any) -> None:
+def run_rank(spec: dict, rank: int, rows: Callable[[list], None] | None = None,
+             **trainer_overrides: Any) -> None:
     """Train this rank's part of the trial; rank 0 also writes the result (FAIL with the
-    reason when training raises, before re-raising)."""
+    reason when training raises, before re-raising). ``rows``: where rank 0's metric
+    batches go when it runs in the slot's own process (torchrun)."""
     root = Path(spec["root_dir"])
     try:
-        _train(spec, rank, root, trainer_overrides)
+        _train(spec, rank, root, rows, trainer_overrides)
     except Exception as error:
         if rank == 0:
             from tuner.core.results import reason_of
@@ -60,35 +63,36 @@ def run_rank(spec: dict, rank: int, **trainer_overrides: Any) -> None:
         raise
 
 
-def _train(spec: dict, rank: int, root: Path, trainer_overrides: dict[str, Any]) -> None:
+def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | None,
+           trainer_overrides: dict[str, Any]) -> None:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from tuner.core import attrs
     from tuner.trial.build import prepare_process
     from tuner.trial.checkpoints import ResumeCheckpoint
     from tuner.trial.fit import FitInputs, fit
+    from tuner.trial.metrics_logger import BatchLogger
 
     prepare_process(spec["threads"])
     storage = instantiate(spec["storage"])
-    stored = storage.get_trial(spec["trial_id"])
-    config_yaml = stored.user_attrs[attrs.CONFIG_ATTR]
-    resume_from = (Path(spec["resume"]["checkpoint"]) if spec.get("resume") is not None
-                   else None)  # the slot chose it and recorded the resume
-    trial, logger, tracker = None, False, None
+    resume = spec.get("resume")
+    trial, logger = None, False
     if rank == 0:
-        trial, tracker = _owner_handles(spec, storage, stored.number)
-        from tuner.trial.lifecycle import trial_logger
-
-        logger = trial_logger(tracker, spec["run_id"], spec["tracking"]["flush_interval"],
-                              resumed=resume_from is not None)
+        trial = _optuna_trial(spec, storage)
+        logger = BatchLogger(rows or _pipe_writer(spec["metrics_fd"]), spec["flush_interval"],
+                             None if resume is None else resume["logged_steps"])
     checkpoint = None
-    if spec.get("checkpoint") is not None:
-        checkpoint = ResumeCheckpoint(Path(spec["checkpoint"]), spec["checkpoint_every_s"])
-    fitted = fit(FitInputs(
-        OmegaConf.create(config_yaml), stored.user_attrs[attrs.SEED_ATTR],
-        tuple(spec["metrics"]), spec["reports_epochs"], root, trial=trial, logger=logger,
-        checkpoint=checkpoint, resume_from=resume_from, trainer_overrides=trainer_overrides))
+    if spec.get("checkpoint_dir") is not None:
+        checkpoint = ResumeCheckpoint(Path(spec["checkpoint_dir"]), spec["checkpoint_every_s"])
+    try:
+        fitted = fit(FitInputs(
+            OmegaConf.create(spec["config"]), spec["seed"], tuple(spec["metrics"]),
+            spec["reports_epochs"], root, trial=trial, logger=logger, checkpoint=checkpoint,
+            resume_from=None if resume is None else Path(resume["checkpoint"]),
+            trainer_overrides=trainer_overrides))
+    finally:
+        if logger:
+            logger.flush()
     trainer, outcome = fitted.trainer, fitted.outcome
     _write(rank_report_file(root, trainer.global_rank),
            {"rank": trainer.global_rank, "world_size": trainer.world_size,
@@ -97,37 +101,41 @@ def _train(spec: dict, rank: int, root: Path, trainer_overrides: dict[str, Any])
     if not trainer.is_global_zero:
         return
     _wait_for_other_ranks(trainer)
+    result = {"state": outcome.state.name, "values": outcome.values,
+              "pruned_at": outcome.pruned_at}
     if outcome.values is not None and _beats_best(spec, outcome.values[0]):
         from tuner.trial.model import keep_weights
 
-        keep_weights(fitted, spec["trial_id"], storage, root, tracker, spec["run_id"])
-    _write(root / RESULT_FILE, {"state": outcome.state.name, "values": outcome.values,
-                                "pruned_at": outcome.pruned_at})
+        result["attrs"], result["model_error_text"] = keep_weights(fitted, root)
+    _write(root / RESULT_FILE, result)
 
 
-def _owner_handles(spec: dict, storage, number: int):
-    """Rank 0's Optuna trial (epoch reports, pruning) and MLflow tracker (its run)."""
+def _optuna_trial(spec: dict, storage):
+    """Rank 0's Optuna trial: epoch reports and pruning decisions."""
     import optuna
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
-    from tuner.tracking.runs import Tracker
 
     study = optuna.load_study(study_name=spec["study_name"], storage=storage,
                               sampler=optuna.samplers.RandomSampler(),
                               pruner=instantiate(spec["pruner"]))
-    trial = optuna.trial.Trial(study, spec["trial_id"])
-    tracker = Tracker(OmegaConf.create(spec["tracking"]), spec["study_name"])
-    tracker.attach(spec["experiment_id"], spec["parent_run_id"])
-    tracker.bind(spec["run_id"], number)  # its records join the slot's
-    return trial, tracker
+    return optuna.trial.Trial(study, spec["trial_id"])
+
+
+def _pipe_writer(fd: int) -> Callable[[list], None]:
+    """Rank 0's metric batches to the slot that started it: one JSON line each."""
+    pipe = os.fdopen(fd, "w", buffering=1)
+
+    def write(batch: list) -> None:
+        pipe.write(json.dumps(batch) + "\n")
+
+    return write
 
 
 def _beats_best(spec: dict, value: float) -> bool:
     from tuner.core.results import is_better
 
     best = spec["best_value"]
-    return bool(spec["tracking"].get("log_models")) and (
+    return bool(spec["keeps_weights"]) and (
         best is None or is_better(value, best, spec["direction"]))
 
 

@@ -1,25 +1,26 @@
-"""A slot: one process that trains trials one after another until the budget is spent.
+"""A slot: one process that trains the trials its driver orders, one after another.
 
-The driver (:mod:`tuner.launch.pool`) starts each slot as a fresh process and talks to
-it over a pipe (:mod:`tuner.launch.protocol`). The slot imports torch and Lightning once
-and keeps them: a trial costs its training, not a Python start-up. It owns the trials it
-trains: it claims each one (:mod:`tuner.study.budget`) and hands it to the trial's
-lifecycle (:mod:`tuner.trial.lifecycle`: lease, train, tell Optuna, end its MLflow run).
-Its MLflow writes go to the driver, which makes them (:mod:`tuner.launch.records`): a
-slot imports MLflow only to export the best model once the sweep is over, or if the
-driver dies. If the slot dies (segfault, OOM kill, SIGKILL), the driver ends the slot's
-trial and starts another slot.
+The driver (tuner.launch.pool) starts each slot and talks to it over a pipe
+(tuner.launch.protocol). The slot imports torch and Lightning once and keeps them: a
+trial costs its training, not a Python start-up. Its side of a trial is
 
-Ctrl-C or SIGTERM while a trial trains marks it FAIL ("interrupted") and its run KILLED,
-then the slot exits with status 130; the trial's checkpoint, if it saved one, stays for
-its repeat to resume from (:mod:`tuner.trial.resume`).
+    order -> fit (tuner.trial.train) -> outcome
+
+and nothing else: it claims nothing, samples nothing, and writes nothing to MLflow; its
+metric batches go one way to the driver, which writes them, tells Optuna how the trial
+ended and ends its run. A slot imports MLflow only to export the best model once the
+sweep is over, or if its driver dies while it trains (tuner.launch.orphan).
+
+Ctrl-C or SIGTERM while a trial trains: the slot sends what the trial logged and exits
+with status 130; its driver marks the trial FAIL ("interrupted") and its run KILLED, and
+the trial's checkpoint, if it saved one, stays for its repeat to resume from
+(tuner.trial.resume).
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import time
 import traceback
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING
@@ -28,38 +29,36 @@ import optuna
 
 from tuner.config.machine import SlotSpec
 from tuner.config.plan import SweepPlan
-from tuner.config.samplers import build_pruner, build_sampler
 from tuner.core.errors import ConfigError, SweepInterrupted
 from tuner.core.exits import INTERRUPTED_EXIT, exit_quickly
+from tuner.launch.driver_line import DriverLine, DriverWatch
 from tuner.launch.protocol import (
     DONE,
     EXPORT,
+    IDLE,
     PREFLIGHT,
-    STOP,
-    Channel,
     Exported,
     Finished,
-    Go,
+    Order,
     PreflightDone,
     SlotError,
-    Started,
-    Stopped,
 )
-from tuner.launch.records import DriverLine, PipeRecords
-from tuner.trial.records import TrialRecords
 
 if TYPE_CHECKING:
     from tuner.tracking.runs import Tracker
 
-WAIT_POLL = 0.5  # seconds between budget checks while others' trials may still fail
 
-
-def slot_main(plan: SweepPlan, spec: SlotSpec, conn: Connection) -> None:
-    """Entry point of a slot process (multiprocessing ``spawn``)."""
-    _pin(spec)  # before torch is imported: CUDA and OpenMP read these once
+def slot_main(plan: SweepPlan, spec: SlotSpec, conn: Connection, env: dict[str, str],
+              driver_pid: int) -> None:
+    """Entry point of a slot process. ``env``: the driver's environment (a slot forked
+    from a server started earlier inherits that server's, not the driver's)."""
+    os.environ.clear()
+    os.environ.update(env)
+    _pin(spec)  # before CUDA is initialised or OpenMP starts its threads: both read these once
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        _serve(plan, spec, conn)
+        Slot(plan, spec, DriverLine(conn), DriverWatch(driver_pid)).serve()
     except (KeyboardInterrupt, SweepInterrupted, SystemExit):
         # A second signal must not cut the clean-up short; the driver waits for us.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -87,144 +86,100 @@ def _raise_interrupted(signum, frame):
     raise SweepInterrupted(signal.Signals(signum).name)
 
 
-def _serve(plan: SweepPlan, spec: SlotSpec, conn: Channel) -> None:
-    from tuner.trial.build import prepare_process
-
-    prepare_process(spec.threads)
-    while True:
-        message = conn.recv()
-        if message == PREFLIGHT:
-            from tuner.trial.preflight import preflight
-
-            try:
-                preflight(plan)
-            except ConfigError as error:
-                conn.send(PreflightDone(error))
-                continue
-            conn.send(PreflightDone(None))
-        elif isinstance(message, Go):
-            slot = Slot(plan, spec, conn, message)
-            conn.send(Stopped(spec.index, slot.run()))
-            slot.warm_export_while_idle()  # other slots may still train their last trials
-            if slot.last_word() == EXPORT:
-                conn.send(Exported(spec.index, slot.export_best()))
-            return
-        elif message == STOP:
-            return
-
-
-
 class Slot:
-    """The claim loop: claim a trial, train it, report it, until told or out of budget."""
+    def __init__(self, plan: SweepPlan, spec: SlotSpec, line: DriverLine, watch: DriverWatch):
+        self.plan, self.spec, self.line, self.watch = plan, spec, line, watch
+        self._study: optuna.Study | None = None
+        self._tracker: Tracker | None = None
 
-    def __init__(self, plan: SweepPlan, spec: SlotSpec, conn: Channel, go: Go,
-                 records: TrialRecords | None = None):
-        """``records``: where the trials' MLflow writes go; by default to the driver over
-        ``conn`` (tuner.launch.records). A slot in the driver's own process (torchrun's
-        rank 0) passes the driver's tracker."""
-        from tuner.study.budget import claim_lock
-        from tuner.study.storage import open_storage
+    def serve(self) -> None:
+        """Do what the driver says until it says it is done (or is gone)."""
+        from tuner.trial.build import prepare_process
 
-        self.plan, self.spec, self.go = plan, spec, go
-        self.conn = DriverLine(conn)
-        self.storage = open_storage(plan.cfg.storage)
-        study_id = self.storage.get_study_id_from_name(plan.study_name)
-        n = len(self.storage.get_all_trials(study_id, deepcopy=False))
-        self.study = optuna.load_study(
-            study_name=plan.study_name, storage=self.storage,
-            sampler=build_sampler(plan.cfg, plan.space, trials_so_far=n, slot=spec.index),
-            pruner=build_pruner(plan.cfg))
-        self.pipe = None if records is not None else PipeRecords(
-            self.conn, plan.cfg.tracking, plan.study_name, go.experiment_id, go.parent_run_id)
-        self.records: TrialRecords = records if records is not None else self.pipe
-        self.lock = claim_lock(self.storage, plan.study_name)
+        prepare_process(self.spec.threads)
+        while (message := self.line.recv()) is not None:
+            if message == PREFLIGHT:
+                self.line.send(PreflightDone(self._preflight()))
+            elif isinstance(message, Order):
+                self.line.send(Finished(self.spec.index, self.train(message)))
+            elif message == IDLE:
+                self.warm_export()  # other slots may still train their last trials
+            elif message == EXPORT:
+                self.line.send(Exported(self.spec.index, self.export_best()))
+                return
+            elif message == DONE:
+                return
 
-    def run(self) -> str:
-        """Why the slot stopped: "stopped", "timeout", "budget" or "grid exhausted"."""
+    def _preflight(self) -> ConfigError | None:
+        from tuner.trial.preflight import preflight
+
+        try:
+            preflight(self.plan)
+        except ConfigError as error:
+            return error
+        return None
+
+    def train(self, order: Order):
+        """Train ``order``; if the driver dies meanwhile, end the trial as it would have."""
+        from tuner.core.results import TrialResult, reason_of
         from tuner.launch.ddp import fit_in_ranks
-        from tuner.study.budget import claim
-        from tuner.trial.lifecycle import train_claimed
+        from tuner.trial.train import train
 
-        while True:
-            if self._stop_requested():
-                return "stopped"
-            if self.go.deadline is not None and time.time() >= self.go.deadline:
-                return "timeout"
-            claimed = claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
-                            self.records.end_abandoned, self.plan.cfg.retry_failed)
-            if claimed.stop is not None:
-                return claimed.stop
-            if claimed.wait:
-                time.sleep(WAIT_POLL)
-                continue
-            self.conn.send(Started(self.spec.index, claimed.trial.number))
-            result = train_claimed(self.plan, self.study, self.storage, claimed.trial,
-                                   self.records, fit_in_ranks, _interrupt_self)
-            if self.pipe is not None:  # the driver's next word must be its reply to this
-                self.pipe.drop_unclaimed_answer()
-            self.conn.send(Finished(self.spec.index, result))
-            try:
-                answer = self.conn.recv()
-            except EOFError:
-                self._driver_gone()
-                return "stopped"
-            if answer == STOP or self.conn.stop:
-                return "stopped"
+        try:
+            with self.watch.training():
+                study = self.study()
+                return train(self.plan, order, study, self.line.send_metrics, fit_in_ranks)
+        except (KeyboardInterrupt, SweepInterrupted, SystemExit):
+            if self.watch.driver_gone:
+                from tuner.launch.orphan import end_orphaned
 
-    def warm_export_while_idle(self) -> None:
-        """Once this slot has stopped, while others may still train: pay the first
-        export's seconds of set-up (MLflow's imports and store, ``torch.export``'s:
-        tuner.tracking.preload), if models are on and the driver has not spoken yet."""
-        if not self.plan.cfg.tracking.log_models or self.conn.poll():
+                end_orphaned(self.plan, order, self.study(), self.line.unwritten())
+            raise
+        except Exception as error:  # outside the trial's own code: the storage, say
+            from optuna.trial import TrialState
+
+            return TrialResult(order.number, TrialState.FAIL, reason=reason_of(error),
+                               run_id=order.run_id, error_text=traceback.format_exc())
+
+    def study(self) -> optuna.Study:
+        """The study, opened once, with its pruner: a trial reports each epoch to it and
+        asks the pruner, against the storage."""
+        if self._study is None:
+            from tuner.config.samplers import build_pruner
+            from tuner.study.storage import open_storage
+
+            self._study = optuna.load_study(
+                study_name=self.plan.study_name, storage=open_storage(self.plan.cfg.storage),
+                sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(self.plan.cfg))
+        return self._study
+
+    # -- the end of the sweep --------------------------------------------------------------
+
+    def warm_export(self) -> None:
+        """While others train: pay the first export's seconds of set-up (MLflow's imports
+        and store, ``torch.export``'s: tuner.tracking.preload), if models are on and the
+        driver has not spoken yet."""
+        if not self.plan.cfg.tracking.log_models or self.line.poll():
             return
         from tuner.core.quiet import quiet_lightning
         from tuner.tracking import preload
 
         self._exporting_tracker()  # MLflow's imports: the export needs them anyway
-        if not self.conn.poll():  # asked to export meanwhile: the export pays the rest
+        if not self.line.poll():  # asked to export meanwhile: the export pays the rest
             preload.warm_model_export()
             quiet_lightning()  # MLflow's pytorch flavour configures Lightning's logging
-
-    def last_word(self) -> object:
-        """What the driver says after the slot stopped (EXPORT or DONE); DONE if it is
-        gone (then this slot writes what it sent that the driver may not have)."""
-        try:
-            while (message := self.conn.recv()) not in (EXPORT, DONE):
-                pass  # a STOP the driver sent before it saw that this slot had stopped
-        except EOFError:
-            self._driver_gone()
-            return DONE
-        return message
 
     def export_best(self) -> str | None:
         """Export the study's best model from the weights its trial kept, if this machine
         keeps them (tuner.trial.model); what happened, in a line."""
         from tuner.trial.model import export_best
 
-        return export_best(self.study, self._exporting_tracker())
+        return export_best(self.study(), self._exporting_tracker())
 
     def _exporting_tracker(self) -> Tracker:
-        if self.pipe is None:
-            return self.records  # the driver's own tracker (a slot in its process)
-        return self.pipe.tracker()
+        if self._tracker is None:
+            from tuner.tracking.runs import Tracker
 
-    def _driver_gone(self) -> None:
-        if self.pipe is not None:
-            self.pipe.driver_gone()
-
-    def _stop_requested(self) -> bool:
-        if self.conn.stop:
-            return True
-        try:
-            while self.conn.poll():
-                if self.conn.recv() == STOP:
-                    return True
-        except EOFError:  # the driver is gone
-            self._driver_gone()
-            return True
-        return False
-
-
-def _interrupt_self() -> None:
-    """The driver was killed: end the running trial as interrupted (via SIGTERM)."""
-    os.kill(os.getpid(), signal.SIGTERM)
+            self._tracker = Tracker(self.plan.cfg.tracking, self.plan.study_name)
+            self._tracker.join(self.study())
+        return self._tracker

@@ -4,11 +4,10 @@ torchrun (alone, or started by ``srun`` on SLURM) starts the same command on eve
 process of every node and puts the layout in the environment (RANK, WORLD_SIZE,
 LOCAL_WORLD_SIZE, MASTER_ADDR, ...; tuner.config.machine reads it). tuner then does not
 start slots: the processes are the ranks. Global rank 0 is the trial's owner and the
-only one that claims trials: it runs the ordinary slot loop in-process (the worker's
-``lead``, tuner.app.worker), and for each trial broadcasts the trial's address to the
-other ranks (:func:`lead`), which rebuild the same trial from the study by id and train
-it with it (:func:`tuner.launch.rank.run_rank`). When rank 0's loop ends, for whatever
-reason, it broadcasts "stop" and every process exits.
+only one that claims trials: it runs the driver and a slot in one process (the worker's
+``lead``, tuner.app.worker), and for each trial broadcasts the trial to the other ranks
+(:func:`lead`), which train it with it (:func:`tuner.launch.rank.run_rank`). When rank
+0's loop ends, for whatever reason, it broadcasts "stop" and every process exits.
 
 Lightning finds torchrun's environment by itself and, since the process group already
 exists, reuses it: ``num_nodes`` and ``devices`` come from torchrun, not from the config.
@@ -73,14 +72,15 @@ def _overrides() -> dict:
     return {"num_nodes": world // local, "devices": local}
 
 
-def lead(spec: dict) -> int:
-    """Rank 0's side of one trial: send its address, train rank 0's part. Returns 0; the
-    outcome is in the files rank 0 wrote (as for ranks a slot starts)."""
+def lead(spec: dict, rows: Callable[[list], None]) -> int:
+    """Rank 0's side of one trial: send it to the other ranks, train rank 0's part, its
+    metric batches to ``rows``. Returns 0; the outcome is in the files rank 0 wrote (as
+    for ranks a slot starts)."""
     from tuner.launch.rank import run_rank
 
     _broadcast(spec)
     try:
-        run_rank(spec, 0, **_overrides())
+        run_rank(spec, 0, rows, **_overrides())
     except Exception:
         return 1
     finally:
@@ -94,7 +94,7 @@ def _follow() -> None:
     rank, _, _ = torchrun_layout()
     while (spec := _broadcast(None)) is not None:
         try:
-            run_rank(spec, rank, **_overrides())
+            run_rank(spec, rank, None, **_overrides())
         finally:
             _barrier()
 

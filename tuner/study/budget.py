@@ -94,9 +94,10 @@ def _advisory_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
 
 
 def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
-          lock: Lock, reap: Reaper, retry_failed: int = 0) -> Claim:
-    """Ask for a trial if the budget has room; see the module docstring. The trial is a
-    repeat of a failed one when :func:`tuner.study.retries.next_retry` says one is due."""
+          lock: Lock, reap: Reaper, owner_pid: int, retry_failed: int = 0) -> Claim:
+    """Ask for a trial for the slot process ``owner_pid`` if the budget has room; see
+    the module docstring. The trial is a repeat of a failed one when
+    :func:`tuner.study.retries.next_retry` says one is due."""
     with lock():
         trials, _ = reap_stale(study, storage, reap)
         running = [t for t in trials if t.state == TrialState.RUNNING]
@@ -113,7 +114,7 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
             # earlier claimant enqueued and did not live to ask for.
             study.enqueue_trial(retry.params, user_attrs=retry.user_attrs)
         trial = study.ask()
-        leases.take(storage, trial._trial_id)
+        leases.take(storage, trial._trial_id, owner_pid)
         return Claim(trial=trial)
 
 

@@ -5,10 +5,11 @@ Optuna's own heartbeat works only with SQL storages and only inside
 journal file. tuner keeps its own lease in two trial user attributes, which every
 storage holds:
 
-- ``owner``: ``host:pid`` of the slot process that asked for the trial;
-- ``supervisor``: ``host:pid`` of the driver that started that slot; it records the
-  trial itself, with the slot's exit status, when the slot dies;
-- ``lease_until``: unix seconds; the owner renews it every ``LEASE_SECONDS / 4``.
+- ``owner``: ``host:pid`` of the slot process that trains the trial;
+- ``supervisor``: ``host:pid`` of the driver that claimed it for that slot; it records
+  the trial itself, with the slot's exit status, when the slot dies;
+- ``lease_until``: unix seconds; the driver renews it every ``LEASE_SECONDS / 4``
+  (:class:`LeaseKeeper`) while the trial trains.
 
 A RUNNING trial is *stale* when its lease has run out, or at once when its owner was a
 process on this host that no longer exists and neither does its supervisor (while the
@@ -25,7 +26,6 @@ import socket
 import threading
 import time
 
-import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
@@ -90,62 +90,49 @@ def _alive_here(process: str | None) -> bool:
     return pid is not None and _pid_alive(pid)
 
 
-def take(storage: BaseStorage, trial_id: int) -> None:
-    """Mark a freshly asked trial as ours (a slot's), with a fresh lease."""
-    set_user_attrs(storage, trial_id, {attrs.OWNER_ATTR: owner_id(),
-                                       attrs.SUPERVISOR_ATTR: owner_id_of(os.getppid()),
+def take(storage: BaseStorage, trial_id: int, owner_pid: int) -> None:
+    """Mark a freshly asked trial as trained by the slot process ``owner_pid`` and
+    supervised by this process (its driver), with a fresh lease."""
+    set_user_attrs(storage, trial_id, {attrs.OWNER_ATTR: owner_id_of(owner_pid),
+                                       attrs.SUPERVISOR_ATTR: owner_id(),
                                        attrs.LEASE_ATTR: time.time() + LEASE_SECONDS})
 
 
 class LeaseKeeper:
-    """Renews a trial's lease from a background thread while the trial trains.
+    """Renews the leases of the trials a driver's slots train, from one thread, every
+    ``LEASE_SECONDS / 4``. A trial that was told (or reaped by another process)
+    meanwhile drops out; a storage that fails to answer is tried again next time (the
+    lease has slack for a few misses)."""
 
-    Also watches the process that started this one (the sweep driver): if it dies
-    (SIGKILL), ``on_orphaned`` runs once, so that the trial is ended cleanly rather
-    than trained on for nobody.
-    """
-
-    def __init__(self, storage: BaseStorage, trial_id: int, on_orphaned=None):
-        self.storage, self.trial_id = storage, trial_id
-        self.on_orphaned = on_orphaned
-        self._parent = os.getppid()
+    def __init__(self, storage: BaseStorage):
+        self.storage = storage
+        self._trials: set[int] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tuner-lease", daemon=True)
-
-    def __enter__(self) -> LeaseKeeper:
+        self._thread = threading.Thread(target=self._run, name="tuner-leases", daemon=True)
         self._thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
+    def keep(self, trial_id: int) -> None:
+        with self._lock:
+            self._trials.add(trial_id)
+
+    def release(self, trial_id: int) -> None:
+        with self._lock:
+            self._trials.discard(trial_id)
+
+    def close(self) -> None:
         self._stop.set()
         self._thread.join()
 
     def _run(self) -> None:
-        interval = LEASE_SECONDS / 4
-        last = time.monotonic()
-        while not self._stop.wait(1.0):
-            if self.on_orphaned is not None and os.getppid() != self._parent:
-                self.on_orphaned()
-                self.on_orphaned = None
-            if time.monotonic() - last < interval:
-                continue
-            last = time.monotonic()
-            try:
-                self.storage.set_trial_user_attr(self.trial_id, attrs.LEASE_ATTR,
-                                                 time.time() + LEASE_SECONDS)
-            except UpdateFinishedTrialError:
-                return  # told (or reaped) meanwhile: nothing left to keep
-            except Exception:
-                # A storage hiccup: try again next interval; the lease has slack for it.
-                continue
-
-
-def running_trial_of(study: optuna.Study | None, pid: int | None) -> int | None:
-    """The number of a RUNNING trial that the slot process ``pid`` owns, if any."""
-    if study is None or pid is None:
-        return None
-    owner = owner_id_of(pid)
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if trial.user_attrs.get(attrs.OWNER_ATTR) == owner:
-            return trial.number
-    return None
+        while not self._stop.wait(LEASE_SECONDS / 4):
+            with self._lock:
+                trials = list(self._trials)
+            for trial_id in trials:
+                try:
+                    self.storage.set_trial_user_attr(trial_id, attrs.LEASE_ATTR,
+                                                     time.time() + LEASE_SECONDS)
+                except UpdateFinishedTrialError:
+                    self.release(trial_id)  # told (or reaped) meanwhile
+                except Exception:
+                    continue  # a storage hiccup: try again next interval

@@ -87,8 +87,11 @@ def join_study(plan: SweepPlan, storage: BaseStorage, wait: float = 0.0) -> optu
     while (attrs.PARENT_RUN_ATTR not in storage.get_study_user_attrs(study_id)
            and time.monotonic() < deadline):
         time.sleep(1.0)
+    # The sampler's seed moves on by the trials there are, so that workers started at
+    # different times on other machines propose different points.
+    n_existing = len(storage.get_all_trials(study_id, deepcopy=False))
     return optuna.load_study(study_name=plan.study_name, storage=storage,
-                             sampler=build_sampler(plan.cfg, plan.space),
+                             sampler=build_sampler(plan.cfg, plan.space, n_existing),
                              pruner=build_pruner(plan.cfg))
 
 

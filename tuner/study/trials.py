@@ -76,3 +76,20 @@ def grid_all_started(study: optuna.Study, trials: Sequence[FrozenTrial]) -> bool
                if "grid_id" in t.system_attrs and t.state != TrialState.WAITING}
     # The number of grid points: GridSampler keeps it only in a private attribute.
     return len(started) >= sampler._n_min_trials
+
+
+def fail_running(study: optuna.Study, number: int, reason: str) -> FrozenTrial:
+    """Mark trial ``number`` FAIL with ``reason`` if it is still RUNNING (an
+    interruption, a dead slot); a trial someone else ended meanwhile (a reaper) keeps
+    the state they gave it. Returns the trial as it stands afterwards."""
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    stored = study.get_trials(deepcopy=False)[number]
+    if stored.state == TrialState.RUNNING:
+        try:
+            study._storage.set_trial_user_attr(stored._trial_id, attrs.FAIL_REASON_ATTR, reason)
+            tell(study, number, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            pass
+        stored = study.get_trials(deepcopy=False)[number]
+    return stored

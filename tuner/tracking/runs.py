@@ -18,15 +18,15 @@ run (:mod:`tuner.trial.resume`): RUNNING again, renamed after the repeat, tagged
 The parent run is found again through the study's ``mlflow_parent_run_id`` user
 attribute, so re-running a sweep adds its trials under the same parent. The driver
 opens it (:meth:`Tracker.open`) and writes its slots' trial runs for them
-(tuner.launch.records); workers on other machines join it (:meth:`Tracker.join`), and a
-DDP trial's rank 0 and a slot exporting the best model attach to it (:meth:`Tracker.attach`).
+(tuner.launch.run_writer); workers on other machines and a slot exporting the best
+model join it (:meth:`Tracker.join`), and a slot whose driver died attaches to it
+(:meth:`Tracker.attach`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import closing
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +41,7 @@ from tuner.core import attrs
 from tuner.core.errors import ConfigError, Problem
 from tuner.core.masking import mask
 from tuner.core.quiet import quiet_mlflow
+from tuner.core.results import MetricRow
 from tuner.tracking import tags
 from tuner.tracking.local_store import SQLITE, ensure_local_store
 from tuner.tracking.outbox import PARENT
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 MAX_TAG_VALUE = 5000  # MLflow accepts 8000 characters; keep reasons readable
 MAX_PARAM_VALUE = 6000
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
-MetricRow = tuple[str, float, int, int]  # key, value, timestamp in ms, step
 
 
 def log_metric_rows(client: MlflowClient, run_id: str, rows: Sequence[MetricRow]) -> None:
@@ -172,19 +172,6 @@ class Tracker:
             self.client.set_terminated(self.parent_run_id, status=status)
 
     # -- trials ----------------------------------------------------------------------
-
-    def start_trial(self, number: int, params: Mapping[str, Any], config_yaml: str,
-                    retry_of: int | None = None) -> str:
-        """Create the trial's child run with its sampled params and composed config."""
-        run_id = self.create_trial_run(number, retry_of)
-        self.log_trial_inputs(run_id, params, config_yaml)
-        return run_id
-
-    def request_trial_run(self, number: int) -> Callable[[], str]:
-        """A new trial's run, created when asked for: this tracker writes directly, so
-        nothing is gained by creating it early, and a refusal then fails the trial after
-        its params are sampled, as :meth:`start_trial` does."""
-        return partial(self.create_trial_run, number)
 
     def create_trial_run(self, number: int, retry_of: int | None = None) -> str:
         """The trial's child run, tagged (all a trial waits for before it trains)."""

@@ -2,11 +2,11 @@
 
 At the end of a training epoch, once at least ``every_s`` seconds have passed since the
 fit started or since the last save, the whole training state (weights, optimizer and
-scheduler, loop counters, and the random number generators) goes to one file. It is
-written beside the file and renamed over it, so a kill mid-write leaves the previous
-checkpoint whole. Fast trials never pay for it: a trial shorter than ``every_s`` saves
-nothing, and the last epoch never saves (the trial is over), nor does an epoch after
-which the trial stops (pruned).
+scheduler, loop counters, and the random number generators) goes to a new file in the
+chain's folder, which its record then names (tuner.trial.resume.commit): a kill mid-
+write leaves the previous checkpoint and its record whole. Fast trials never pay for it:
+a trial shorter than ``every_s`` saves nothing, and the last epoch never saves (the
+trial is over), nor does an epoch after which the trial stops (pruned).
 
 Saving the random state is what makes a resumed trial train exactly as it would have
 without the interruption (on CPU; GPU kernels may be nondeterministic anyway): Lightning
@@ -32,18 +32,18 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
-from tuner.trial.resume import partial_path
+from tuner.trial.resume import checkpoint_file, commit, partial_path
 
 STATE_KEY = "tuner.resume"  # the callback's entry in a Lightning checkpoint
 
 
 class ResumeCheckpoint(pl.Callback):
-    """Saves the trial's state to ``path`` (see the module docstring); ``every_s=None``
+    """Saves the trial's state in ``folder`` (see the module docstring); ``every_s=None``
     never saves. When the fit resumes from such a checkpoint, it puts the random state
     back before the first epoch."""
 
-    def __init__(self, path: Path, every_s: float | None):
-        self.path = Path(path)
+    def __init__(self, folder: Path, every_s: float | None):
+        self.folder = Path(folder)
         self.every_s = every_s
         self._last_save = time.monotonic()
         self._epochs = 0  # epochs trained when the checkpoint being written was taken
@@ -51,7 +51,7 @@ class ResumeCheckpoint(pl.Callback):
 
     @property
     def state_key(self) -> str:
-        return STATE_KEY  # where checkpoint_epochs finds it, whatever the subclass
+        return STATE_KEY  # one name whatever the subclass: a resume finds its state
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
@@ -82,27 +82,17 @@ class ResumeCheckpoint(pl.Callback):
             due = trainer.strategy.broadcast(due, src=0)  # every rank must join the save
         if not due:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(self.path)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._epochs = trainer.current_epoch + 1
+        path = checkpoint_file(self.folder, self._epochs)
+        partial = partial_path(path)
         trainer.save_checkpoint(partial, weights_only=False)  # every rank; rank 0 writes
         if trainer.is_global_zero:
             with partial.open("rb") as written:
-                os.fsync(written.fileno())  # on disk before it replaces the last one
-            os.replace(partial, self.path)
+                os.fsync(written.fileno())  # on disk before its record names it
+            os.replace(partial, path)
+            commit(path, self._epochs)
         self._last_save = time.monotonic()
-
-
-def checkpoint_epochs(path: Path) -> int:
-    """How many epochs the checkpoint at ``path`` had trained. Raises when it cannot be
-    resumed from: unreadable, not tuner's, or holding objects beyond tensors and plain
-    values (it is read as Lightning will read it, without running pickled code). Reads
-    lazily (``mmap``): the structure, not the weights."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    state = checkpoint.get("callbacks", {}).get(STATE_KEY)
-    if not state or int(state.get("epochs", 0)) < 1:
-        raise ValueError(f"{path} is no checkpoint of a trial's epoch")
-    return int(state["epochs"])
 
 
 def _last_epoch(trainer: pl.Trainer) -> bool:

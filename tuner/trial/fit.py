@@ -1,7 +1,7 @@
 """The one place a trial's model is trained: config in, Lightning ``Trainer.fit``, result out.
 
 Every process that trains calls :func:`fit` with a :class:`FitInputs`: the slot for a
-trial on one process (tuner.trial.lifecycle), and each DDP rank for its part of a trial
+trial on one process (tuner.trial.train), and each DDP rank for its part of a trial
 on several (tuner.launch.rank). What differs between them is in the inputs: only the
 process that owns the trial holds the Optuna handle and the MLflow logger, and ranks
 started by torchrun get Lightning's layout as trainer overrides.

@@ -1,10 +1,10 @@
 """The Lightning logger of a trial: its metrics leave in batches, not one call per value.
 
 Lightning's own MLFlowLogger makes one synchronous request per ``log_metrics`` call.
-This one buffers rows and hands them to ``write`` (the trial's records: sent to the
-driver, which writes MLflow, tuner.launch.records) at most every ``flush_interval``
-seconds and when training ends, so a fast trial costs one batch for all its metrics
-and a long one still shows live curves in the MLflow UI.
+This one buffers rows and hands them to ``write`` (the slot sends them to its driver,
+which writes them to the trial's run: tuner.launch.run_writer) at most every
+``flush_interval`` seconds and when training ends, so a fast trial costs one batch for
+all its metrics and a long one still shows live curves in the MLflow UI.
 
 A trial that resumes from a checkpoint (tuner.trial.resume) logs into the run of the
 attempt that was cut short, and trains again the epochs that attempt ran after its last
@@ -23,8 +23,8 @@ from typing import Any
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-# (key, value, timestamp in ms, step): plain values, so that they pickle cheaply
-MetricRow = tuple[str, float, int, int]
+from tuner.core.results import MetricRow
+
 FLUSH_AT = 1000  # rows buffered before a flush whatever the interval (MLflow's batch limit)
 
 

@@ -1,14 +1,15 @@
 """A trial's trained model: weights kept while the sweep runs, exported once at its end.
 
 Exporting a model (``torch.export`` into MLflow's ``pt2`` format) traces the module and
-writes an MLflow model, and most of a sweep's early trials each beat the best so far.
-So a COMPLETE trial that beats the best only keeps its weights (:func:`keep_weights`:
+writes an MLflow model, and most of a sweep's early trials each beat the best so far. So
+a COMPLETE trial that beats the best only keeps its weights (:func:`keep_weights`:
 ``model.pt`` in its trial folder, beside its checkpoint: the state dict and an example
-input, tensors only, loaded back with ``weights_only``) and records where on the trial;
-the weights of the best it beat are deleted. When the sweep ends, :func:`export_best`
-rebuilds the study's best trial from its config and those weights and exports it, once,
-to the trial's own MLflow run (a slot does it, asked by the driver: tuner.launch.slot);
-the champion is then chosen among exported models (tuner.app.report).
+input, tensors only, loaded back with ``weights_only``), and its driver records where on
+the trial and deletes the weights of the best it beat (tuner.launch.driver). When the
+sweep ends, :func:`export_best` rebuilds the study's best trial from its config and
+those weights and exports it, once, to the trial's own MLflow run (a slot does it, asked
+by the driver: tuner.launch.slot); the champion is then chosen among exported models
+(tuner.app.report).
 
 A sweep killed before its end leaves the best's weights: the next run of the study, or
 ``tuner sync``, exports them. Weights that another machine kept (a ``tuner worker``) are
@@ -22,8 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.storages import BaseStorage
-from optuna.trial import FrozenTrial
 
 from tuner.core import attrs
 from tuner.core.results import reason_of
@@ -32,12 +31,10 @@ from tuner.tracking.links import late_attr, run_id_of
 from tuner.tracking.weights_file import load_weights, save_weights
 from tuner.trial.build import example_input, rebuild_module
 from tuner.trial.fit import Fitted
-from tuner.trial.records import TrialRecords
 from tuner.trial.weights import (
     WEIGHTS_FILE,
     claim,
     drop_beaten,
-    drop_weights,
     kept_file,
     wait_for_other_export,
     waiting_weights,
@@ -50,25 +47,19 @@ MODEL_WAITS = ("not logged yet: the MLflow tracking server did not answer; its w
                "in the outbox, and `tuner sync` (or the end of the sweep) logs it")
 
 
-def keep_weights(fitted: Fitted, trial_id: int, storage: BaseStorage, folder: Path,
-                 tracker: TrialRecords, run_id: str, beaten: FrozenTrial | None = None) -> None:
-    """Save the trained module's weights and an example input in ``folder``; record the
-    file on the trial (still RUNNING); delete the weights of ``beaten``, the best this
-    trial beat. Never raises for the model's sake: a module whose input cannot be told
-    keeps its trial COMPLETE, with the reason in the trial's ``model_error`` attribute
-    and the traceback on its run."""
+def keep_weights(fitted: Fitted, folder: Path) -> tuple[dict[str, str], str | None]:
+    """Save the trained module's weights and an example input in ``folder``. Returns the
+    trial attributes that say so (``model_weights``, or ``model_error`` with the reason)
+    and, on an error, its traceback for the run. Never raises for the model's sake: a
+    module whose input cannot be told keeps its trial COMPLETE."""
     try:
         inputs = example_input(fitted.module, fitted.datamodule)
         path = (folder / WEIGHTS_FILE).resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         save_weights(path, fitted.module, inputs)
     except Exception as error:
-        storage.set_trial_user_attr(trial_id, attrs.MODEL_ERROR_ATTR, reason_of(error))
-        tracker.log_error(run_id, traceback.format_exc())
-        return
-    storage.set_trial_user_attr(trial_id, attrs.MODEL_WEIGHTS_ATTR, str(path))
-    if beaten is not None:
-        drop_weights(beaten)
+        return {attrs.MODEL_ERROR_ATTR: reason_of(error)}, traceback.format_exc()
+    return {attrs.MODEL_WEIGHTS_ATTR: str(path)}, None
 
 
 def export_best(study: optuna.Study, tracker: Tracker) -> str | None:

@@ -53,7 +53,7 @@ def run_round(schedule_path: Path, name: str, say: Callable[[str], None],
     """Run one round of job ``name`` now; its history record. Raises ConfigError (bad
     job, nothing written), AlreadyRunning (another round holds the lock), SweepStopped
     (too many failures) or an interruption, after recording the round."""
-    from tuner.app.driver import sigterm_raises
+    from tuner.app.watch import sigterm_raises
     from tuner.study.exclusive import exclusive
 
     schedule = load_schedule(schedule_path)

@@ -1,4 +1,4 @@
-"""Trials per minute with `workers=2` against `workers=1`, on the same sweep.
+"""Trials per minute with `slots=2` against `slots=1`, on the same sweep.
 
 A CPU-bound sweep of the digits MLP at fixed epochs, run as `tuner sweep` in a fresh
 folder per run, alternating the two settings so that both see the same machine state.
@@ -18,7 +18,7 @@ a slow-down; `--default-space` runs it anyway. Reports per run and as medians:
 - gap s: the median time a slot spends between the end of one trial and the start of
   its next (the claim: budget count and sampling under the study lock).
 
-    python benchmarks/workers.py [--runs 3] [--trials 40] [--epochs 10] [--default-space]
+    python benchmarks/slots.py [--runs 3] [--trials 40] [--epochs 10] [--default-space]
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ FIXED_WORK = ("~search.model.optimizer", "~search.model.momentum", "~search.mode
               "~search.data", "~search.trainer.accumulate_grad_batches")
 
 
-def one_run(workers: int, trials: int, epochs: int, space: tuple[str, ...]) -> Run:
-    sweep = run_sweep(f"workers={workers}", f"n_trials={trials}", f"trainer.max_epochs={epochs}",
+def one_run(slots: int, trials: int, epochs: int, space: tuple[str, ...]) -> Run:
+    sweep = run_sweep(f"slots={slots}", f"n_trials={trials}", f"trainer.max_epochs={epochs}",
                       "pruner=none", "tracking.report=false", *space)
     wall = sweep.wall
     done = [t for t in sweep.study.trials
@@ -78,10 +78,10 @@ def main() -> None:
     space = () if args.default_space else FIXED_WORK
     results: dict[int, list[Run]] = {1: [], 2: []}
     for run in range(args.runs):
-        for workers in (1, 2):
-            r = one_run(workers, args.trials, args.epochs, space)
-            results[workers].append(r)
-            print(f"run {run + 1} workers={workers}: wall {r.wall:.1f} s, "
+        for slots in (1, 2):
+            r = one_run(slots, args.trials, args.epochs, space)
+            results[slots].append(r)
+            print(f"run {run + 1} slots={slots}: wall {r.wall:.1f} s, "
                   f"{r.rate:.1f} trials/min, trial {r.trial:.3f} s, gap {r.gap:.3f} s",
                   flush=True)
 
@@ -89,13 +89,13 @@ def main() -> None:
         return {w: statistics.median(getattr(r, field) for r in rs) for w, rs in results.items()}
 
     wall, rate, trial, gap = median("wall"), median("rate"), median("trial"), median("gap")
-    print(f"median wall: workers=1 {wall[1]:.1f} s, workers=2 {wall[2]:.1f} s "
-          f"(workers=1 / workers=2: {wall[1] / wall[2]:.2f}x)")
-    print(f"median trials/min: workers=1 {rate[1]:.1f}, workers=2 {rate[2]:.1f} "
+    print(f"median wall: slots=1 {wall[1]:.1f} s, slots=2 {wall[2]:.1f} s "
+          f"(slots=1 / slots=2: {wall[1] / wall[2]:.2f}x)")
+    print(f"median trials/min: slots=1 {rate[1]:.1f}, slots=2 {rate[2]:.1f} "
           f"(ratio {rate[2] / rate[1]:.2f}x)")
-    print(f"median trial: workers=1 {trial[1]:.3f} s, workers=2 {trial[2]:.3f} s; "
-          f"median gap between a slot's trials: workers=1 {gap[1]:.3f} s, "
-          f"workers=2 {gap[2]:.3f} s")
+    print(f"median trial: slots=1 {trial[1]:.3f} s, slots=2 {trial[2]:.3f} s; "
+          f"median gap between a slot's trials: slots=1 {gap[1]:.3f} s, "
+          f"slots=2 {gap[2]:.3f} s")
     print(f"{args.trials} trials x {args.epochs} epochs, digits MLP, pruner=none, "
           + ("default search space" if args.default_space else "fixed work per trial"))
     print(f"date: {datetime.date.today()}; machine: {machine()}")

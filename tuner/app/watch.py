@@ -1,9 +1,5 @@
-"""What every driver shares: ``tuner sweep``, ``tuner worker`` and rank 0 under torchrun.
-
-A driver opens (or joins) the study and its MLflow records, lets its slots claim and
-train trials, shows each finished trial, and stops the slots early after
-``max_failures`` failed trials. The pieces here are those steps; the commands
-(tuner.app.sweep, tuner.app.worker) put them in order.
+"""What a driver command watches while its slots train: each finished trial shown and
+counted, the failures that stop it, and SIGTERM taken as Ctrl-C.
 """
 
 from __future__ import annotations
@@ -21,12 +17,7 @@ from tuner.app.progress import PlainReporter, Tally, format_values
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import SweepInterrupted
 from tuner.core.results import TrialResult
-from tuner.launch.pool import SlotPool
-from tuner.launch.protocol import Go
-from tuner.study.storage import open_storage
-from tuner.study.studies import join_study, wait_for_journal
 from tuner.study.trials import FINISHED, best_trial
-from tuner.tracking.runs import Tracker
 
 
 @contextmanager
@@ -90,25 +81,6 @@ class TrialWatch:
         return reasons[0] if reasons else "budget"
 
 
-def go_signal(plan: SweepPlan, tracker: Tracker) -> Go:
-    """What slots need to start claiming: the records to write under, and the deadline
-    (``timeout`` seconds from now) after which no trial starts."""
-    deadline = None if plan.cfg.timeout is None else time.time() + plan.cfg.timeout
-    return Go(tracker.experiment_id, tracker.parent_run_id, deadline)
-
-
-def join_records(plan: SweepPlan, wait: float) -> tuple[optuna.Study, Tracker]:
-    """The study and parent run that a ``tuner sweep`` opened, waiting up to ``wait``
-    seconds for them (a worker may start first)."""
-    wait = wait_for_journal(plan, wait)
-    study = join_study(plan, open_storage(plan.cfg.storage), wait)
-    tracker = Tracker(plan.cfg.tracking, plan.study_name)
-    tracker.join(study)
-    return study, tracker
-
-
-def run_slots(plan: SweepPlan, pool: SlotPool, study: optuna.Study, tracker: Tracker,
-              watch: TrialWatch) -> list[str]:
-    """Let the pool's slots claim and train trials; why each slot stopped."""
-    watch.start()
-    return pool.run(go_signal(plan, tracker), study, tracker, watch.on_finished)
+def deadline_of(plan: SweepPlan) -> float | None:
+    """Unix seconds after which no trial starts (``timeout`` from now); None: no limit."""
+    return None if plan.cfg.timeout is None else time.time() + plan.cfg.timeout

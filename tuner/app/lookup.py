@@ -1,4 +1,5 @@
-"""Reading a study's records back (``tuner best``, ``tuner ui``, ``tuner serve``).
+"""Looking a study up without creating anything: ``tuner best``, ``ui``, ``serve``,
+``report``, ``compare``, ``dashboard`` and ``sync`` find what a sweep wrote here.
 
 Nothing here creates a store: asking about a study that does not exist, or a store
 that is not there yet, is an error that says so, not an empty file left behind.

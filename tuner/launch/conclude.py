@@ -1,0 +1,70 @@
+"""The end of a trial on the driver's side: Optuna told first, then the run ended to match.
+
+:func:`conclude` records a trial that ended on its own (COMPLETE, PRUNED, a failure of
+its own, its slot's death): the attributes its slot reported (kept weights, a model
+error, its world size), Optuna's verdict, the beaten best's weights deleted, its
+checkpoints deleted (only once Optuna knows: a kill just before still leaves them for
+the repeat), and its run's last records and end, through the run writer.
+:func:`conclude_interrupted` records a trial cut short (Ctrl-C, SIGTERM): FAIL
+("interrupted"), its run KILLED, its checkpoints kept for the repeat.
+"""
+
+from __future__ import annotations
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner.config.plan import SweepPlan
+from tuner.core import attrs
+from tuner.core.results import TrialResult
+from tuner.launch.run_writer import RunWriter
+from tuner.study.trials import fail_running, tell
+from tuner.study.user_attrs import set_user_attrs
+from tuner.trial import resume
+from tuner.trial.weights import drop_beaten
+
+
+def conclude(plan: SweepPlan, study: optuna.Study, trial: optuna.Trial, result: TrialResult,
+             writer: RunWriter) -> None:
+    own = dict(result.attrs)
+    if result.state != TrialState.COMPLETE and result.reason:
+        own[attrs.FAIL_REASON_ATTR] = result.reason
+    if own:
+        set_user_attrs(study._storage, trial._trial_id, own)
+    if result.state == TrialState.COMPLETE:
+        tell(study, trial, values=result.values)
+    else:
+        tell(study, trial, state=result.state)
+    if attrs.MODEL_WEIGHTS_ATTR in result.attrs:
+        drop_beaten(study)  # the best it beat, or its own if another beat it meanwhile
+    resume.discard(plan, trial)
+    if result.run_id is not None:
+        _end_run(trial.number, result, writer)
+    writer.catch_up()
+
+
+def _end_run(number: int, result: TrialResult, writer: RunWriter) -> None:
+    later, tracker, run_id = writer.later, writer.tracker, result.run_id
+    for key, value in result.tags.items():
+        later(tracker.set_tag, run_id, key, value, trial=number)
+    for name, text in result.texts.items():
+        later(tracker.log_text, run_id, text, name, trial=number)
+    for path in result.files:
+        later(tracker.log_artifact, run_id, path, trial=number)
+    if result.error_text:
+        later(tracker.log_error, run_id, result.error_text, trial=number)
+    later(tracker.end_trial, run_id, result.state, reason=result.reason,
+          pruned_at=result.pruned_at, interrupted=result.killed, trial=number)
+
+
+def conclude_interrupted(study: optuna.Study, number: int, writer: RunWriter, reason: str
+                         ) -> None:
+    """Leave nothing RUNNING: the trial FAIL with ``reason`` (unless someone ended it
+    meanwhile, a reaper), its run KILLED; its checkpoints stay."""
+    stored = fail_running(study, number, reason)
+    run_id = stored.user_attrs.get(attrs.RUN_ID_ATTR)
+    if run_id is not None:
+        failed = stored.state == TrialState.FAIL
+        writer.later(writer.tracker.end_trial, run_id, stored.state,
+                     reason=reason if failed else None, interrupted=failed,
+                     only_if_running=True, trial=number)

@@ -1,0 +1,57 @@
+"""What the next free slot trains: the driver asks its strategy, and tells it each end.
+
+A strategy is where a sweep decides. It answers :meth:`Strategy.next_trial` with a
+claimed trial (asked from the study, its lease taken for the slot that will train it),
+a reason to stop, or "wait"; the driver then samples the trial, gives it a run and
+hands it to the slot (tuner.launch.driver), and tells the strategy how it ended
+(:meth:`Strategy.finished`). One driver per machine asks it, from one thread per slot,
+one claim at a time, under the study's claim lock, so a strategy that forks a trial
+from another's checkpoint (population-based training) never does it twice.
+
+:class:`Search` is the default: the config's sampler proposes (a repeat of a failed
+trial first, when one is due: tuner.study.retries), and its pruner stops trials from
+inside their slots.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol
+
+import optuna
+
+from tuner.config.plan import SweepPlan
+from tuner.core.results import TrialResult
+from tuner.study.budget import Claim, Reaper, claim, claim_lock
+from tuner.study.storage import open_storage
+
+
+class Strategy(Protocol):
+    def next_trial(self, owner_pid: int) -> Claim:
+        """A trial for the slot process ``owner_pid`` to train, a reason to stop, or
+        neither (wait: the budget is taken, but a running trial may still fail)."""
+        ...
+
+    def finished(self, result: TrialResult) -> None:
+        """A trial this strategy handed out has ended, and Optuna knows how."""
+        ...
+
+
+class Search:
+    """Sampler and pruner from the config; ``n_trials`` COMPLETE + PRUNED in all."""
+
+    def __init__(self, plan: SweepPlan, study: optuna.Study, reap: Reaper):
+        self.plan, self.study, self.reap = plan, study, reap
+        # The storage as configured: Optuna wraps an RDB storage in a cache for the study,
+        # and the lock is the database's (tuner.study.budget.claim_lock).
+        self.storage = open_storage(plan.cfg.storage)
+        self.lock = claim_lock(self.storage, plan.study_name)  # across processes
+        self._here = threading.Lock()  # across this driver's threads, whatever the storage
+
+    def next_trial(self, owner_pid: int) -> Claim:
+        with self._here:
+            return claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
+                         self.reap, owner_pid, self.plan.cfg.retry_failed)
+
+    def finished(self, result: TrialResult) -> None:
+        pass  # the sampler reads the study itself
