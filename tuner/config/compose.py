@@ -132,8 +132,10 @@ def _check_unknown_keys(composed: Composed) -> None:
             full = f"{prefix}{key}"
             if fields is not None and key not in fields:
                 problems.append(unknown_key(composed.locate(full), full, schema))
-            child = node._get_node(key)
-            if isinstance(child, DictConfig) and not child._is_missing():
+            if OmegaConf.is_missing(node, key) or OmegaConf.is_interpolation(node, key):
+                continue
+            child = node[key]
+            if isinstance(child, DictConfig):
                 walk(child, f"{full}.")
 
     walk(composed.cfg, "")

@@ -9,11 +9,12 @@ folders, multiprocessing's clean-up); only the teardown is skipped.
 
 from __future__ import annotations
 
-import atexit
 import os
 import signal
 import sys
 from typing import NoReturn
+
+from tuner.core.upstream import run_exit_handlers
 
 INTERRUPTED_EXIT = 130  # a process stopped by Ctrl-C or SIGTERM (the shell's convention)
 STOP_GRACE = 10.0  # seconds a process gets to record its work after SIGTERM, then SIGKILL
@@ -22,7 +23,7 @@ STOP_GRACE = 10.0  # seconds a process gets to record its work after SIGTERM, th
 def exit_quickly(code: int) -> NoReturn:
     sys.stdout.flush()
     sys.stderr.flush()
-    atexit._run_exitfuncs()  # what a normal exit runs before freeing the modules
+    run_exit_handlers()  # what a normal exit runs before freeing the modules
     os._exit(code)
 
 

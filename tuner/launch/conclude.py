@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
 from tuner.core.results import TrialResult
+from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.run_writer import RunWriter
 from tuner.study.trials import fail_running, tell
 from tuner.study.user_attrs import set_user_attrs
@@ -30,7 +31,7 @@ def conclude(plan: SweepPlan, study: optuna.Study, trial: optuna.Trial, result: 
     if result.state != TrialState.COMPLETE and result.reason:
         own[attrs.FAIL_REASON_ATTR] = result.reason
     if own:
-        set_user_attrs(study._storage, trial._trial_id, own)
+        set_user_attrs(storage_of(study), trial_id_of(trial), own)
     if result.state == TrialState.COMPLETE:
         tell(study, trial, values=result.values)
     else:

@@ -42,6 +42,7 @@ from tuner.core import attrs
 from tuner.core.errors import SweepInterrupted
 from tuner.core.masking import mask
 from tuner.core.results import MetricRow, TrialResult, reason_of
+from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.conclude import conclude, conclude_interrupted
 from tuner.launch.run_writer import RunWriter
 from tuner.launch.strategy import Search, Strategy
@@ -71,7 +72,7 @@ class Driver:
         self.on_finished, self.deadline = on_finished, deadline
         self.writer = RunWriter(tracker, study)
         self.strategy = strategy or Search(plan, study, self._end_abandoned)
-        self.leases = LeaseKeeper(study._storage)
+        self.leases = LeaseKeeper(storage_of(study))
         self._shown = threading.Lock()  # one finished trial shown at a time
         self._stopping: str | None = None  # no slot starts another trial once set
         self._interrupted: str | None = None
@@ -163,7 +164,7 @@ class Driver:
 
     def run_trial(self, slot: TrainingSlot, trial: optuna.Trial) -> TrialResult:
         """A claimed trial, from sample to end (see the module docstring)."""
-        self.leases.keep(trial._trial_id)
+        self.leases.keep(trial_id_of(trial))
         runs: list[str] = []  # the trial's run, once it has one
         try:
             try:
@@ -181,7 +182,7 @@ class Driver:
             self.strategy.finished(result)
             return result
         finally:
-            self.leases.release(trial._trial_id)
+            self.leases.release(trial_id_of(trial))
 
     def _train(self, slot: TrainingSlot, order: Order) -> TrialResult:
         """The slot's result; a slot that died gives the trial a FAIL of its own (and is
@@ -225,7 +226,8 @@ class Driver:
             raise
         best = best_trial(self.study)
         return Order(
-            trial._trial_id, trial.number, cfg, seed, runs[0], self.plan.trial_dir(trial.number),
+            trial_id_of(trial), trial.number, cfg, seed, runs[0],
+            self.plan.trial_dir(trial.number),
             checkpoint_dir=(resume.chain_dir(self.plan, trial) if resume.supported(self.plan)
                             else None),
             resume=resume_from, best_value=None if best is None else best.values[0],
@@ -238,7 +240,8 @@ class Driver:
         ended meanwhile ends its run."""
         run_id = self.tracker.create_trial_run(trial.number, retry_of)
         try:
-            self.study._storage.set_trial_user_attr(trial._trial_id, attrs.RUN_ID_ATTR, run_id)
+            storage_of(self.study).set_trial_user_attr(trial_id_of(trial), attrs.RUN_ID_ATTR,
+                                                       run_id)
         except UpdateFinishedTrialError:
             self.tracker.end_trial(run_id, TrialState.FAIL, reason=ENDED_BEFORE_ITS_RUN,
                                    interrupted=True, only_if_running=True)

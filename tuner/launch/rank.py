@@ -142,9 +142,10 @@ def _beats_best(spec: dict, value: float) -> bool:
 def _wait_for_other_ranks(trainer, timeout: float = 60.0) -> None:
     """Rank 0 returns only once its launched ranks have exited, so the slot's view of
     the trial (and of the machine's devices) is settled when rank 0 exits."""
-    launcher = getattr(trainer.strategy, "launcher", None)
+    from tuner.core.upstream import launched_rank_processes
+
     deadline = time.monotonic() + timeout
-    for process in getattr(launcher, "procs", []):
+    for process in launched_rank_processes(trainer):
         process.wait(max(0.1, deadline - time.monotonic()))
 
 

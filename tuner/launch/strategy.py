@@ -15,15 +15,18 @@ inside their slots.
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Protocol
 
 import optuna
 
 from tuner.config.plan import SweepPlan
+from tuner.config.samplers import GRID_SAMPLER, target_of
 from tuner.core.results import TrialResult
+from tuner.core.upstream import storage_of
 from tuner.study.budget import Claim, Reaper, claim, claim_lock
-from tuner.study.storage import open_storage
+from tuner.study.storage import journal_path, open_storage
 
 
 class Strategy(Protocol):
@@ -42,16 +45,19 @@ class Search:
 
     def __init__(self, plan: SweepPlan, study: optuna.Study, reap: Reaper):
         self.plan, self.study, self.reap = plan, study, reap
-        # The storage as configured: Optuna wraps an RDB storage in a cache for the study,
-        # and the lock is the database's (tuner.study.budget.claim_lock).
-        self.storage = open_storage(plan.cfg.storage)
-        self.lock = claim_lock(self.storage, plan.study_name)  # across processes
+        self.storage = storage_of(study)
+        # The lock is the database's (tuner.study.budget.claim_lock), on the storage as
+        # configured: Optuna hands the study an RDB storage wrapped in a cache.
+        self.lock = claim_lock(open_storage(plan.cfg.storage), plan.study_name,
+                               journal_path(plan.cfg.storage))
+        self.grid_points = (math.prod(len(values) for values in plan.space.grid().values())
+                            if target_of(plan.cfg.sampler) == GRID_SAMPLER else None)
         self._here = threading.Lock()  # across this driver's threads, whatever the storage
 
     def next_trial(self, owner_pid: int) -> Claim:
         with self._here:
             return claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
-                         self.reap, owner_pid, self.plan.cfg.retry_failed)
+                         self.reap, owner_pid, self.plan.cfg.retry_failed, self.grid_points)
 
     def finished(self, result: TrialResult) -> None:
         pass  # the sampler reads the study itself

@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 
+from tuner.core.upstream import FastHookName
 from tuner.models.optim import OptimSettings, build_optimizer, build_scheduler
 
 
@@ -40,7 +41,7 @@ class EpochMeans:
         return means
 
 
-class TunableModule(pl.LightningModule):
+class TunableModule(FastHookName, pl.LightningModule):
     def __init__(self, optimizer="adam", lr=1e-3, momentum=0.0, nesterov=False,
                  weight_decay=0.0, lr_schedule="constant", warmup_fraction=0.0,
                  lr_final_factor=0.01):
@@ -48,17 +49,6 @@ class TunableModule(pl.LightningModule):
         self.optim_settings = OptimSettings(optimizer, lr, momentum, nesterov, weight_decay,
                                             lr_schedule, warmup_fraction, lr_final_factor)
         self.train_means, self.val_means = EpochMeans(), EpochMeans()
-
-    def __setattr__(self, name: str, value) -> None:
-        # Lightning records the hook it is in by setting _current_fx_name before and after
-        # every hook call: ~50 times per training step, each through nn.Module's
-        # __setattr__, which searches parameters, buffers and submodules (~5 us each).
-        # It only ever holds a hook name or None, so a plain attribute is the same thing;
-        # a digits MLP trial trains ~6% faster (docs/benchmarks.md).
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
 
     @property
     def param_count(self) -> int:

@@ -28,6 +28,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core import attrs
+from tuner.core.upstream import trial_id_of
 from tuner.study import leases
 from tuner.study.retries import next_retry
 from tuner.study.storage import advisory_key
@@ -52,12 +53,11 @@ Reaper = Callable[[FrozenTrial, str], None]  # ends a reaped trial's other recor
 Lock = Callable[[], AbstractContextManager]  # a fresh hold of the lock per call
 
 
-def claim_lock(storage: BaseStorage, study_name: str) -> Lock:
-    """The lock under which the budget is counted and a trial asked."""
-    if isinstance(storage, JournalStorage):
-        path = getattr(getattr(storage, "_backend", None), "_file_path", None)
-        if path is not None:
-            return partial(_file_lock, Path(f"{path}.claim.lock"))
+def claim_lock(storage: BaseStorage, study_name: str, journal: Path | None = None) -> Lock:
+    """The lock under which the budget is counted and a trial asked; ``journal``: the
+    file of a journal storage (tuner.study.storage.journal_path)."""
+    if isinstance(storage, JournalStorage) and journal is not None:
+        return partial(_file_lock, Path(f"{journal}.claim.lock"))
     if isinstance(storage, RDBStorage):
         url = storage.engine.url
         if url.get_backend_name() == "sqlite" and url.database:
@@ -94,10 +94,12 @@ def _advisory_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
 
 
 def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
-          lock: Lock, reap: Reaper, owner_pid: int, retry_failed: int = 0) -> Claim:
+          lock: Lock, reap: Reaper, owner_pid: int, retry_failed: int = 0,
+          grid_points: int | None = None) -> Claim:
     """Ask for a trial for the slot process ``owner_pid`` if the budget has room; see
     the module docstring. The trial is a repeat of a failed one when
-    :func:`tuner.study.retries.next_retry` says one is due."""
+    :func:`tuner.study.retries.next_retry` says one is due. ``grid_points``: the size of
+    the grid a grid sampler draws from (None: another sampler)."""
     with lock():
         trials, _ = reap_stale(study, storage, reap)
         running = [t for t in trials if t.state == TrialState.RUNNING]
@@ -106,7 +108,7 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
             return Claim(stop="budget")
         if grid_exhausted(study):
             return Claim(stop="grid exhausted")
-        if finished + len(running) >= n_trials or grid_all_started(study, trials):
+        if finished + len(running) >= n_trials or grid_all_started(trials, grid_points):
             return Claim()
         retry = next_retry(trials, retry_failed)
         if retry is not None:
@@ -114,7 +116,7 @@ def claim(study: optuna.Study, storage: BaseStorage, n_trials: int,
             # earlier claimant enqueued and did not live to ask for.
             study.enqueue_trial(retry.params, user_attrs=retry.user_attrs)
         trial = study.ask()
-        leases.take(storage, trial._trial_id, owner_pid)
+        leases.take(storage, trial_id_of(trial), owner_pid)
         return Claim(trial=trial)
 
 
@@ -140,6 +142,6 @@ def reap_stale(study: optuna.Study, storage: BaseStorage, reap: Reaper,
 def _reap(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, reason: str,
           reap: Reaper) -> None:
     text = f"abandoned: {reason}"
-    storage.set_trial_user_attr(trial._trial_id, attrs.FAIL_REASON_ATTR, text)
+    storage.set_trial_user_attr(trial_id_of(trial), attrs.FAIL_REASON_ATTR, text)
     tell(study, trial.number, state=TrialState.FAIL, skip_if_finished=True)
     reap(trial, text)

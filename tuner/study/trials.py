@@ -9,6 +9,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core import attrs
+from tuner.core.upstream import storage_of, trial_id_of
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
 
@@ -64,18 +65,17 @@ def grid_exhausted(study: optuna.Study) -> bool:
     return isinstance(sampler, optuna.samplers.GridSampler) and sampler.is_exhausted(study)
 
 
-def grid_all_started(study: optuna.Study, trials: Sequence[FrozenTrial]) -> bool:
-    """Whether every point of a grid study is finished or being trained. GridSampler
-    would then hand the next ``ask`` a point another slot is training (it re-evaluates
-    rather than stop early); tuner's claimant waits instead, since a finished grid ends
-    the sweep and a failed point is not tried again by the grid either."""
-    sampler = study.sampler
-    if not isinstance(sampler, optuna.samplers.GridSampler):
+def grid_all_started(trials: Sequence[FrozenTrial], grid_points: int | None) -> bool:
+    """Whether every one of a grid study's ``grid_points`` is finished or being trained
+    (None: not a grid study). GridSampler would then hand the next ``ask`` a point
+    another slot is training (it re-evaluates rather than stop early); tuner's claimant
+    waits instead, since a finished grid ends the sweep and a failed point is not tried
+    again by the grid either."""
+    if grid_points is None:
         return False
     started = {t.system_attrs["grid_id"] for t in trials
                if "grid_id" in t.system_attrs and t.state != TrialState.WAITING}
-    # The number of grid points: GridSampler keeps it only in a private attribute.
-    return len(started) >= sampler._n_min_trials
+    return len(started) >= grid_points
 
 
 def fail_running(study: optuna.Study, number: int, reason: str) -> FrozenTrial:
@@ -87,7 +87,8 @@ def fail_running(study: optuna.Study, number: int, reason: str) -> FrozenTrial:
     stored = study.get_trials(deepcopy=False)[number]
     if stored.state == TrialState.RUNNING:
         try:
-            study._storage.set_trial_user_attr(stored._trial_id, attrs.FAIL_REASON_ATTR, reason)
+            storage_of(study).set_trial_user_attr(trial_id_of(stored), attrs.FAIL_REASON_ATTR,
+                                                   reason)
             tell(study, number, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass

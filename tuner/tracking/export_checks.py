@@ -34,11 +34,13 @@ _WRAPPED = "__tuner_wrapped__"
 @contextmanager
 def answered_cheaply() -> Iterator[None]:
     """Around a ``log_model`` call: both checks answered without their fixed cost."""
-    from mlflow.utils import requirements_utils
+    from tuner.core.upstream import mlflow_requirement_check
 
     # The check of one requirement, which the warnings on saving and on loading (MLflow
     # loads the model back to validate its input example) both call.
-    _wrap(requirements_utils, "_check_requirement_satisfied", _pins_checked_first)
+    found = mlflow_requirement_check()
+    if found is not None:
+        _wrap(*found, _pins_checked_first)
     if "IPython" in sys.modules:  # imported (a notebook, or a user's module): ask it
         yield
         return

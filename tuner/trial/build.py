@@ -7,21 +7,17 @@ same way.
 
 from __future__ import annotations
 
-import functools
+import logging
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-try:  # hydra.utils.get_object, without the error it logs before Hydra reports the same
-    from hydra._internal.utils import _locate as locate_target
-except ImportError:  # pragma: no cover - a Hydra that moved it
-    from hydra.utils import get_object as locate_target
-
 from tuner.core.quiet import quiet_lightning, quiet_optuna
+from tuner.core.upstream import cache_callback_plugin_scan
 
 
 def prepare_process(threads: int) -> None:
@@ -29,21 +25,19 @@ def prepare_process(threads: int) -> None:
     quiet libraries, Lightning's plugin scan cached."""
     torch.set_num_threads(threads)
     quiet_lightning()
-    look_up_callback_plugins_once()
+    cache_callback_plugin_scan()  # a Trainer per trial, one scan of the packages
     quiet_optuna()
 
 
-def look_up_callback_plugins_once() -> None:
-    """Each ``Trainer()`` scans every installed package's entry points for callback
-    factories (~5 ms here, a large share of building a Trainer); a slot builds one per
-    trial. Packages do not change under a running process, so the scan is cached; the
-    factories themselves still run for every Trainer.
-    """
-    from lightning.fabric.utilities import registry
-
-    lookup = getattr(registry, "entry_points", None)
-    if lookup is not None and not hasattr(lookup, "cache_info"):
-        registry.entry_points = functools.cache(lookup)
+def locate_target(path: str) -> Any:
+    """``hydra.utils.get_object``, without the error Hydra logs before the fast path
+    hands the config to Hydra's instantiate, which reports the same error itself."""
+    logger = logging.getLogger("hydra.utils")
+    quiet, logger.disabled = logger.disabled, True
+    try:
+        return get_object(path)
+    finally:
+        logger.disabled = quiet
 
 
 class BuildError(Exception):

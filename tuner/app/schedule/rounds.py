@@ -155,10 +155,11 @@ def _end(history: History, entry: dict[str, Any], status: str, why: str) -> None
 def _warm_start(study: optuna.Study, plan: SweepPlan, history: History, k: int) -> list[str]:
     """Enqueue the best ``k`` params of the earlier rounds' studies (a study gone from
     the storage is skipped)."""
+    from tuner.core.upstream import storage_of
     from tuner.study.storage import find_study_id
     from tuner.study.warm_start import enqueue_best
 
-    storage = study._storage
+    storage = storage_of(study)
     earlier = [optuna.load_study(study_name=name, storage=storage)
                for name in history.finished_studies()
                if name != study.study_name and find_study_id(storage, name) is not None]

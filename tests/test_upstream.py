@@ -1,0 +1,121 @@
+"""What tuner takes from libraries' private parts is still there (tuner.core.upstream).
+
+Each test names the function of tuner.core.upstream whose assumption a release broke:
+the fix starts there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import optuna
+import pytest
+
+from tests.conftest import plan
+from tuner.core import upstream
+
+
+def test_storage_of_and_trial_id_of_reach_optunas_handles():
+    study = optuna.create_study()
+    trial = study.ask()
+    assert isinstance(upstream.storage_of(study), optuna.storages.BaseStorage), "storage_of"
+    frozen = study.trials[0]
+    assert upstream.trial_id_of(trial) == upstream.trial_id_of(frozen), "trial_id_of"
+    assert upstream.storage_of(study).get_trial(upstream.trial_id_of(trial)).number == 0
+
+
+def test_refresh_cached_user_attrs_changes_what_the_handle_reads():
+    trial = optuna.create_study().ask()
+    upstream.refresh_cached_user_attrs(trial, {"seed": 7})
+    assert trial.user_attrs.get("seed") == 7, (
+        "refresh_cached_user_attrs: Trial no longer reads user_attrs from "
+        "_cached_frozen_trial")
+
+
+def test_journal_append_user_attrs_writes_what_optuna_reads_back(tmp_path):
+    path = str(tmp_path / "optuna.journal")
+
+    def journal():
+        return optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(path))
+
+    study = optuna.create_study(storage=journal(), study_name="s")
+    trial = study.ask()
+    storage = upstream.storage_of(study)
+    assert upstream.journal_append_user_attrs(
+        storage, upstream.trial_id_of(trial), {"a": 1, "b": "two"}), (
+        "journal_append_user_attrs: a private part of JournalStorage moved; tuner now "
+        "writes one line per attribute")
+    assert storage.get_trial(upstream.trial_id_of(trial)).user_attrs == {"a": 1, "b": "two"}
+    again = optuna.load_study(study_name="s", storage=journal())  # another process's view
+    assert again.trials[0].user_attrs == {"a": 1, "b": "two"}
+    study.tell(trial, 1.0)
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        upstream.journal_append_user_attrs(storage, upstream.trial_id_of(trial), {"c": 3,
+                                                                               "d": 4})
+
+
+def test_the_callback_plugin_scan_is_cached_and_trainers_still_build():
+    import lightning.pytorch as pl
+    from lightning.fabric.utilities import registry
+
+    upstream.cache_callback_plugin_scan()
+    assert hasattr(registry.entry_points, "cache_info"), (
+        "cache_callback_plugin_scan: lightning.fabric.utilities.registry.entry_points moved")
+    pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+
+
+def test_lightnings_subprocess_launcher_keeps_its_rank_processes():
+    from lightning.fabric.plugins.environments import LightningEnvironment
+    from lightning.pytorch.strategies.launchers.subprocess_script import (
+        _SubprocessScriptLauncher,
+    )
+
+    launcher = _SubprocessScriptLauncher(LightningEnvironment(), num_processes=2, num_nodes=1)
+    assert hasattr(launcher, "procs"), (
+        "launched_rank_processes: Lightning's launcher no longer keeps .procs")
+
+
+def test_lightning_still_sets_the_hook_name_that_fast_hook_name_sets_cheaply(tmp_path):
+    from tuner.trial.build import build_objects, build_trainer
+
+    cfg = plan("trainer.max_epochs=1", run_dir=tmp_path / "runs").trial_config({})
+    datamodule, module = build_objects(cfg)
+    assert isinstance(module, upstream.FastHookName)
+    seen: list[object] = []
+    original = upstream.FastHookName.__setattr__
+
+    def spy(self, name, value):
+        if name == upstream.HOOK_NAME_ATTRIBUTE:
+            seen.append(value)
+        original(self, name, value)
+
+    type(module).__setattr__ = spy
+    try:
+        build_trainer(cfg.trainer, fast_dev_run=1).fit(module, datamodule=datamodule)
+    finally:
+        del type(module).__setattr__
+    assert "training_step" in seen, (
+        "FastHookName: Lightning no longer records its hook in _current_fx_name")
+
+
+def test_mlflows_requirement_check_is_where_export_checks_answers_it():
+    found = upstream.mlflow_requirement_check()
+    assert found is not None, (
+        "mlflow_requirement_check: mlflow.utils.requirements_utils."
+        "_check_requirement_satisfied moved; exports pay MLflow's full check again")
+
+
+def test_run_exit_handlers_runs_what_atexit_holds():
+    script = textwrap.dedent("""
+        import atexit
+        from tuner.core.exits import exit_quickly
+        atexit.register(lambda: print("handler ran", flush=True))
+        exit_quickly(3)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 3
+    assert "handler ran" in result.stdout, "run_exit_handlers: atexit._run_exitfuncs moved"
