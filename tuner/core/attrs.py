@@ -13,6 +13,7 @@ MODEL_WEIGHTS_ATTR = "model_weights"  # a new best's kept weights, exported at t
 CONFIG_ATTR = "config"  # the trial's composed config, YAML
 SEED_ATTR = "seed"
 FAIL_REASON_ATTR = "fail_reason"
+PRUNED_REASON_ATTR = "pruned_because"  # a trial stopped for a NaN, not by its pruner's rule
 OWNER_ATTR = "owner"  # "host:pid" of the slot process training the trial
 SUPERVISOR_ATTR = "supervisor"  # "host:pid" of the driver that records it if the owner dies
 LEASE_ATTR = "lease_until"  # unix seconds; its owner renews it while the trial trains

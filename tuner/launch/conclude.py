@@ -24,12 +24,14 @@ from tuner.study.user_attrs import set_user_attrs
 from tuner.trial import resume
 from tuner.trial.weights import drop_beaten
 
+REASON_ATTR = {TrialState.FAIL: attrs.FAIL_REASON_ATTR, TrialState.PRUNED: attrs.PRUNED_REASON_ATTR}
+
 
 def conclude(plan: SweepPlan, study: optuna.Study, trial: optuna.Trial, result: TrialResult,
              writer: RunWriter) -> None:
     own = dict(result.attrs)
-    if result.state != TrialState.COMPLETE and result.reason:
-        own[attrs.FAIL_REASON_ATTR] = result.reason
+    if result.reason and result.state in REASON_ATTR:
+        own[REASON_ATTR[result.state]] = result.reason
     if own:
         set_user_attrs(storage_of(study), trial_id_of(trial), own)
     if result.state == TrialState.COMPLETE:

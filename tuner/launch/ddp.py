@@ -78,6 +78,7 @@ def fit_in_ranks(plan: SweepPlan, order: Order,
         return result
     result.state = TrialState[outcome["state"]]
     result.values, result.pruned_at = outcome.get("values"), outcome.get("pruned_at")
+    result.reason = outcome.get("reason")
     result.attrs.update(outcome.get("attrs", {}))
     result.error_text = outcome.get("model_error_text")
     return result

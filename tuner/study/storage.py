@@ -62,13 +62,44 @@ def engine_kwargs(given) -> dict:
     return OmegaConf.to_container(given) if OmegaConf.is_config(given) else dict(given)
 
 
+OPTUNA_JOURNAL_FILE = "optuna.storages.journal.JournalFileBackend"
+GUARDED_JOURNAL_FILE = "tuner.study.journal_file.GuardedJournalFile"
+
+
 def open_storage(storage_cfg) -> BaseStorage:
+    """The storage the config names. A journal file is always tuner's guarded one
+    (tuner.study.journal_file), also where a config names Optuna's backend: a torn last
+    record would otherwise lose the study."""
     quiet_optuna()
     url = storage_cfg.get("url") if hasattr(storage_cfg, "get") else None
     if url is not None and str(url).startswith("postgresql"):
         with _schema_lock(str(url), storage_cfg.get("engine_kwargs") or {}):
             return instantiate(storage_cfg)
+    journal = journal_path(storage_cfg)
+    if journal is not None and str(storage_cfg.log_storage.get("_target_")) in (
+            OPTUNA_JOURNAL_FILE, GUARDED_JOURNAL_FILE):
+        return _open_journal(storage_cfg, journal)
     return instantiate(storage_cfg)
+
+
+def _open_journal(storage_cfg, journal: Path) -> BaseStorage:
+    from omegaconf import OmegaConf
+
+    from tuner.study.journal_file import TornJournal
+
+    cfg = OmegaConf.to_container(storage_cfg, resolve=True)
+    cfg["log_storage"]["_target_"] = GUARDED_JOURNAL_FILE
+    try:
+        return instantiate(cfg)
+    except Exception as error:
+        cause = error.__cause__ or error
+        if isinstance(cause, TornJournal):
+            raise ConfigError(Problem(
+                str(journal), "storage", str(cause),
+                "it is no study journal, or it is damaged beyond its last record: move "
+                "it aside (a new sweep then starts a new study) or point storage at the "
+                "right file")) from error
+        raise
 
 
 @contextmanager

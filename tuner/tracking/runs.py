@@ -256,12 +256,14 @@ class Tracker:
         """End the trial's run to match its Optuna state; with ``only_if_running``, only
         if the run has not ended already (decided on replay when the server is down)."""
         run_tags = [RunTag(tags.STATE, state.name)]
-        if state == optuna.trial.TrialState.PRUNED:
+        pruned = state == optuna.trial.TrialState.PRUNED
+        if pruned:
             run_tags.append(RunTag(tags.PRUNED, "true"))
             if pruned_at is not None:
                 run_tags.append(RunTag(tags.PRUNED_AT_EPOCH, str(pruned_at)))
         if reason:
-            run_tags.append(RunTag(tags.FAIL_REASON, mask(reason)[:MAX_TAG_VALUE]))
+            run_tags.append(RunTag(tags.PRUNED_BECAUSE if pruned else tags.FAIL_REASON,
+                                   mask(reason)[:MAX_TAG_VALUE]))
         if interrupted:
             status = RunStatus.to_string(RunStatus.KILLED)
         elif state == optuna.trial.TrialState.FAIL:

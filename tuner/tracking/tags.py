@@ -12,6 +12,7 @@ TRIAL_NUMBER = "tuner.trial_number"
 STATE = "tuner.state"  # the Optuna state: COMPLETE, PRUNED or FAIL
 PRUNED = "tuner.pruned"  # "true" on pruned trials (their MLflow status is FINISHED)
 PRUNED_AT_EPOCH = "tuner.pruned_at_epoch"
+PRUNED_BECAUSE = "tuner.pruned_because"  # a NaN loss, weight or metric: not the pruner's rule
 FAIL_REASON = "tuner.fail_reason"
 RETRY_OF = "tuner.retry_of"  # on a repeat of a failed trial: the first attempt's number
 RESUMED_FROM_EPOCH = "tuner.resumed_from_epoch"  # epochs a resumed run had trained before

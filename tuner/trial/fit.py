@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from tuner.trial.build import build_objects, build_trainer
 from tuner.trial.checkpoints import ResumeCheckpoint
+from tuner.trial.divergence import DivergenceStop
 from tuner.trial.pruning import OptunaPruning
 
 
@@ -48,6 +49,7 @@ class FitOutcome:
     state: TrialState  # COMPLETE or PRUNED; a fit that fails raises instead
     values: list[float] | None = None  # the objective values of a COMPLETE trial
     pruned_at: int | None = None  # the epoch after which a PRUNED trial stopped
+    reason: str | None = None  # why a PRUNED trial stopped, when not by its pruner's rule
 
 
 @dataclass(frozen=True)
@@ -64,22 +66,31 @@ def fit(inputs: FitInputs) -> Fitted:
     """Build the trial's objects from its config and train them.
 
     Raises on anything that makes the trial FAIL (a build error, a shape mismatch, CUDA
-    out of memory, a metric never logged, a NaN or infinite objective when epochs are
-    not reported); returns PRUNED or COMPLETE with the objective values. A NaN metric
-    under epoch reports stops the trial PRUNED (tuner.trial.pruning).
+    out of memory, a metric never logged, a NaN or infinite objective, loss or weights
+    when epochs are not reported); returns PRUNED or COMPLETE with the objective values.
+    A NaN metric under epoch reports stops the trial PRUNED (tuner.trial.pruning), and so
+    does a NaN training loss or weight (tuner.trial.divergence).
     """
     pl.seed_everything(inputs.seed, workers=True, verbose=False)
     datamodule, module = build_objects(inputs.cfg)
     metrics = inputs.metrics
     pruning = OptunaPruning(inputs.trial, metrics[0]) if inputs.reports_epochs else None
-    callbacks = [c for c in (pruning, inputs.checkpoint) if c is not None]
+    divergence = DivergenceStop()
+    callbacks = [c for c in (pruning, divergence, inputs.checkpoint) if c is not None]
     trainer = build_trainer(inputs.cfg.trainer, callbacks=callbacks, logger=inputs.logger,
                             root_dir=str(inputs.root_dir), **inputs.trainer_overrides)
     # weights_only: the checkpoint is read without running pickled code.
     trainer.fit(module, datamodule=datamodule, ckpt_path=inputs.resume_from,
                 weights_only=True if inputs.resume_from is not None else None)
+    if divergence.diverged:
+        if not inputs.reports_epochs:  # Optuna cannot prune a multi-objective trial
+            raise FloatingPointError(divergence.reason)
+        outcome = FitOutcome(TrialState.PRUNED, pruned_at=divergence.at_epoch,
+                             reason=divergence.reason)
+        return Fitted(outcome, trainer, module, datamodule)
     if pruning is not None and pruning.pruned:
-        outcome = FitOutcome(TrialState.PRUNED, pruned_at=pruning.pruned_at)
+        outcome = FitOutcome(TrialState.PRUNED, pruned_at=pruning.pruned_at,
+                             reason=pruning.reason)
         return Fitted(outcome, trainer, module, datamodule)
     values = []
     for metric in metrics:

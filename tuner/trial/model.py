@@ -30,6 +30,7 @@ from tuner.study.trials import best_trial
 from tuner.tracking.links import late_attr, run_id_of
 from tuner.tracking.weights_file import load_weights, save_weights
 from tuner.trial.build import example_input, rebuild_module
+from tuner.trial.divergence import finite_weights
 from tuner.trial.fit import Fitted
 from tuner.trial.weights import (
     WEIGHTS_FILE,
@@ -43,6 +44,7 @@ from tuner.trial.weights import (
 if TYPE_CHECKING:  # MLflow loads with it: only the export, at the sweep's end, needs it
     from tuner.tracking.runs import Tracker
 
+NOT_FINITE = "its weights are NaN or infinite: the model is not kept"
 MODEL_WAITS = ("not logged yet: the MLflow tracking server did not answer; its weights wait "
                "in the outbox, and `tuner sync` (or the end of the sweep) logs it")
 
@@ -51,7 +53,10 @@ def keep_weights(fitted: Fitted, folder: Path) -> tuple[dict[str, str], str | No
     """Save the trained module's weights and an example input in ``folder``. Returns the
     trial attributes that say so (``model_weights``, or ``model_error`` with the reason)
     and, on an error, its traceback for the run. Never raises for the model's sake: a
-    module whose input cannot be told keeps its trial COMPLETE."""
+    module whose input cannot be told keeps its trial COMPLETE. Weights that are not
+    finite are never kept (tuner.trial.divergence)."""
+    if not finite_weights(fitted.module):
+        return {attrs.MODEL_ERROR_ATTR: NOT_FINITE}, None
     try:
         inputs = example_input(fitted.module, fitted.datamodule)
         path = (folder / WEIGHTS_FILE).resolve()

@@ -39,6 +39,7 @@ class OptunaPruning(pl.Callback):
         self.trial = trial
         self.monitor = monitor
         self.pruned_at: int | None = None  # epoch of the pruning decision, if any
+        self.reason: str | None = None  # why, when it was not the pruner's rule
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -54,8 +55,10 @@ class OptunaPruning(pl.Callback):
             value = float(metric)
             if self.trial is not None:
                 self.trial.report(value, step=epoch)
-            prune = not math.isfinite(value) or (self.trial is not None
-                                                 and self.trial.should_prune())
+            if not math.isfinite(value):
+                prune, self.reason = True, f"{self.monitor} was {value} after epoch {epoch}"
+            else:
+                prune = self.trial is not None and self.trial.should_prune()
         if trainer.world_size > 1:
             prune = trainer.strategy.broadcast(prune, src=0)
         if prune:

@@ -74,7 +74,8 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
         logger.flush()  # what it logged before an error or an interruption reaches the run
     outcome = fitted.outcome
     result = TrialResult(order.number, outcome.state, outcome.values,
-                         pruned_at=outcome.pruned_at, run_id=order.run_id)
+                         pruned_at=outcome.pruned_at, reason=outcome.reason,
+                         run_id=order.run_id)
     if (outcome.state == TrialState.COMPLETE
             and order.beats_best(outcome.values[0], plan.directions[0])):
         result.attrs, result.error_text = keep_weights(fitted, order.trial_dir)
