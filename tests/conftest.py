@@ -73,6 +73,41 @@ def run_tuner(*args: str, cwd: Path, timeout: float = 300,
                           timeout=timeout, env=full_env)
 
 
+def tuner_here(*args: str, cwd: Path, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess:
+    """``tuner ARGS`` run in this process: the command's own code, output and exit code
+    (``tuner.cli.main``), without a Python start-up and its imports, and with the slots
+    forked from the fork server this test process already has. For tests whose subject
+    is not the process boundary; :func:`run_tuner` starts the installed command.
+    ``env`` and ``cwd`` apply for the call's length."""
+    import contextlib
+    import io
+
+    from tuner.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_path = dict(os.environ), os.getcwd(), list(sys.path)
+    saved_signals = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        os.environ.update(env or {})
+        if env and env.get("PYTHONPATH"):
+            sys.path[:0] = env["PYTHONPATH"].split(os.pathsep)
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as error:  # argparse's refusals
+                code = error.code if isinstance(error.code, int) else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.path[:] = saved_path
+        for signum, handler in saved_signals.items():
+            signal.signal(signum, handler)
+    return subprocess.CompletedProcess(["tuner", *args], code, out.getvalue(), err.getvalue())
+
+
 def wait_until_gone(group: int, timeout: float = 60) -> None:
     """Wait for every process of a killed process group to be reaped by the kernel."""
     import signal
@@ -276,7 +311,7 @@ def two_studies(tmp_path_factory) -> Path:
     cwd/runs), each with its end-of-sweep report: what the page and browser tests read."""
     cwd = tmp_path_factory.mktemp("pages")
     for (study, n), seed in zip(PAGES_STUDIES.items(), (0, 3), strict=True):
-        result = run_tuner("sweep", f"study_name={study}", f"n_trials={n}", f"seed={seed}",
-                           "trainer.max_epochs=3", cwd=cwd)
+        result = tuner_here("sweep", f"study_name={study}", f"n_trials={n}", f"seed={seed}",
+                            "trainer.max_epochs=3", cwd=cwd)
         assert result.returncode == 0, result.stdout + result.stderr
     return cwd

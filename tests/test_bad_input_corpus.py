@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIXTURE_CONF, client_for, files_under, load_study, run_tuner
+from tests.conftest import (
+    FIXTURE_CONF,
+    client_for,
+    files_under,
+    load_study,
+    run_tuner,
+    tuner_here,
+)
 from tests.servers import free_port
 from tuner.tracking import tags
 
@@ -254,7 +261,7 @@ def test_the_corpus_holds_distinct_cases():
 def existing_study(tmp_path_factory):
     """A folder holding a finished two-trial study, for the resume cases."""
     cwd = tmp_path_factory.mktemp("resumed")
-    result = run_tuner("sweep", *RESUMED, cwd=cwd)
+    result = tuner_here("sweep", *RESUMED, cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     return cwd
 
@@ -298,6 +305,24 @@ def assert_names_where_key_and_fix(stderr: str, case: Case, fill) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_before_anything_is_created(case, tmp_path, request):
+    """Each case through the command's own code, in this process (tuner_here)."""
+    _refused(case, tmp_path, request, tuner_here)
+
+
+# The same cases through the installed command, as a shell runs it: one of each kind
+# (a file, the command line, a resumed study, a server that does not answer).
+THROUGH_THE_COMMAND = ("misspelt-nested-key-in-a-file", "the-old-word-for-slots",
+                       "search-space-changed-on-resume", "unreachable-storage-database",
+                       "metric-never-logged")
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in THROUGH_THE_COMMAND],
+                         ids=lambda c: c.id)
+def test_the_installed_command_refuses_the_same_way(case, tmp_path, request):
+    _refused(case, tmp_path, request, run_tuner)
+
+
+def _refused(case, tmp_path, request, tuner) -> None:
     port = str(free_port())
 
     def fill(text: str) -> str:
@@ -312,8 +337,8 @@ def test_bad_input_is_refused_before_anything_is_created(case, tmp_path, request
         write_files(cwd, case.files)
         before = {p: p.read_bytes() for p in files_under(cwd) if p.is_file()}
 
-    result = run_tuner(case.command, *map(fill, case.args), cwd=cwd,
-                       env={k: fill(v) for k, v in case.env.items()})
+    result = tuner(case.command, *map(fill, case.args), cwd=cwd,
+                   env={k: fill(v) for k, v in case.env.items()})
 
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr

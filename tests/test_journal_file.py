@@ -20,7 +20,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from tests.conftest import FAST, load_study, run_tuner, tuner_command, wait_until_gone
+from tests.conftest import FAST, load_study, tuner_command, tuner_here, wait_until_gone
 from tuner.study.journal_file import GuardedJournalFile
 
 
@@ -91,14 +91,14 @@ def test_a_sweep_killed_mid_write_is_finished_by_the_rerun(tmp_path):
         process.wait()
         wait_until_gone(process.pid)
         journal.write_bytes(damage(journal.read_bytes()))
-    result = run_tuner(*args, cwd=tmp_path)
+    result = tuner_here(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "bytes of a record cut short" in result.stderr
     assert list(run_dir.glob("optuna.journal.torn-*"))
     trials = load_study(run_dir).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
     assert not [t for t in trials if t.state == TrialState.RUNNING]
-    best = run_tuner("best", cwd=tmp_path)
+    best = tuner_here("best", cwd=tmp_path)
     assert best.returncode == 0, best.stderr
 
 

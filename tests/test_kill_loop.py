@@ -18,7 +18,7 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
-from tests.conftest import client_for, load_study, run_tuner, tuner_command, wait_until_gone
+from tests.conftest import client_for, load_study, tuner_command, tuner_here, wait_until_gone
 from tuner.core import attrs
 from tuner.study.retries import cut_short, root_of
 from tuner.tracking import tags
@@ -58,7 +58,7 @@ def test_three_random_kills_lose_no_completed_work(tmp_path):
             assert after.get(number) == values, f"kill {kill + 1} lost trial {number}"
         before = after
 
-    result = run_tuner(*ARGS, cwd=tmp_path)
+    result = tuner_here(*ARGS, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     study = load_study(run_dir)
     trials = study.trials

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.conftest import MODELS, client_for, load_study, run_tuner, start, stop, sweep
+from tests.conftest import MODELS, client_for, load_study, start, stop, sweep, tuner_here
 from tuner.core import attrs
 from tuner.tracking.links import model_uri_of
 from tuner.tracking.registry import current_champion
@@ -65,7 +65,7 @@ def test_weights_left_by_a_killed_sweep_are_exported_by_tuner_sync(tmp_path):
     client = client_for(run_dir)
     assert current_champion(client, "digits-mlp") is None
 
-    result = run_tuner("sync", cwd=tmp_path)
+    result = tuner_here("sync", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"exported trial {best.number}'s model" in result.stdout, result.stdout
     assert "champion: promoted to models:/digits-mlp@champion (version 1" in result.stdout
@@ -76,7 +76,7 @@ def test_weights_left_by_a_killed_sweep_are_exported_by_tuner_sync(tmp_path):
     assert model_uri_of(study.best_trial, study.user_attrs) is not None
     assert not weights.exists()
 
-    again = run_tuner("sync", cwd=tmp_path)
+    again = tuner_here("sync", cwd=tmp_path)
     assert again.returncode == 0 and "nothing to sync" in again.stdout, again.stdout
 
 

@@ -18,9 +18,9 @@ from tests.conftest import (
     client_for,
     files_under,
     load_study,
-    run_tuner,
     start,
     stop,
+    tuner_here,
 )
 from tests.servers import free_port
 from tuner.app.pages.study_page import render_study_report
@@ -41,7 +41,7 @@ def figure_titles(html: str) -> list[str]:
 
 def test_report_command_writes_one_self_contained_page(two_studies):
     out = two_studies / "pages" / "mlp.html"
-    result = run_tuner("report", "digits-mlp", "--out", str(out), cwd=two_studies)
+    result = tuner_here("report", "digits-mlp", "--out", str(out), cwd=two_studies)
     assert result.returncode == 0, result.stderr
     assert f"report written: {out}" in result.stdout
     html = out.read_text()
@@ -62,7 +62,7 @@ def test_report_command_writes_one_self_contained_page(two_studies):
 
 
 def test_report_defaults_to_the_study_name_here(two_studies, tmp_path):
-    result = run_tuner("report", f"run_dir={two_studies / 'runs'}", cwd=tmp_path)
+    result = tuner_here("report", f"run_dir={two_studies / 'runs'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["digits-mlp-report.html"]
 
@@ -109,7 +109,7 @@ def test_a_study_with_no_finished_trial_gets_a_report_that_says_so(tmp_path):
         optuna.storages.journal.JournalFileBackend(str(run_dir / "optuna.journal")))
     study = optuna.create_study(study_name="starting", storage=storage, direction="maximize")
     study.ask()  # one trial training: a sweep that just started
-    result = run_tuner("report", "starting", f"run_dir={run_dir}", cwd=tmp_path)
+    result = tuner_here("report", "starting", f"run_dir={run_dir}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     html = (tmp_path / "starting-report.html").read_text()
@@ -120,7 +120,7 @@ def test_a_study_with_no_finished_trial_gets_a_report_that_says_so(tmp_path):
 def test_an_unknown_study_lists_the_studies_there(two_studies, tmp_path):
     for command in (["report", "nope"], ["compare", "digits-mlp", "nope"],
                     ["dashboard", "nope"]):
-        result = run_tuner(*command, f"run_dir={two_studies / 'runs'}", cwd=tmp_path)
+        result = tuner_here(*command, f"run_dir={two_studies / 'runs'}", cwd=tmp_path)
         assert result.returncode == 2, (command, result.stderr)
         assert "no study named 'nope' in this storage" in result.stderr
         assert "studies here: digits-mlp, digits-mlp-b" in result.stderr
@@ -129,7 +129,7 @@ def test_an_unknown_study_lists_the_studies_there(two_studies, tmp_path):
 
 def test_compare_prints_the_studies_side_by_side_and_logs_a_run(two_studies):
     page = two_studies / "compare.html"
-    result = run_tuner("compare", "digits-mlp", "digits-mlp-b", "--html", str(page),
+    result = tuner_here("compare", "digits-mlp", "digits-mlp-b", "--html", str(page),
                        cwd=two_studies)
     assert result.returncode == 0, result.stderr
     run_dir = two_studies / "runs"
@@ -172,7 +172,7 @@ def test_compare_refuses_studies_of_other_metrics_or_directions(two_studies, tmp
     loss = optuna.create_study(study_name="by-loss", storage=storage, direction="minimize")
     loss.set_metric_names(["val_loss"])
     before = _runs(run_dir)
-    result = run_tuner("compare", "digits-mlp", "by-loss", "--html", str(tmp_path / "x.html"),
+    result = tuner_here("compare", "digits-mlp", "by-loss", "--html", str(tmp_path / "x.html"),
                        f"run_dir={run_dir}", cwd=tmp_path)
     optuna.delete_study(study_name="by-loss", storage=storage)
     assert result.returncode == 2
@@ -186,13 +186,13 @@ def test_compare_refuses_studies_of_other_metrics_or_directions(two_studies, tmp
     (["digits-mlp"], "compare needs two studies or more, got 1"),
     (["digits-mlp", "digits-mlp"], "'digits-mlp' is named more than once")])
 def test_compare_needs_two_different_studies(two_studies, names, message):
-    result = run_tuner("compare", *names, "--no-log", cwd=two_studies)
+    result = tuner_here("compare", *names, "--no-log", cwd=two_studies)
     assert result.returncode == 2 and message in result.stderr
 
 
 def test_dashboard_refuses_a_public_host_without_a_password(two_studies, monkeypatch):
     monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
-    result = run_tuner("dashboard", "--host", "0.0.0.0", cwd=two_studies)
+    result = tuner_here("dashboard", "--host", "0.0.0.0", cwd=two_studies)
     assert result.returncode == 2
     assert "refusing to bind 0.0.0.0 without authentication" in result.stderr
 
@@ -233,9 +233,9 @@ def test_dashboard_off_loopback_asks_for_the_admin_password(two_studies):
 
 
 def test_words_after_options_reach_only_commands_that_take_words(tmp_path):
-    result = run_tuner("schedule", "remove", "nightly", "weekly", cwd=tmp_path)
+    result = tuner_here("schedule", "remove", "nightly", "weekly", cwd=tmp_path)
     assert result.returncode == 2 and "unrecognized arguments: weekly" in result.stderr
-    result = run_tuner("report", "--out", str(tmp_path / "r.html"), "nope",
+    result = tuner_here("report", "--out", str(tmp_path / "r.html"), "nope",
                        f"run_dir={tmp_path}", cwd=tmp_path)
     assert result.returncode == 2 and "no study journal there yet" in result.stderr
 

@@ -20,9 +20,9 @@ from tests.conftest import (
     load_study,
     orphan_trial,
     plan,
-    run_tuner,
     sweep,
     tuner_command,
+    tuner_here,
     wait_until_gone,
 )
 from tests.servers import free_port
@@ -75,7 +75,7 @@ def test_a_trial_killed_mid_way_resumes_from_its_checkpoint_in_the_same_run(rank
     assert checkpoint.is_file()
     run_id = killed.user_attrs[attrs.RUN_ID_ATTR]
 
-    result = run_tuner(*args, cwd=tmp_path, env=fixtures_env())
+    result = tuner_here(*args, cwd=tmp_path, env=fixtures_env())
     assert result.returncode == 0, result.stdout + result.stderr
     first, repeat = load_study(run_dir, STUDY).trials
     assert first.state == TrialState.FAIL

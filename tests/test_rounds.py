@@ -23,8 +23,8 @@ from tests.conftest import (
     client_for,
     fixtures_env,
     load_study,
-    run_tuner,
     tuner_command,
+    tuner_here,
 )
 from tuner.core import attrs
 from tuner.tracking import tags
@@ -43,8 +43,8 @@ def _project(tmp_path: Path) -> Path:
     return project
 
 
-def _tuner(project: Path, *args: str, timeout: float = 600):
-    return run_tuner(*args, cwd=project, env=fixtures_env(), timeout=timeout)
+def _tuner(project: Path, *args: str):
+    return tuner_here(*args, cwd=project, env=fixtures_env())
 
 
 def _history(project: Path, job: str) -> list[dict]:

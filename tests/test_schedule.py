@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import FIXTURE_CONF, load_study, run_tuner
+from tests.conftest import FIXTURE_CONF, load_study, tuner_here
 
 SCHEDULE = "tuner-schedule.yaml"
 TINY = ("n_trials=2", "trainer.max_epochs=1", "tracking.report=false")
@@ -28,11 +28,11 @@ def _project(tmp_path: Path) -> Path:
 def test_add_list_remove_round_trip(tmp_path):
     project = _project(tmp_path)
     shutil.copytree(FIXTURE_CONF, project / "conf")
-    added = run_tuner("schedule", "add", "nightly", "--cron", "0 3 * * *", "--config-dir",
+    added = tuner_here("schedule", "add", "nightly", "--cron", "0 3 * * *", "--config-dir",
                       "conf", "--", "n_trials=60", "model=cnn", "search=cnn", cwd=project)
     assert added.returncode == 0, added.stderr
     assert "next run" in added.stdout
-    second = run_tuner("schedule", "add", "hourly", "--cron", "@hourly", cwd=project)
+    second = tuner_here("schedule", "add", "hourly", "--cron", "@hourly", cwd=project)
     assert second.returncode == 0, second.stderr
 
     jobs = yaml.safe_load((project / SCHEDULE).read_text())["jobs"]
@@ -41,21 +41,21 @@ def test_add_list_remove_round_trip(tmp_path):
     assert jobs["nightly"]["overrides"] == ["n_trials=60", "model=cnn", "search=cnn"]
     assert "config_dir" not in jobs["hourly"] and jobs["hourly"]["overrides"] == []
 
-    listing = run_tuner("schedule", "list", cwd=project)
+    listing = tuner_here("schedule", "list", cwd=project)
     assert listing.returncode == 0, listing.stderr
     assert "nightly: cron '0 3 * * *', config_dir conf" in listing.stdout
     assert "overrides: n_trials=60 model=cnn search=cnn" in listing.stdout
     assert " 03:00 " in listing.stdout  # the next run of nightly
     assert listing.stdout.count("last run:  never") == 2
 
-    duplicate = run_tuner("schedule", "add", "nightly", "--cron", "* * * * *", cwd=project)
+    duplicate = tuner_here("schedule", "add", "nightly", "--cron", "* * * * *", cwd=project)
     assert duplicate.returncode == 2 and "jobs.nightly: already exists" in duplicate.stderr
 
-    removed = run_tuner("schedule", "remove", "nightly", cwd=project)
+    removed = tuner_here("schedule", "remove", "nightly", cwd=project)
     assert removed.returncode == 0, removed.stderr
     assert list(yaml.safe_load((project / SCHEDULE).read_text())["jobs"]) == ["hourly"]
-    assert "nightly" not in run_tuner("schedule", "list", cwd=project).stdout
-    missing = run_tuner("schedule", "remove", "nightly", cwd=project)
+    assert "nightly" not in tuner_here("schedule", "list", cwd=project).stdout
+    missing = tuner_here("schedule", "remove", "nightly", cwd=project)
     assert missing.returncode == 2 and "no such job" in missing.stderr
     assert "jobs in the file: hourly" in missing.stderr
 
@@ -71,7 +71,7 @@ def test_bad_cron_name_and_override_are_refused_before_writing(tmp_path):
         (["option", "--cron", "* * * * *", "--", "model=nope"], "no model option 'nope'"),
     ]
     for args, expected in cases:
-        result = run_tuner("schedule", "add", *args, cwd=project)
+        result = tuner_here("schedule", "add", *args, cwd=project)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert expected in result.stderr, (args, result.stderr)
         assert "nothing was written" in result.stderr
@@ -85,14 +85,14 @@ def test_config_outside_the_project_is_refused_at_add_time(tmp_path):
     (project / "linked").symlink_to(elsewhere, target_is_directory=True)
     (project / "sub").mkdir()
     for config_dir in (str(elsewhere), "../elsewhere", "sub/../../elsewhere", "linked"):
-        result = run_tuner("schedule", "add", "job", "--cron", "* * * * *", "--config-dir",
+        result = tuner_here("schedule", "add", "job", "--cron", "* * * * *", "--config-dir",
                            config_dir, cwd=project)
         assert result.returncode == 2, (config_dir, result.stderr)
         assert "--config-dir" in result.stderr and "outside the project" in result.stderr
         assert f"inside the project: {project.resolve()}" in result.stderr  # what is allowed
     for override in ("hydra.searchpath=[file://" + str(elsewhere) + "]",
                      "model=../../../elsewhere/model/tiny", "model._target_=os.system"):
-        result = run_tuner("schedule", "add", "job", "--cron", "* * * * *", "--", override,
+        result = tuner_here("schedule", "add", "job", "--cron", "* * * * *", "--", override,
                            cwd=project)
         assert result.returncode == 2, (override, result.stderr)
         assert f"'{override}'" in result.stderr
@@ -104,25 +104,25 @@ def test_hand_edited_outside_config_dir_is_refused_at_run_time(tmp_path):
     shutil.copytree(FIXTURE_CONF, tmp_path / "elsewhere")
     (project / SCHEDULE).write_text(yaml.safe_dump({"jobs": {"sneaky": {
         "cron": "* * * * *", "config_dir": "../elsewhere", "overrides": list(TINY)}}}))
-    result = run_tuner("schedule", "run", "--once", cwd=project)
+    result = tuner_here("schedule", "run", "--once", cwd=project)
     assert result.returncode == 1, (result.stdout, result.stderr)
     assert "refused sneaky" in result.stdout and "outside the project" in result.stdout
     last = _state(project)["sneaky"]["last_run"]
     assert last["status"] == "refused" and last["exit_code"] is None
     assert "jobs.sneaky.config_dir" in last["reason"]
     assert not (project / "runs").exists() and not (project / "tuner-schedule-logs").exists()
-    listing = run_tuner("schedule", "list", cwd=project)
+    listing = tuner_here("schedule", "list", cwd=project)
     assert "refused at" in listing.stdout and "outside the project" in listing.stdout
 
 
 def test_run_once_runs_a_due_job_as_a_real_round(tmp_path):
     project = _project(tmp_path)
-    added = run_tuner("schedule", "add", "every_minute", "--cron", "* * * * *", "--",
+    added = tuner_here("schedule", "add", "every_minute", "--cron", "* * * * *", "--",
                       *TINY, cwd=project)
     assert added.returncode == 0, added.stderr
     assert not (project / "runs").exists()  # add checks; it does not sweep
 
-    result = run_tuner("schedule", "run", "--once", cwd=project, timeout=600)
+    result = tuner_here("schedule", "run", "--once", cwd=project)
     assert result.returncode == 0, (result.stdout, result.stderr)
     assert "started every_minute" in result.stdout
     assert "every_minute ended: exit 0 (ok)" in result.stdout
@@ -140,7 +140,7 @@ def test_run_once_runs_a_due_job_as_a_real_round(tmp_path):
     assert len(trials) == 2 and all(t.state.is_finished() for t in trials)
     assert {t.state.name for t in trials} <= {"COMPLETE", "PRUNED"}
 
-    listing = run_tuner("schedule", "list", cwd=project)
+    listing = tuner_here("schedule", "list", cwd=project)
     assert "ok, exit 0" in listing.stdout
 
 
@@ -167,7 +167,7 @@ def test_sigterm_stops_the_loop_and_its_running_job_cleanly(tmp_path):
     from tests.conftest import tuner_command
 
     project = _project(tmp_path)
-    added = run_tuner("schedule", "add", "long", "--cron", "* * * * *", "--",
+    added = tuner_here("schedule", "add", "long", "--cron", "* * * * *", "--",
                       "n_trials=500", "trainer.max_epochs=1", "tracking.report=false",
                       cwd=project)
     assert added.returncode == 0, added.stderr
@@ -206,7 +206,7 @@ def test_a_second_scheduler_on_the_same_file_is_refused_by_name(tmp_path):
     from tests.conftest import tuner_command
 
     project = _project(tmp_path)
-    added = run_tuner("schedule", "add", "nightly", "--cron", "0 3 * * *", "--file",
+    added = tuner_here("schedule", "add", "nightly", "--cron", "0 3 * * *", "--file",
                       "jobs.yml", "--", *TINY, cwd=project)
     assert added.returncode == 0, added.stderr
     first = subprocess.Popen([*tuner_command(), "schedule", "run", "--file", "jobs.yml"],
@@ -218,7 +218,7 @@ def test_a_second_scheduler_on_the_same_file_is_refused_by_name(tmp_path):
             assert time.monotonic() < deadline and first.poll() is None
             time.sleep(0.2)
         time.sleep(1)
-        second = run_tuner("schedule", "run", "--file", "jobs.yml", "--once", cwd=project)
+        second = tuner_here("schedule", "run", "--file", "jobs.yml", "--once", cwd=project)
     finally:
         first.terminate()
         first.communicate(timeout=60)

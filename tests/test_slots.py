@@ -24,10 +24,10 @@ from tests.conftest import (
     load_study,
     orphan_trial,
     plan,
-    run_tuner,
     sweep,
     trial_runs,
     tuner_command,
+    tuner_here,
     wait_until_gone,
 )
 from tuner import PlainReporter, run_sweep
@@ -192,7 +192,7 @@ def test_the_default_sweep_trains_on_every_core(tmp_path):
     machine's cores, two trials train at once (each slot records itself as the owner)."""
     # Trials long enough (5 epochs, several seconds in all) that the second slot, which
     # opens its MLflow client only on the go, is up before the first could train them all.
-    result = run_tuner("sweep", "n_trials=6", "trainer.max_epochs=5", "pruner=none",
+    result = tuner_here("sweep", "n_trials=6", "trainer.max_epochs=5", "pruner=none",
                        "tracking.report=false", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     study = load_study(tmp_path / "runs", "digits-mlp")

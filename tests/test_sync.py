@@ -19,9 +19,9 @@ from tests.conftest import (
     MODELS,
     client_for,
     load_study,
-    run_tuner,
     trial_runs,
     tuner_command,
+    tuner_here,
 )
 from tests.servers import MlflowServer
 from tuner.core import attrs
@@ -91,13 +91,13 @@ def test_sweep_outlives_its_tracking_server_and_sync_writes_what_it_missed(serve
     assert waiting, "nothing went to the outbox: the server was stopped too late"
 
     # While the server is still down, sync says so and touches nothing.
-    down = run_tuner("sync", *ARGS, cwd=tmp_path, env=env)
+    down = tuner_here("sync", *ARGS, cwd=tmp_path, env=env)
     assert down.returncode == 1, down.stdout + down.stderr
     assert "tracking.tracking_uri" in down.stderr and "tuner sync" in down.stderr
     assert _outbox_files(run_dir) == waiting
 
     server.start()  # same port, same store
-    synced = run_tuner("sync", *ARGS, cwd=tmp_path, env=env, timeout=600)
+    synced = tuner_here("sync", *ARGS, cwd=tmp_path, env=env)
     assert synced.returncode == 0, synced.stdout + synced.stderr
     assert "run created, params, config.yaml, metrics, ended FINISHED" in synced.stdout
     assert "parent run: champion, leaderboard and report; parent run ended FINISHED" in (
@@ -126,7 +126,7 @@ def test_sweep_outlives_its_tracking_server_and_sync_writes_what_it_missed(serve
     champion = client.get_model_version_by_alias("digits-mlp", tags.CHAMPION_ALIAS)
     assert champion.run_id == run_id_of(best, study_attrs)
 
-    again = run_tuner("sync", *ARGS, cwd=tmp_path, env=env)
+    again = tuner_here("sync", *ARGS, cwd=tmp_path, env=env)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing to sync" in again.stdout
     assert len(trial_runs(run_dir, "digits-mlp", server.url)) == len(study.trials)

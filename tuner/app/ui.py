@@ -66,14 +66,16 @@ def check_loopback(host: str) -> None:
             "(ssh -L 5000:127.0.0.1:5000 host)"))
 
 
-def ui_command(composed: Composed, host: str, port: int) -> tuple[list[str], str]:
+def ui_command(composed: Composed, host: str, port: int, workers: int = 1
+               ) -> tuple[list[str], str]:
     """The MLflow UI's command line over the study's store, and the line to show.
     Checks first (host, store exists); sets the basic-auth app's environment."""
     check_ui_host(host)
     public = host not in LOOPBACK
     uri = existing_tracking_uri(composed)
     command = [sys.executable, "-m", "mlflow", "server" if public else "ui",
-               "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+               "--backend-store-uri", uri, "--host", host, "--port", str(port),
+               "--workers", str(max(1, workers))]
     if public:
         os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(basic_auth_config(
             Path(composed.cfg.run_dir).resolve()))

@@ -160,7 +160,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from tuner.app.ui import check_ui_host, ui_command
 
     check_ui_host(args.host)  # before anything else: an open host is refused outright
-    command, line = ui_command(_compose(args.config_dir, args.overrides), args.host, args.port)
+    command, line = ui_command(_compose(args.config_dir, args.overrides), args.host, args.port,
+                               args.workers)
     print(line, flush=True)
     os.execv(sys.executable, command)  # hand the process (and Ctrl-C) to MLflow
 

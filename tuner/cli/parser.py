@@ -164,7 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1",
                     help="interface to bind; one other than loopback needs "
                          "MLFLOW_AUTH_ADMIN_PASSWORD (basic-auth)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--port", type=int, default=5000, help="port to bind (default: 5000)")
+    ui.add_argument("--workers", type=int, default=1,
+                    help="server processes answering requests (default: 1, which answers "
+                         "a few browsers and starts in half the time of MLflow's 4)")
     ui.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                     help="overrides that locate the MLflow store, e.g. run_dir=...")
     ui.set_defaults(func=cmd_ui, words="overrides")
