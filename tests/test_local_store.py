@@ -7,13 +7,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-from tuner.tracking.local_store import ensure_local_store, prebuilder
+from tuner.tracking.local_store import CACHE_ENV, ensure_local_store, prebuilder, template_path
 
 CREATE = ("import sys; from tuner.tracking.local_store import ensure_local_store; "
           "ensure_local_store(sys.argv[1])")
@@ -27,7 +27,11 @@ def tables(path: Path) -> set[str]:
 def test_a_kill_during_creation_leaves_no_half_made_store(tmp_path):
     db = tmp_path / "runs" / "mlflow.db"
     uri = f"sqlite:///{db}"
-    creator = subprocess.Popen([sys.executable, "-c", CREATE, uri])
+    # No template to copy (its cache is a file, not a folder): the store is migrated in
+    # place, for a second or so, and the kill lands mid-way.
+    (tmp_path / "no-cache").write_text("")
+    creator = subprocess.Popen([sys.executable, "-c", CREATE, uri],
+                               env={**os.environ, CACHE_ENV: str(tmp_path / "no-cache")})
     # Wait until the migrations are under way (the private file exists), then kill.
     deadline = time.monotonic() + 60
     while not list(db.parent.glob("mlflow.db.creating-*")):
@@ -56,27 +60,36 @@ def test_processes_starting_together_share_one_store(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlflow.db"]
 
 
-def test_a_store_migrated_ahead_of_time_is_copied_into_place(tmp_path, monkeypatch):
-    # A temporary folder of this test's own: other sweeps on the machine (or killed ones
-    # of earlier tests) leave their own tuner-store-* folders in the shared one.
-    own_tmp = tmp_path / "tmp"
-    own_tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(own_tmp))
+def test_a_new_store_is_a_copy_of_the_machines_template(tmp_path, monkeypatch):
+    """Migrated once per MLflow version into the user's cache (by the sweep's warm-up,
+    while its slots start), then copied: the same store MLflow would have made."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     db = tmp_path / "runs" / "mlflow.db"
     uri = f"sqlite:///{db}"
     build = prebuilder(uri)
     assert build is not None
     build()  # the driver's warm-up thread, while the slots start
     assert not (tmp_path / "runs").exists(), "nothing is written in the project before use"
-    temporary = [p for p in own_tmp.glob("tuner-store-*") if (p / "store.db").exists()]
-    assert temporary, "the early build happens in a temporary folder"
+    assert template_path().is_file() and template_path().is_relative_to(tmp_path / "cache")
 
     ensure_local_store(uri)
-    assert {"experiments", "runs", "metrics", "registered_models"} <= tables(db)
     assert sorted(p.name for p in db.parent.iterdir()) == ["mlflow.db"]
-    assert not any(p.exists() for p in temporary), "the temporary copy is removed"
+    native = tmp_path / "native" / "mlflow.db"  # what MLflow makes by itself, to compare
+    SqlAlchemyStore(f"sqlite:///{native}", str(native.parent / "mlartifacts")).engine.dispose()
+    assert tables(db) == tables(native)
+    assert _versions(db) == _versions(native)
     client = MlflowClient(uri, registry_uri=uri)
+    [default] = client.search_experiments()
+    assert default.artifact_location == str(db.parent / "mlartifacts" / "0")
     assert client.create_run(client.create_experiment("early")).info.status == "RUNNING"
+    made = template_path().stat().st_mtime_ns
+    ensure_local_store(f"sqlite:///{tmp_path / 'second' / 'mlflow.db'}")
+    assert template_path().stat().st_mtime_ns == made  # copied again, not migrated again
+
+
+def _versions(path: Path) -> list:
+    with sqlite3.connect(path) as db:
+        return db.execute("select version_num from alembic_version").fetchall()
 
 
 def test_no_early_build_for_a_store_that_exists_or_a_server(tmp_path):

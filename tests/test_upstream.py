@@ -119,3 +119,15 @@ def test_run_exit_handlers_runs_what_atexit_holds():
                             timeout=60)
     assert result.returncode == 3
     assert "handler ran" in result.stdout, "run_exit_handlers: atexit._run_exitfuncs moved"
+
+
+def test_mlflows_default_experiment_folder_is_one_row_of_its_experiments_table(tmp_path):
+    from mlflow import MlflowClient
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = tmp_path / "mlflow.db"
+    SqlAlchemyStore(f"sqlite:///{store}", str(tmp_path / "elsewhere")).engine.dispose()
+    upstream.set_mlflow_default_artifact_folder(store, tmp_path / "here" / "0")
+    [default] = MlflowClient(f"sqlite:///{store}").search_experiments()
+    assert default.artifact_location == str(tmp_path / "here" / "0"), (
+        "set_mlflow_default_artifact_folder: MLflow's experiments table changed")

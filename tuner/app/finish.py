@@ -32,6 +32,7 @@ from tuner.tracking.outbox import Outbox
 from tuner.tracking.replay import Finalize, replay
 from tuner.tracking.runs import Tracker
 from tuner.tracking.server import check_tracking_server, is_server_uri
+from tuner.tracking.store_check import check_local_store
 from tuner.trial.weights import waiting_weights
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
                 else "the best trial's weights wait to be exported")
         raise RecordsPending(f"{error}\n{what}, untouched: run `tuner sync` again once the "
                              "server answers") from None
+    check_local_store(tracking.tracking_uri, plan.locate("tracking"))
     if study is None:
         from tuner.app.lookup import load_study
 

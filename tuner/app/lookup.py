@@ -22,6 +22,7 @@ from tuner.study.trials import best_trial, metric_names
 from tuner.tracking import tags
 from tuner.tracking.links import run_id_of
 from tuner.tracking.local_store import SQLITE
+from tuner.tracking.store_check import check_local_store
 
 
 def _no_records(what: str, where: str) -> ConfigError:
@@ -91,6 +92,7 @@ def existing_tracking_uri(composed: Composed) -> str:
         db = Path(uri.removeprefix(SQLITE))
         if not db.is_file():
             raise _no_records("MLflow store", str(db))
+        check_local_store(uri, composed.locate("tracking"))
     return uri
 
 

@@ -35,7 +35,7 @@ from tuner.app.finish import finish_records
 from tuner.app.progress import PlainReporter, format_values
 from tuner.app.report import Summary
 from tuner.app.warmup import warm_driver_in_background
-from tuner.app.watch import TrialWatch, deadline_of, sigterm_raises
+from tuner.app.watch import TrialWatch, deadline_of, show_outages, sigterm_raises
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import SweepStopped
 from tuner.launch.driver import Driver
@@ -70,6 +70,7 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         warmup = warm_driver_in_background(plan.cfg.tracking.tracking_uri,
                                            plan.cfg.tracking.report)
         pool.preflight()
+        show_outages(plan, reporter)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(plan, open_storage(plan.cfg.storage))
         tracker = Tracker(plan.cfg.tracking, plan.study_name)

@@ -84,3 +84,12 @@ class TrialWatch:
 def deadline_of(plan: SweepPlan) -> float | None:
     """Unix seconds after which no trial starts (``timeout`` from now); None: no limit."""
     return None if plan.cfg.timeout is None else time.time() + plan.cfg.timeout
+
+
+def show_outages(plan: SweepPlan, reporter: PlainReporter) -> None:
+    """The progress says when the study's storage stops answering, and when it is back
+    (tuner.study.outage waits it out)."""
+    from tuner.study.storage import outage_seconds, patience
+
+    waiting = patience(outage_seconds(plan.cfg.storage))
+    waiting.on_away = waiting.on_back = lambda text: reporter.print(f"tuner: {text}")

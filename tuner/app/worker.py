@@ -19,7 +19,7 @@ from tuner.app.champion import crown_after_export
 from tuner.app.finish import finish_worker_records
 from tuner.app.progress import PlainReporter
 from tuner.app.warmup import warm_driver_in_background
-from tuner.app.watch import TrialWatch, deadline_of, sigterm_raises
+from tuner.app.watch import TrialWatch, deadline_of, show_outages, sigterm_raises
 from tuner.config.machine import SlotSpec, cpu_cores, launched_by_torchrun, torchrun_layout
 from tuner.config.plan import SweepPlan
 from tuner.launch import torchrun
@@ -62,6 +62,7 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0,
     with pool, sigterm_raises():
         warm_driver_in_background(plan.cfg.tracking.tracking_uri, report=False)
         pool.preflight()
+        show_outages(plan, reporter)
         study, tracker = join_records(plan, wait)
         watch = TrialWatch(plan, study, reporter)
         try:

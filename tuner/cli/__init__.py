@@ -3,7 +3,9 @@
 Exit codes: 0 done; 1 the sweep stopped on failures, `tuner sync` left MLflow records
 waiting (the tracking server does not answer), `tuner compare` could not log its
 comparison run, or a round of the same scheduled job is already running; 2 bad input
-(nothing was written); 130 interrupted (the next identical command resumes).
+(nothing was written); 75 the study's storage stopped answering for longer than
+``storage.outage_s`` (the same command, run again once it answers, finishes the study);
+130 interrupted (the next identical command resumes).
 
 Layout: :mod:`tuner.cli.parser` holds the argument tables, :mod:`tuner.cli.commands`
 what each command does (through tuner.app).
@@ -21,13 +23,16 @@ from tuner.core.errors import (
     AlreadyRunning,
     ConfigError,
     RecordsPending,
+    StorageUnavailable,
     SweepInterrupted,
     SweepStopped,
     TrackingFailed,
 )
 from tuner.core.masking import mask
 
-__all__ = ["command", "main"]
+__all__ = ["OUTAGE_EXIT", "command", "main"]
+
+OUTAGE_EXIT = 75  # sysexits' EX_TEMPFAIL: a temporary failure; try again
 
 
 def command() -> NoReturn:
@@ -60,6 +65,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SweepStopped, RecordsPending, AlreadyRunning, TrackingFailed) as error:
         print(mask(f"error: {error}"), file=sys.stderr)
         return 1
+    except StorageUnavailable as error:
+        print(mask(f"error: {error}; every slot stopped and each trial's MLflow run ended. "
+                   "Nothing trained is lost: run the same command again once the storage "
+                   "answers, and the trials cut short are repeated."), file=sys.stderr)
+        return OUTAGE_EXIT
     except (KeyboardInterrupt, SweepInterrupted, SystemExit) as error:
         # From here a second Ctrl-C ends the process at once, even in the interpreter's
         # exit handlers; the trials' records were written before we got here.

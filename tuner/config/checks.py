@@ -103,6 +103,16 @@ def budget(composed: Composed, problems: list[Problem]) -> None:
                                 "computed", "make it <= trainer.max_epochs"))
 
 
+def storage(composed: Composed, problems: list[Problem]) -> None:
+    """tuner's own setting in the storage group: how long an outage may last."""
+    value = composed.cfg.storage.get("outage_s")
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                              or value < 0):
+        problems.append(Problem(composed.locate("storage.outage_s"), "storage.outage_s",
+                                f"must be seconds >= 0, got {value}",
+                                "e.g. storage.outage_s=60 (0: stop at the first failure)"))
+
+
 def slots(composed: Composed, problems: list[Problem]) -> None:
     """Slots, devices per trial and packing; they must fit this machine."""
     cfg = composed.cfg

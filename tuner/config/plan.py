@@ -116,6 +116,7 @@ def make_plan(composed: Composed) -> SweepPlan:
     checks.targets(composed, problems)
     checks.run_dir(composed, problems)
     checks.slots(composed, problems)
+    checks.storage(composed, problems)
     try:
         space = parse(cfg.search, composed.locate("search"), composed.locate)
         space.check_against(cfg, composed.locate)

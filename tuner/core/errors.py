@@ -51,6 +51,11 @@ class TrackingFailed(Exception):
     """A record that has no outbox (a comparison run) could not be written to MLflow."""
 
 
+class StorageUnavailable(Exception):
+    """The study's storage did not answer within ``storage.outage_s`` (tuner.study.outage):
+    the sweep stops cleanly, and the same command run again finishes the study."""
+
+
 class SweepInterrupted(BaseException):
     """SIGTERM arrived; handled like Ctrl-C (a BaseException so trials do not catch it).
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -151,6 +152,20 @@ def mlflow_requirement_check() -> tuple[Any, str] | None:
     name = "_check_requirement_satisfied"
     return (requirements_utils, name) if callable(getattr(requirements_utils, name, None)) \
         else None
+
+
+def set_mlflow_default_artifact_folder(store: Path, folder: Path) -> None:
+    """In a copy of a migrated empty SQLite store (tuner.tracking.local_store), point
+    MLflow's default experiment (id 0, which MLflow makes when it migrates) at
+    ``folder``, as MLflow would have for this store: one UPDATE of MLflow's
+    ``experiments`` table. Without it: the default experiment, which tuner never uses,
+    keeps the folder of the store the template was migrated in."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(store)) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+                   (str(folder),))
 
 
 # -- Python --------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
+from tuner.core.errors import StorageUnavailable
 from tuner.core.results import TrialResult
 from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.run_writer import RunWriter
@@ -60,14 +61,38 @@ def _end_run(number: int, result: TrialResult, writer: RunWriter) -> None:
           pruned_at=result.pruned_at, interrupted=result.killed, trial=number)
 
 
-def conclude_interrupted(study: optuna.Study, number: int, writer: RunWriter, reason: str
-                         ) -> None:
-    """Leave nothing RUNNING: the trial FAIL with ``reason`` (unless someone ended it
-    meanwhile, a reaper), its run KILLED; its checkpoints stay."""
-    stored = fail_running(study, number, reason)
-    run_id = stored.user_attrs.get(attrs.RUN_ID_ATTR)
+def conclude_interrupted(study: optuna.Study, number: int, writer: RunWriter, reason: str,
+                         run_id: str | None = None) -> None:
+    """Leave nothing RUNNING that can be ended: the trial FAIL with ``reason`` (unless
+    someone ended it meanwhile, a reaper), its run (``run_id``, if the trial does not
+    say) KILLED; its checkpoints stay. With the storage away, the trial stays RUNNING
+    for the next command to reap and repeat, and its run is ended all the same."""
+    state = TrialState.FAIL
+    try:
+        stored = fail_running(study, number, reason)
+        state, run_id = stored.state, stored.user_attrs.get(attrs.RUN_ID_ATTR, run_id)
+    except StorageUnavailable:
+        pass
     if run_id is not None:
-        failed = stored.state == TrialState.FAIL
-        writer.later(writer.tracker.end_trial, run_id, stored.state,
+        failed = state == TrialState.FAIL
+        writer.later(writer.tracker.end_trial, run_id, state,
                      reason=reason if failed else None, interrupted=failed,
                      only_if_running=True, trial=number)
+
+
+ORPHANED = "abandoned: its trial ended without it (a crash between the two)"
+
+
+def end_orphaned_runs(study: optuna.Study, writer: RunWriter) -> None:
+    """End the study's trial runs left RUNNING by a crash whose trials are not RUNNING
+    (a run made just before its process died, never linked to its trial). A RUNNING
+    trial's run is left to the trial's own end, or to whoever reaps it."""
+    running = {t.number for t in study.get_trials(deepcopy=False,
+                                                    states=(TrialState.RUNNING,))}
+    for number, run_ids in writer.tracker.running_trial_runs().items():
+        if number in running:
+            continue
+        for run_id in run_ids:
+            writer.tracker.client.bind(run_id, number)
+            writer.tracker.end_trial(run_id, TrialState.FAIL, reason=ORPHANED,
+                                     interrupted=True, only_if_running=True)

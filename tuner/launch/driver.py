@@ -39,11 +39,11 @@ from optuna.trial import TrialState
 
 from tuner.config.plan import SweepPlan, to_yaml
 from tuner.core import attrs
-from tuner.core.errors import SweepInterrupted
+from tuner.core.errors import StorageUnavailable, SweepInterrupted, first_line
 from tuner.core.masking import mask
 from tuner.core.results import MetricRow, TrialResult, reason_of
 from tuner.core.upstream import storage_of, trial_id_of
-from tuner.launch.conclude import conclude, conclude_interrupted
+from tuner.launch.conclude import conclude, conclude_interrupted, end_orphaned_runs
 from tuner.launch.run_writer import RunWriter
 from tuner.launch.strategy import Search, Strategy
 from tuner.launch.training_slot import MetricWrite, SlotDied, TrainingSlot
@@ -73,10 +73,13 @@ class Driver:
         self.writer = RunWriter(tracker, study)
         self.strategy = strategy or Search(plan, study, self._end_abandoned)
         self.leases = LeaseKeeper(storage_of(study))
+        # Runs a crash left RUNNING, off the trials' path (tuner.launch.conclude).
+        self.writer.later(end_orphaned_runs, study, self.writer)
         self._shown = threading.Lock()  # one finished trial shown at a time
         self._stopping: str | None = None  # no slot starts another trial once set
         self._interrupted: str | None = None
         self._errors: list[BaseException] = []
+        self._slots: list[TrainingSlot] = []
 
     # -- the slots -----------------------------------------------------------------------
 
@@ -84,6 +87,7 @@ class Driver:
         """Serve every slot until none has anything left to train; why each stopped.
         ``in_this_thread``: one slot, served in the calling thread (a slot that trains in
         this very process must have the main thread: signals land there)."""
+        self._slots = slots
         if in_this_thread:
             [slot] = slots
             return [self.serve(slot)]
@@ -111,9 +115,9 @@ class Driver:
             reasons[slot.index] = self.serve(slot)
         except (SweepInterrupted, KeyboardInterrupt):
             reasons[slot.index] = "stopped"
-        except BaseException as error:  # the storage went away, say: stop the others
+        except BaseException as error:  # the storage went away, say: stop the others now
             self._errors.append(error)
-            self.stop("error")
+            self.interrupt(f"interrupted ({first_line(str(error))})", self._slots)
 
     def serve(self, slot: TrainingSlot) -> str:
         """Hand ``slot`` one trial after another; why it stopped: "budget", "timeout",
@@ -176,9 +180,15 @@ class Driver:
                                      error_text=traceback.format_exc())
             except BaseException as error:  # Ctrl-C, SIGTERM: its slot has stopped
                 conclude_interrupted(self.study, trial.number, self.writer,
-                                     self._interrupted or f"interrupted ({_signal_name(error)})")
+                                     self._interrupted or f"interrupted ({_signal_name(error)})",
+                                     runs[0] if runs else None)
                 raise
-            conclude(self.plan, self.study, trial, result, self.writer)
+            try:
+                conclude(self.plan, self.study, trial, result, self.writer)
+            except StorageUnavailable as error:  # Optuna cannot be told: its run ends anyway
+                conclude_interrupted(self.study, trial.number, self.writer,
+                                     f"interrupted ({error})", result.run_id)
+                raise
             self.strategy.finished(result)
             return result
         finally:

@@ -65,7 +65,6 @@ def run_rank(spec: dict, rank: int, rows: Callable[[list], None] | None = None,
 
 def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | None,
            trainer_overrides: dict[str, Any]) -> None:
-    from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
     from tuner.trial.build import prepare_process
@@ -74,7 +73,9 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
     from tuner.trial.metrics_logger import BatchLogger
 
     prepare_process(spec["threads"])
-    storage = instantiate(spec["storage"])
+    from tuner.study.storage import open_storage
+
+    storage = open_storage(spec["storage"])
     resume = spec.get("resume")
     trial, logger = None, False
     if rank == 0:

@@ -14,12 +14,14 @@ from tuner.config.plan import SweepPlan
 from tuner.launch.pool import SlotPool
 from tuner.study.storage import check_storage
 from tuner.tracking.server import check_tracking_server
+from tuner.tracking.store_check import check_local_store
 
 
 def check_services(plan: SweepPlan) -> None:
     """Raise ConfigError unless the MLflow tracking server and the study's database (if
-    the config names any) answer."""
+    the config names any) answer, and a local MLflow store is whole."""
     check_tracking_server(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
+    check_local_store(plan.cfg.tracking.tracking_uri, plan.locate("tracking"))
     check_storage(plan.cfg.storage, plan.locate("storage.url"))
 
 

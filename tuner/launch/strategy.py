@@ -26,6 +26,7 @@ from tuner.config.samplers import GRID_SAMPLER, target_of
 from tuner.core.results import TrialResult
 from tuner.core.upstream import storage_of
 from tuner.study.budget import Claim, Reaper, claim, claim_lock
+from tuner.study.outage import patience_of
 from tuner.study.storage import journal_path, open_storage
 
 
@@ -55,9 +56,13 @@ class Search:
         self._here = threading.Lock()  # across this driver's threads, whatever the storage
 
     def next_trial(self, owner_pid: int) -> Claim:
+        # The claim's lock reaches the database around Optuna's calls: an outage is waited
+        # out for the whole claim (tuner.study.outage).
+        patience = patience_of(self.storage)
         with self._here:
-            return claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock,
-                         self.reap, owner_pid, self.plan.cfg.retry_failed, self.grid_points)
+            args = (self.study, self.storage, self.plan.cfg.n_trials, self.lock, self.reap,
+                    owner_pid, self.plan.cfg.retry_failed, self.grid_points)
+            return patience.wait_out("claim", claim, *args) if patience else claim(*args)
 
     def finished(self, result: TrialResult) -> None:
         pass  # the sampler reads the study itself

@@ -1,9 +1,11 @@
 """Where a study lives: Optuna's storages, opened once the database answers.
 
-Any storage Optuna has works (``storage`` group, ``_target_``). Two things are added:
-a database that does not answer is refused before anything is written
-(:func:`check_storage`), and processes that open an empty PostgreSQL database at once
-take turns creating Optuna's tables (:func:`open_storage`).
+Any storage Optuna has works (``storage`` group, ``_target_``). What tuner adds: a
+database that does not answer is refused before anything is written
+(:func:`check_storage`); processes that open an empty PostgreSQL database at once take
+turns creating Optuna's tables; a journal file is guarded against a torn last record
+(tuner.study.journal_file); and every storage waits out an outage of up to
+``storage.outage_s`` seconds (tuner.study.outage) (:func:`open_storage`).
 """
 
 from __future__ import annotations
@@ -66,28 +68,61 @@ OPTUNA_JOURNAL_FILE = "optuna.storages.journal.JournalFileBackend"
 GUARDED_JOURNAL_FILE = "tuner.study.journal_file.GuardedJournalFile"
 
 
+# tuner's settings in a storage config, not arguments of the storage's class
+OUTAGE_KEY, DEFAULT_OUTAGE_S = "outage_s", 60.0
+
+
+def outage_seconds(storage_cfg) -> float:
+    """How long the storage may be away before a sweep stops (``storage.outage_s``)."""
+    value = storage_cfg.get(OUTAGE_KEY) if hasattr(storage_cfg, "get") else None
+    return DEFAULT_OUTAGE_S if value is None else float(value)
+
+
 def open_storage(storage_cfg) -> BaseStorage:
-    """The storage the config names. A journal file is always tuner's guarded one
-    (tuner.study.journal_file), also where a config names Optuna's backend: a torn last
-    record would otherwise lose the study."""
+    """The storage the config names, waiting out outages (tuner.study.outage). A journal
+    file is always tuner's guarded one (tuner.study.journal_file), also where a config
+    names Optuna's backend: a torn last record would otherwise lose the study."""
+    from tuner.study.outage import patient
+
     quiet_optuna()
-    url = storage_cfg.get("url") if hasattr(storage_cfg, "get") else None
-    if url is not None and str(url).startswith("postgresql"):
-        with _schema_lock(str(url), storage_cfg.get("engine_kwargs") or {}):
-            return instantiate(storage_cfg)
-    journal = journal_path(storage_cfg)
-    if journal is not None and str(storage_cfg.log_storage.get("_target_")) in (
-            OPTUNA_JOURNAL_FILE, GUARDED_JOURNAL_FILE):
-        return _open_journal(storage_cfg, journal)
-    return instantiate(storage_cfg)
+    return patient(_instantiate(storage_cfg), patience(outage_seconds(storage_cfg)))
 
 
-def _open_journal(storage_cfg, journal: Path) -> BaseStorage:
+def _instantiate(storage_cfg) -> BaseStorage:
     from omegaconf import OmegaConf
 
+    cfg = (OmegaConf.to_container(storage_cfg, resolve=True) if OmegaConf.is_config(storage_cfg)
+           else dict(storage_cfg))
+    cfg.pop(OUTAGE_KEY, None)
+    url = cfg.get("url")
+    if url is not None and str(url).startswith("postgresql"):
+        with _schema_lock(str(url), cfg.get("engine_kwargs") or {}):
+            return instantiate(cfg)
+    journal = journal_path(storage_cfg)
+    if journal is not None and str(cfg["log_storage"].get("_target_")) in (
+            OPTUNA_JOURNAL_FILE, GUARDED_JOURNAL_FILE):
+        return _open_journal(cfg, journal)
+    return instantiate(cfg)
+
+
+_patience = None
+
+
+def patience(outage_s: float):
+    """This process's :class:`tuner.study.outage.Patience`, shared by its storages (the
+    driver tells the outage's start and end through it)."""
+    global _patience
+    from tuner.study.outage import Patience
+
+    if _patience is None:
+        _patience = Patience(outage_s)
+    _patience.outage_s = outage_s
+    return _patience
+
+
+def _open_journal(cfg: dict, journal: Path) -> BaseStorage:
     from tuner.study.journal_file import TornJournal
 
-    cfg = OmegaConf.to_container(storage_cfg, resolve=True)
     cfg["log_storage"]["_target_"] = GUARDED_JOURNAL_FILE
     try:
         return instantiate(cfg)
@@ -128,7 +163,7 @@ def journal_path(storage_cfg) -> Path | None:
     """The journal file behind a journal-file storage config, if that is what it is."""
     log_storage = storage_cfg.get("log_storage") if hasattr(storage_cfg, "get") else None
     if log_storage is not None and "file_path" in log_storage:
-        return Path(log_storage.file_path)
+        return Path(log_storage["file_path"])
     return None
 
 

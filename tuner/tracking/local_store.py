@@ -1,7 +1,7 @@
 """Creating the local MLflow store (an SQLite file) so that a kill cannot half-make it.
 
 MLflow creates a new SQLite store by running its schema migrations in place, which
-takes a second or more. A sweep killed during them (SIGKILL, the OOM killer) leaves a
+takes about a second. A sweep killed during them (SIGKILL, the OOM killer) leaves a
 file with some tables and no record of which: every later command fails on it ("table
 ... already exists"). And two processes that start together (a sweep and its workers)
 would both migrate the same new file.
@@ -10,10 +10,12 @@ So a missing store is built under a private name and then linked into place, whi
 succeeds for exactly one process; the others, and any later command, open the finished
 file. A kill leaves at most a stray private file, removed by the next creator.
 
-The migrations take over a second, so a sweep starts them early (``prebuild``) in a
-temporary folder outside the project, while its slots import torch: nothing is written
-where the user looks before the preflight passes, and then the finished file is copied
-into place under the private name and linked as above.
+The migrations run once per MLflow version on a machine: the migrated empty store is
+kept as a template in the user's cache (``~/.cache/tuner``, or ``$XDG_CACHE_HOME``), and
+a new store is a copy of it (a few milliseconds) with its default experiment's artifact
+folder set to where MLflow would have put it. A sweep makes sure the template exists
+(``prebuilder``) in the background while its slots start; where the cache cannot be
+written, each new store is migrated in place, as MLflow does.
 """
 
 from __future__ import annotations
@@ -29,49 +31,25 @@ from pathlib import Path
 SQLITE = "sqlite:///"
 PARTIAL = ".creating-"  # <store>.creating-<pid>: a store being built by that process
 
-_prebuilt: dict[str, _Prebuilt] = {}  # tracking URI -> a store migrated ahead of time
+CACHE_ENV = "XDG_CACHE_HOME"
 
 
-class _Prebuilt:
-    """An empty store migrated in a temporary folder, ready to be copied into place."""
+def template_path() -> Path:
+    """Where this MLflow version's migrated empty store is kept."""
+    import mlflow
 
-    def __init__(self, artifact_root: Path) -> None:
-        self._folder = tempfile.TemporaryDirectory(prefix="tuner-store-")  # gone at exit
-        self.file = Path(self._folder.name) / "store.db"
-        self._artifact_root = artifact_root
-        self._done = threading.Event()
-        self._ok = False
-
-    def build(self) -> None:
-        try:
-            _migrate(self.file, self._artifact_root)
-            self._ok = True
-        finally:
-            self._done.set()
-
-    def take(self) -> Path | None:
-        """The finished file, waiting for the build if it still runs; None if it failed
-        (the caller then builds the store itself, and meets the error if there is one)."""
-        self._done.wait()
-        return self.file if self._ok else None
-
-    def discard(self) -> None:
-        if self._done.is_set():  # else the build still runs: the folder goes at exit
-            self._folder.cleanup()
+    cache = Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache") / "tuner"
+    return cache / f"mlflow-{mlflow.__version__}-empty-store.db"
 
 
 def prebuilder(tracking_uri: str) -> Callable[[], None] | None:
-    """For an SQLite store that does not exist yet, a function that migrates one ahead
-    of time, for a background thread to run: ``ensure_local_store`` then copies it into
-    place (waiting for it if it still runs) instead of migrating. It writes nothing
-    outside a temporary folder. None when there is nothing to build."""
-    if not tracking_uri.startswith(SQLITE) or tracking_uri in _prebuilt:
+    """For an SQLite store that does not exist yet, a function that makes sure the
+    template exists, for a background thread to run (the first time on a machine, it
+    migrates one; it writes nothing outside the cache). None when there is nothing to
+    build."""
+    if not tracking_uri.startswith(SQLITE) or Path(tracking_uri[len(SQLITE):]).exists():
         return None
-    path = Path(tracking_uri[len(SQLITE):])
-    if path.exists():
-        return None
-    prebuilt = _prebuilt[tracking_uri] = _Prebuilt(path.parent / "mlartifacts")
-    return prebuilt.build
+    return lambda: _template()
 
 
 def ensure_local_store(tracking_uri: str) -> None:
@@ -80,27 +58,51 @@ def ensure_local_store(tracking_uri: str) -> None:
     if not tracking_uri.startswith(SQLITE):
         return
     path = Path(tracking_uri[len(SQLITE):])
-    prebuilt = _prebuilt.pop(tracking_uri, None)
-    try:
-        if not path.exists():
-            _create(path, prebuilt.take() if prebuilt is not None else None)
-    finally:
-        if prebuilt is not None:
-            prebuilt.discard()
+    if not path.exists():
+        _create(path, _template())
 
 
-def _create(path: Path, ready: Path | None) -> None:
-    """Build the store under a private name (from ``ready``, a store migrated ahead of
-    time, if there is one) and link it into place."""
+def _template() -> Path | None:
+    """The template, migrated now if it is not there yet; None where the cache cannot
+    be written."""
+    with _template_lock:
+        path = template_path()
+        if path.is_file():
+            return path
+        partial = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial.unlink(missing_ok=True)
+            with tempfile.TemporaryDirectory(prefix="tuner-store-") as artifacts:
+                _migrate(partial, Path(artifacts))
+            os.replace(partial, path)  # whole or not at all, whoever finishes first
+        except OSError:
+            return None
+        finally:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+        return path
+
+
+_template_lock = threading.Lock()
+
+
+def _create(path: Path, template: Path | None) -> None:
+    """Build the store under a private name (a copy of the template, if there is one)
+    and link it into place."""
+    from tuner.core.upstream import set_mlflow_default_artifact_folder
+
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned(path)
     partial = path.with_name(f"{path.name}{PARTIAL}{os.getpid()}")
     partial.unlink(missing_ok=True)
+    artifacts = path.parent / "mlartifacts"
     try:
-        if ready is not None:
-            shutil.copyfile(ready, partial)
+        if template is not None:
+            shutil.copyfile(template, partial)
+            set_mlflow_default_artifact_folder(partial, artifacts / "0")
         else:
-            _migrate(partial, path.parent / "mlartifacts")
+            _migrate(partial, artifacts)
         os.link(partial, path)  # fails if another process got there first: use theirs
     except FileExistsError:
         pass
@@ -112,7 +114,6 @@ def _migrate(file: Path, artifact_root: Path) -> None:
     """Create an empty, fully migrated MLflow store in ``file``."""
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-    # The default artifact root only names experiment 0, which tuner never uses.
     store = SqlAlchemyStore(f"{SQLITE}{file}", str(artifact_root))
     store.engine.dispose()
 

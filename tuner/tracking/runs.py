@@ -213,9 +213,11 @@ class Tracker:
         RUNNING again, named and tagged after the repeat, without the killed attempt's
         end tags. Written straight to the store (``why_not_resume`` said it answers)."""
         self.client.bind(run_id, number)  # what waits from now on is the repeat's
-        self.client.update_run(run_id, status="RUNNING", name=f"trial-{number}")
+        # Tagged with the repeat's number before it runs again: a run RUNNING under an
+        # ended trial's number is an orphan to whoever starts next (tuner.launch.conclude).
         self.client.log_batch(run_id, tags=[RunTag(tags.TRIAL_NUMBER, str(number)),
                                             RunTag(tags.RETRY_OF, str(retry_of))])
+        self.client.update_run(run_id, status="RUNNING", name=f"trial-{number}")
         logged = self.client.get_run(run_id).data.tags
         for stale in (tags.STATE, tags.FAIL_REASON):
             if stale in logged:
@@ -277,10 +279,31 @@ class Tracker:
 
     def end_abandoned(self, trial: optuna.trial.FrozenTrial, reason: str) -> None:
         """End the run of a trial whose process died (reaped): KILLED, with the reason.
+        The run is the one the trial names, or, if a crash came between the run's
+        creation and its link to the trial, the RUNNING run tagged with its number.
         Does nothing when the trial never got a run or its run already ended."""
-        run_id = trial.user_attrs.get(attrs.RUN_ID_ATTR)
-        if run_id is None:
-            return
-        self.client.bind(run_id, trial.number)
-        self.end_trial(run_id, optuna.trial.TrialState.FAIL, reason=reason, interrupted=True,
-                       only_if_running=True)
+        linked = trial.user_attrs.get(attrs.RUN_ID_ATTR)
+        found = self.running_trial_runs().get(trial.number, []) if linked is None else []
+        for run_id in filter(None, (linked, *found)):
+            self.client.bind(run_id, trial.number)
+            self.end_trial(run_id, optuna.trial.TrialState.FAIL, reason=reason,
+                           interrupted=True, only_if_running=True)
+
+    def running_trial_runs(self) -> dict[int, list[str]]:
+        """The study's trial runs still RUNNING, by trial number (an empty answer while
+        the tracking server does not answer)."""
+        if self.experiment_id is None or (self.client.breaker is not None
+                                          and not self.client.breaker.allows_try()):
+            return {}
+        found: dict[int, list[str]] = {}
+        try:
+            runs = self.client.search_runs(
+                [self.experiment_id], max_results=5000,
+                filter_string=f"attributes.status = 'RUNNING' and tags.`{tags.ROLE}` = 'trial'")
+        except MlflowException:
+            return {}
+        for run in runs:
+            number = run.data.tags.get(tags.TRIAL_NUMBER)
+            if number is not None and number.isdigit():
+                found.setdefault(int(number), []).append(run.info.run_id)
+        return found
