@@ -203,6 +203,42 @@ def pg_env(postgres, monkeypatch):
         monkeypatch.setenv(name, value)
 
 
+class SmallDisk:
+    """A real file system of a few MB (a tmpfs this test mounts, as root): ``fill()``
+    takes every byte left, ``free()`` gives them back."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.filler = path / ".filler"
+
+    def fill(self) -> None:
+        with self.filler.open("ab", buffering=0) as out:
+            try:
+                while True:
+                    out.write(b"\0" * (1 << 12))
+            except OSError:  # ENOSPC: full, to the last block
+                pass
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 24 MB tmpfs mounted at tmp_path/disk for the test's length; skipped where this
+    process may not mount one (not root, or no mount namespace to do it in)."""
+    path = tmp_path / "disk"
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(path)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield SmallDisk(path)
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
 def load_study(run_dir: Path, name: str = "digits-mlp"):
     """A study from the embedded journal under ``run_dir``, read back as a user would."""
     import optuna
@@ -229,9 +265,10 @@ def trial_runs(run_dir: Path, study: str, uri: str | None = None):
     return [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]
 
 
-def orphan_trial(run_dir: Path):
+def orphan_trial(run_dir: Path, linked: bool = True):
     """A RUNNING trial with sampled params and an MLflow run, owned by a process that has
-    exited: what a sweep killed mid-trial leaves. Returns (trial, params, run id)."""
+    exited: what a sweep killed mid-trial leaves (``linked=False``: killed between the
+    run's creation and its link to the trial). Returns (trial, params, run id)."""
     import multiprocessing as mp
     import socket
 
@@ -247,8 +284,10 @@ def orphan_trial(run_dir: Path):
     orphan.set_user_attr(attrs.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
     client = client_for(run_dir)
     experiment = client.get_experiment_by_name(study.study_name).experiment_id
-    run_id = client.create_run(experiment, tags={tags.ROLE: "trial"}).info.run_id
-    orphan.set_user_attr(attrs.RUN_ID_ATTR, run_id)
+    run_id = client.create_run(experiment, tags={
+        tags.ROLE: "trial", tags.TRIAL_NUMBER: str(orphan.number)}).info.run_id
+    if linked:
+        orphan.set_user_attr(attrs.RUN_ID_ATTR, run_id)
     return orphan, params, run_id
 
 

@@ -271,6 +271,26 @@ class PostgresServer:
             shutil.rmtree(self.runtime, ignore_errors=True)
             self.runtime = None
 
+    # -- a database that goes away and comes back (tests/test_outage.py) -------------------
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data: a database going away (fast shutdown cuts
+        every session)."""
+        self._run("pg_ctl", "stop", "--pgdata", str(self.data_dir), "--mode", "fast",
+                  "--wait", timeout=60)
+
+    def resume(self) -> None:
+        """Start the halted server again, same port and data."""
+        self._start_server()
+
+    def restart(self) -> None:
+        """``pg_ctl restart -m fast``: routine maintenance, about a second down."""
+        with self.log_path.open("ab") as log:
+            subprocess.run(self._command("pg_ctl", "restart", "--pgdata", str(self.data_dir),
+                                         "--mode", "fast", "--wait"),
+                           stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                           cwd=self.runtime, env=self._admin_env(), timeout=90, check=True)
+
     def _kill_postmaster(self) -> None:
         # Last resort when pg_ctl could not stop it: the first line of postmaster.pid.
         with contextlib.suppress(OSError, ValueError):

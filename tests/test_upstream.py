@@ -131,3 +131,15 @@ def test_mlflows_default_experiment_folder_is_one_row_of_its_experiments_table(t
     [default] = MlflowClient(f"sqlite:///{store}").search_experiments()
     assert default.artifact_location == str(tmp_path / "here" / "0"), (
         "set_mlflow_default_artifact_folder: MLflow's experiments table changed")
+
+
+def test_optunas_storage_cache_reaches_its_backend_only_through_the_methods_tuner_wraps():
+    import inspect
+    import re
+
+    from optuna.storages import _cached_storage
+
+    called = set(re.findall(r"self\._backend\.(_\w+)", inspect.getsource(_cached_storage)))
+    missing = called - set(upstream.CACHED_STORAGE_CALLS)
+    assert not missing, (f"CACHED_STORAGE_CALLS: Optuna's _CachedStorage now also calls "
+                         f"{missing}; add them, or an outage there ends the sweep")

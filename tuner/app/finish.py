@@ -28,6 +28,7 @@ from tuner.app.report import Summary, finalize
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, RecordsPending
 from tuner.study.trials import best_trial
+from tuner.tracking.local_store import SQLITE
 from tuner.tracking.outbox import Outbox
 from tuner.tracking.replay import Finalize, replay
 from tuner.tracking.runs import Tracker
@@ -55,10 +56,11 @@ def finish_records(plan: SweepPlan, study: optuna.Study, tracker: Tracker, statu
     ``status``; or, with a tracking server that does not answer, all of it waiting in the
     outbox (the summary then says how many records wait)."""
     client = tracker.client
-    if client.outbox is None:  # an embedded store: nothing can be unreachable
+    if client.outbox is None:  # a store with no outbox (given as a path): written directly
         summary = finalize(plan, study, tracker)
         tracker.close(status)
         return summary
+    client.breaker.try_now()  # the store may be back before the pause ends: try it now
     client.queue(tracker.parent_run_id, {"op": "finalize", "status": status})
     summaries: list[Summary] = []
     replay(client, study, _finalizer(plan, study, tracker, summaries), rebuild=rebuild_module)
@@ -115,12 +117,14 @@ def run_sync(plan: SweepPlan, say: Callable[[str], None]) -> None:
     or when records are left (a trial still RUNNING, a record the server refuses)."""
     tracking = plan.cfg.tracking
     outbox = (Outbox(Path(tracking.outbox_dir), plan.study_name)
-              if is_server_uri(tracking.tracking_uri) and tracking.get("outbox_dir") else None)
+              if tracking.get("outbox_dir") and (is_server_uri(tracking.tracking_uri)
+                                                 or tracking.tracking_uri.startswith(SQLITE))
+              else None)
     waiting = outbox.count() if outbox is not None and outbox.pending_keys() else 0
     study = _existing_study(plan)
     weights_left = study is not None and waiting_weights(study) is not None
     if not waiting and not weights_left:
-        where = outbox.dir if outbox is not None else "the outbox (an embedded store has none)"
+        where = outbox.dir if outbox is not None else "the outbox (this store has none)"
         say(f"nothing to sync: no MLflow records wait in {where}, and no trained weights "
             "wait to be exported")
         return

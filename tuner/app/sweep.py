@@ -70,7 +70,7 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         warmup = warm_driver_in_background(plan.cfg.tracking.tracking_uri,
                                            plan.cfg.tracking.report)
         pool.preflight()
-        show_outages(plan, reporter)
+        say = show_outages(plan, reporter)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(plan, open_storage(plan.cfg.storage))
         tracker = Tracker(plan.cfg.tracking, plan.study_name)
@@ -79,7 +79,7 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         try:
             if prepare is not None:
                 prepare(study, tracker)
-            driver = Driver(plan, study, tracker, watch.on_finished, deadline_of(plan))
+            driver = Driver(plan, study, tracker, watch.on_finished, deadline_of(plan), say=say)
             watch.start()
             try:
                 reasons = driver.run(pool.slots)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import optuna
@@ -86,10 +86,15 @@ def deadline_of(plan: SweepPlan) -> float | None:
     return None if plan.cfg.timeout is None else time.time() + plan.cfg.timeout
 
 
-def show_outages(plan: SweepPlan, reporter: PlainReporter) -> None:
+def show_outages(plan: SweepPlan, reporter: PlainReporter) -> Callable[[str], None]:
     """The progress says when the study's storage stops answering, and when it is back
-    (tuner.study.outage waits it out)."""
+    (tuner.study.outage waits it out), for this process and its slots (the driver shows
+    their notes with the function returned)."""
     from tuner.study.storage import outage_seconds, patience
 
+    def say(text: str) -> None:
+        reporter.print(f"tuner: {text}")
+
     waiting = patience(outage_seconds(plan.cfg.storage))
-    waiting.on_away = waiting.on_back = lambda text: reporter.print(f"tuner: {text}")
+    waiting.on_away = waiting.on_back = say
+    return say

@@ -62,11 +62,11 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0,
     with pool, sigterm_raises():
         warm_driver_in_background(plan.cfg.tracking.tracking_uri, report=False)
         pool.preflight()
-        show_outages(plan, reporter)
+        say = show_outages(plan, reporter)
         study, tracker = join_records(plan, wait)
         watch = TrialWatch(plan, study, reporter)
         try:
-            driver = Driver(plan, study, tracker, watch.on_finished, deadline_of(plan))
+            driver = Driver(plan, study, tracker, watch.on_finished, deadline_of(plan), say=say)
             watch.start()
             try:
                 reasons = driver.run(pool.slots)

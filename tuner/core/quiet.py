@@ -22,9 +22,12 @@ def quiet_optuna() -> None:
 
 
 def quiet_mlflow() -> None:
-    """MLflow and alembic log every schema migration at INFO; keep the console for us."""
+    """MLflow and alembic log every schema migration at INFO; keep the console for us.
+    MLflow's SQL store also logs each failed write with its traceback (a full disk, a
+    locked file): tuner says what it does about it in one line (tuner.launch.run_writer)."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def quiet_lightning() -> None:

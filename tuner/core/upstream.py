@@ -40,6 +40,14 @@ def trial_id_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
     return trial._trial_id
 
 
+# Optuna wraps an RDB storage in its ``_CachedStorage``, which reads and writes through
+# these private methods of ``RDBStorage`` besides its public ones: a storage that waits
+# out outages (tuner.study.outage) wraps them too. Without them: an outage that hits one
+# of these calls ends the sweep at once, with a raw database error.
+CACHED_STORAGE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids",
+                        "_get_trials", "_set_trial_param")
+
+
 def refresh_cached_user_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:
     """``Trial._cached_frozen_trial``: what ``trial.user_attrs`` reads. Attributes
     written around ``trial.set_user_attr`` (:func:`journal_append_user_attrs`) are put

@@ -11,6 +11,8 @@ the repeat), and its run's last records and end, through the run writer.
 
 from __future__ import annotations
 
+import time
+
 import optuna
 from optuna.trial import TrialState
 
@@ -22,6 +24,8 @@ from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.run_writer import RunWriter
 from tuner.study.trials import fail_running, tell
 from tuner.study.user_attrs import set_user_attrs
+from tuner.tracking.links import run_id_of
+from tuner.tracking.orphans import running_trial_runs
 from tuner.trial import resume
 from tuner.trial.weights import drop_beaten
 
@@ -81,18 +85,32 @@ def conclude_interrupted(study: optuna.Study, number: int, writer: RunWriter, re
 
 
 ORPHANED = "abandoned: its trial ended without it (a crash between the two)"
+STALE_AFTER_S = 300.0  # a finished trial's run still RUNNING this long after: its end was lost
 
 
 def end_orphaned_runs(study: optuna.Study, writer: RunWriter) -> None:
-    """End the study's trial runs left RUNNING by a crash whose trials are not RUNNING
-    (a run made just before its process died, never linked to its trial). A RUNNING
-    trial's run is left to the trial's own end, or to whoever reaps it."""
-    running = {t.number for t in study.get_trials(deepcopy=False,
-                                                    states=(TrialState.RUNNING,))}
-    for number, run_ids in writer.tracker.running_trial_runs().items():
-        if number in running:
+    """End the study's trial runs that a crash left RUNNING (tuner.tracking.orphans): a
+    run its trial does not name (made just before its process died), and the run of a
+    trial that ended minutes ago (its process died before it ended the run). A RUNNING
+    trial's run is left to the trial's own end, or to whoever reaps it. The runs are
+    read before the trials: a run exists only once its trial is RUNNING."""
+    tracker = writer.tracker
+    runs = running_trial_runs(tracker.client, tracker.experiment_id)
+    if not runs:
+        return
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    now = time.time()
+    for number, run_ids in runs.items():
+        trial = trials.get(number)
+        if trial is None or trial.state == TrialState.RUNNING:
             continue
+        linked = run_id_of(trial, study.user_attrs)
+        ended_long_ago = (trial.datetime_complete is not None
+                          and now - trial.datetime_complete.timestamp() > STALE_AFTER_S)
         for run_id in run_ids:
-            writer.tracker.client.bind(run_id, number)
-            writer.tracker.end_trial(run_id, TrialState.FAIL, reason=ORPHANED,
-                                     interrupted=True, only_if_running=True)
+            tracker.client.bind(run_id, number)
+            if run_id != linked:
+                tracker.end_trial(run_id, TrialState.FAIL, reason=ORPHANED, interrupted=True,
+                                  only_if_running=True)
+            elif ended_long_ago:
+                tracker.end_trial(run_id, trial.state, only_if_running=True)

@@ -26,6 +26,7 @@ imports torch.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -65,11 +66,13 @@ ENDED_BEFORE_ITS_RUN = "interrupted before its MLflow run was created"
 class Driver:
     def __init__(self, plan: SweepPlan, study: optuna.Study, tracker: Tracker,
                  on_finished: Callable[[TrialResult], bool], deadline: float | None = None,
-                 strategy: Strategy | None = None):
+                 strategy: Strategy | None = None, say: Callable[[str], None] | None = None):
         """``on_finished`` sees each result and says whether the sweep should stop (too
-        many failures); ``deadline``: unix seconds after which no trial starts."""
+        many failures); ``deadline``: unix seconds after which no trial starts; ``say``
+        shows a line of a slot's (stderr by default)."""
         self.plan, self.study, self.tracker = plan, study, tracker
         self.on_finished, self.deadline = on_finished, deadline
+        self.say = say or (lambda text: print(f"tuner: {text}", file=sys.stderr, flush=True))
         self.writer = RunWriter(tracker, study)
         self.strategy = strategy or Search(plan, study, self._end_abandoned)
         self.leases = LeaseKeeper(storage_of(study))
@@ -161,7 +164,7 @@ class Driver:
 
     def close(self) -> None:
         """Once every slot is served: wait for the run writer; let go of the leases."""
-        self.writer.flush()
+        self.writer.close()
         self.leases.close()
 
     # -- a trial -------------------------------------------------------------------------
@@ -200,7 +203,7 @@ class Driver:
         if self._interrupted is not None:
             raise SweepInterrupted(self._interrupted)
         try:
-            return slot.train(order, self._metrics_writer(order))
+            return slot.train(order, self._metrics_writer(order), self.say)
         except SlotDied as died:
             if died.interrupted or self._interrupted is not None:
                 raise SweepInterrupted(self._interrupted or "interrupted (slot)") from None

@@ -8,6 +8,7 @@ batches straight to the run writer; there is no process to replace or to stop.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import optuna
 
@@ -26,7 +27,8 @@ class InProcessSlot:
         self.index, self.pid = spec.index, os.getpid()
         prepare_process(spec.threads)
 
-    def train(self, order: Order, write_metrics: MetricWrite) -> TrialResult:
+    def train(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
+              ) -> TrialResult:
         from tuner.launch.ddp import fit_in_ranks
         from tuner.trial.train import train
 

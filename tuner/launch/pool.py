@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from multiprocessing.connection import wait
 
@@ -37,6 +38,7 @@ from tuner.launch.protocol import (
     Exported,
     Finished,
     Metrics,
+    Note,
     Order,
     PreflightDone,
     SlotError,
@@ -86,13 +88,16 @@ class ProcessSlot:
 
     # -- tuner.launch.driver.TrainingSlot ----------------------------------------------
 
-    def train(self, order: Order, write_metrics: MetricWrite) -> TrialResult:
+    def train(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
+              ) -> TrialResult:
         self.send(order)
         while True:
             message = self.receive()
             if isinstance(message, Metrics):
                 self._received += 1
                 write_metrics(message.rows, partial(self.send, Written(self._received)))
+            elif isinstance(message, Note):
+                say(f"slot {self.index}: {message.text}")
             elif isinstance(message, Finished):
                 return message.result
 

@@ -15,6 +15,7 @@ Slot to driver:
     :class:`Metrics`         a batch of a trial's metric rows, for its run
     :class:`Finished`        how the ordered trial ended (tuner.core.results.TrialResult)
     :class:`Exported`        what the export did
+    :class:`Note`            a line for the sweep's output (the study's storage away, say)
     :class:`SlotError`       an error outside any trial; the slot then exits
 
 A slot keeps each batch it sent until the driver says it is written; if its driver
@@ -34,8 +35,8 @@ from tuner.core.errors import ConfigError
 from tuner.core.results import MetricRow, TrialResult
 from tuner.trial.order import Order
 
-__all__ = ["DONE", "EXPORT", "IDLE", "PREFLIGHT", "Exported", "Finished", "Metrics", "Order",
-           "PreflightDone", "SlotError", "Written"]
+__all__ = ["DONE", "EXPORT", "IDLE", "PREFLIGHT", "Exported", "Finished", "Metrics", "Note",
+           "Order", "PreflightDone", "SlotError", "Written"]
 
 PREFLIGHT = "preflight"
 IDLE = "idle"
@@ -69,6 +70,11 @@ class Finished:
 class Exported:
     slot: int
     said: str | None  # what the export did, in a line; None: nothing to export here
+
+
+@dataclass(frozen=True)
+class Note:
+    text: str
 
 
 @dataclass(frozen=True)

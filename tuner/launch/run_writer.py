@@ -11,8 +11,12 @@ after every write before it.
 
 A write that MLflow refuses does not stop the sweep: it is reported on stderr, and a
 call whose result the driver waits for raises in the driver instead (the trial fails
-with it). With a tracking server that does not answer, the tracker's writes wait in the
-outbox (tuner.tracking.resilient) and return at once.
+with it). When the store cannot take writes (a tracking server that does not answer, a
+local store on a full disk), the tracker's writes wait in the outbox
+(tuner.tracking.resilient) and return at once; when not even the outbox can be written
+(the disk under both is full), the writes are held here, in order, and tried again every
+few seconds, and at the sweep's end (:meth:`RunWriter.close`), which says what it could
+not write.
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ import itertools
 import queue
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from tuner.core.errors import first_line
+from tuner.tracking.breaker import is_unavailable
 
 if TYPE_CHECKING:
     import optuna
@@ -41,6 +48,7 @@ class RunWriter:
         self.tracker, self.study = tracker, study
         self._tasks: queue.PriorityQueue = queue.PriorityQueue()
         self._order = itertools.count()
+        self._held = _Held()
         self._thread = threading.Thread(target=self._run, name="tuner-run-writer", daemon=True)
         self._thread.start()
 
@@ -48,19 +56,7 @@ class RunWriter:
               done: Callable[[], None] | None = None, **kwargs: Any) -> None:
         """Make ``write(*args, **kwargs)`` in order; ``done`` runs once it is made (or
         refused). ``trial``: whose record it is, for the report of a refusal."""
-        def task() -> None:
-            try:
-                write(*args, **kwargs)
-            except Exception as error:
-                who = f"trial {trial}" if trial is not None else "a trial"
-                print(f"tuner: MLflow did not take a record of {who} "
-                      f"({getattr(write, '__name__', 'write')}): {_why(error)}",
-                      file=sys.stderr, flush=True)
-            finally:
-                if done is not None:
-                    done()
-
-        self._put(_IN_ORDER, task)
+        self._put(_IN_ORDER, _Write(partial(write, *args, **kwargs), trial, done))
 
     def ask(self, read: Callable[..., T], *args: Any) -> Future[T]:
         """``read(*args)`` in order, after every write queued before it."""
@@ -81,8 +77,16 @@ class RunWriter:
                                                   rebuild=None))
 
     def flush(self) -> None:
-        """Wait until everything queued so far is done."""
+        """Wait until everything queued so far is done (or held)."""
         self._tasks.join()
+
+    def close(self) -> None:
+        """The end: everything queued done, held writes tried once more; what still
+        could not be written is said on stderr."""
+        self._tasks.join()
+        self._put(_IN_ORDER, self._held.retry)
+        self._tasks.join()
+        self._held.give_up()
 
     def _future(self, priority: int, call: Callable[..., T], args: tuple) -> Future[T]:
         future: Future[T] = Future()
@@ -101,14 +105,84 @@ class RunWriter:
 
     def _run(self) -> None:
         while True:
-            _, _, task = self._tasks.get()
             try:
-                task()
+                _, _, task = self._tasks.get(timeout=HELD_RETRY_S if self._held else None)
+            except queue.Empty:  # nothing new for a while: try the held writes again
+                self._held.retry()
+                continue
+            try:
+                if isinstance(task, _Write):
+                    self._held.write(task)
+                else:
+                    task()
             except BaseException as error:  # never leave flush() waiting
                 print(f"tuner: an MLflow record was lost: {error!r}", file=sys.stderr,
                       flush=True)
             finally:
                 self._tasks.task_done()
+
+
+HELD_RETRY_S = 5.0  # seconds between tries of writes held for a store that takes none
+
+
+class _Write:
+    """One queued write; :meth:`attempt` says whether it is done with (made, or refused
+    for good and reported) or must be held (the store takes no writes now)."""
+
+    def __init__(self, call: Callable[[], Any], trial: int | None,
+                 done: Callable[[], None] | None):
+        self.call, self.trial, self.done = call, trial, done
+        self.error: BaseException | None = None
+
+    def attempt(self) -> bool:
+        try:
+            self.call()
+        except Exception as error:
+            if is_unavailable(error):
+                self.error = error
+                return False
+            print(f"tuner: MLflow did not take a record of {self.who()} ({self.what()}): "
+                  f"{_why(error)}", file=sys.stderr, flush=True)
+        if self.done is not None:
+            self.done()
+        return True
+
+    def who(self) -> str:
+        return f"trial {self.trial}" if self.trial is not None else "a trial"
+
+    def what(self) -> str:
+        return getattr(getattr(self.call, "func", self.call), "__name__", "write")
+
+
+class _Held:
+    """Writes that no store could take yet, in the order they came (the writer thread
+    alone touches it)."""
+
+    def __init__(self) -> None:
+        self.writes: deque[_Write] = deque()
+
+    def __bool__(self) -> bool:
+        return bool(self.writes)
+
+    def write(self, write: _Write) -> None:
+        if self.writes:  # an earlier write waits: this one queues behind it
+            self.writes.append(write)
+        elif not write.attempt():
+            self.writes.append(write)
+            print(f"tuner: MLflow records wait in memory: the store and its outbox take no "
+                  f"writes ({_why(write.error)}); trying again every {HELD_RETRY_S:g} s",
+                  file=sys.stderr, flush=True)
+
+    def retry(self) -> None:
+        while self.writes and self.writes[0].attempt():
+            self.writes.popleft()
+
+    def give_up(self) -> None:
+        if self.writes:
+            print(f"tuner: {len(self.writes)} MLflow record(s) could not be written and are "
+                  f"lost ({_why(self.writes[0].error)}): free the disk under the MLflow "
+                  "store, then run the same command again", file=sys.stderr, flush=True)
+            self.writes.clear()
 
 
 class RecordFailed(RuntimeError):

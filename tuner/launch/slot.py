@@ -39,6 +39,7 @@ from tuner.launch.protocol import (
     PREFLIGHT,
     Exported,
     Finished,
+    Note,
     Order,
     PreflightDone,
     SlotError,
@@ -146,10 +147,15 @@ class Slot:
         asks the pruner, against the storage."""
         if self._study is None:
             from tuner.config.samplers import build_pruner
+            from tuner.study.outage import patience_of
             from tuner.study.storage import open_storage
 
+            storage = open_storage(self.plan.cfg.storage)
+            waiting = patience_of(storage)
+            if waiting is not None:  # the driver shows when the storage is away and back
+                waiting.on_away = waiting.on_back = lambda text: self.line.send(Note(text))
             self._study = optuna.load_study(
-                study_name=self.plan.study_name, storage=open_storage(self.plan.cfg.storage),
+                study_name=self.plan.study_name, storage=storage,
                 sampler=optuna.samplers.RandomSampler(), pruner=build_pruner(self.plan.cfg))
         return self._study
 

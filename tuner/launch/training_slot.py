@@ -28,8 +28,10 @@ class TrainingSlot(Protocol):
     index: int
     pid: int  # the process that trains: the owner of the trials it is handed
 
-    def train(self, order: Order, write_metrics: MetricWrite) -> TrialResult:
-        """Train the order; raises :class:`SlotDied` when the slot dies meanwhile."""
+    def train(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
+              ) -> TrialResult:
+        """Train the order; ``say`` shows what the slot has to say meanwhile (its
+        storage away, say). Raises :class:`SlotDied` when the slot dies meanwhile."""
         ...
 
     def replace(self) -> None:

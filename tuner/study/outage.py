@@ -35,12 +35,15 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 
 from tuner.core.errors import StorageUnavailable, first_line
+from tuner.core.upstream import CACHED_STORAGE_CALLS
 
 OUTAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
 FIRST_WAIT_S, LONGEST_WAIT_S = 0.25, 5.0
-# Every public method of Optuna's storages: what Optuna's Study and Trial call.
-STORAGE_METHODS = tuple(name for name in dir(BaseStorage)
-                        if not name.startswith("_") and callable(getattr(BaseStorage, name)))
+# Every public method of Optuna's storages (what Optuna's Study and Trial call), and the
+# private ones its cache of an RDB storage calls (tuner.core.upstream).
+STORAGE_METHODS = (*(name for name in dir(BaseStorage)
+                     if not name.startswith("_") and callable(getattr(BaseStorage, name))),
+                   *CACHED_STORAGE_CALLS)
 
 
 def is_outage(error: BaseException) -> bool:

@@ -85,7 +85,18 @@ def open_storage(storage_cfg) -> BaseStorage:
     from tuner.study.outage import patient
 
     quiet_optuna()
-    return patient(_instantiate(storage_cfg), patience(outage_seconds(storage_cfg)))
+    waiting = patience(outage_seconds(storage_cfg))
+    waiting.what = f"the study's storage ({describe_storage(storage_cfg)})"
+    return patient(_instantiate(storage_cfg), waiting)
+
+
+def describe_storage(storage_cfg) -> str:
+    """The storage in a few words: its journal file, or its database URL (masked)."""
+    journal = journal_path(storage_cfg)
+    if journal is not None:
+        return str(journal)
+    url = storage_cfg.get("url") if hasattr(storage_cfg, "get") else None
+    return mask(str(url)) if url is not None else str(storage_cfg.get("_target_", "?"))
 
 
 def _instantiate(storage_cfg) -> BaseStorage:

@@ -1,4 +1,4 @@
-"""When the MLflow tracking server stops answering: short retries, then a pause.
+"""When the MLflow store stops taking writes: short retries, then a pause.
 
 MLflow's client retries a request 7 times with exponential backoff and a 120 s timeout,
 so one write to a dead server blocks for minutes. tuner's processes write between
@@ -10,10 +10,16 @@ After the first such failure the :class:`Breaker` opens: for ``COOLDOWN_S`` ever
 goes straight to the outbox (:mod:`tuner.tracking.outbox`) without a request, and then
 one ``/health`` probe (2 s at most) decides whether to try the server again. A trial
 therefore waits for one failed request, not one per write.
+
+The local store (an SQLite file) has a breaker too (:class:`LocalBreaker`): a full
+disk, a locked or damaged file fails its writes as a server's absence does, and the
+records wait in the outbox the same way; after a shorter pause the next write tries
+the file again.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -36,6 +42,10 @@ COOLDOWN_S = 30.0  # seconds without requests after a failure, before the next p
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                 requests.exceptions.RetryError, MaxRetryError, NewConnectionError,
                 ProtocolError, ConnectionError, TimeoutError)
+# An SQLite store that cannot take a write now (its file, or the disk under it).
+_LOCAL_FAILURES = ("database or disk is full", "database is locked", "disk i/o error",
+                   "unable to open database file", "database disk image is malformed")
+_DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EIO}
 
 
 def bound_http_retries() -> None:
@@ -55,6 +65,10 @@ def is_unavailable(error: BaseException) -> bool:
             break
         if isinstance(seen, _UNREACHABLE):
             return True
+        if isinstance(seen, OSError) and seen.errno in _DISK_ERRNOS:
+            return True
+        if any(failure in str(seen).lower() for failure in _LOCAL_FAILURES):
+            return True  # SQLite's own words, also where MLflow re-raised them as its own
         seen = seen.__cause__ or seen.__context__
     # MLflow wraps every failure of the HTTP call itself (not an error answer) this way.
     return isinstance(error, MlflowException) and str(error.message).startswith("API request to")
@@ -84,3 +98,31 @@ class Breaker:
     def trip(self, error: BaseException) -> None:
         self.last_error = mask(first_line(str(error)) or repr(error))[:300]
         self._open_until = time.monotonic() + self.cooldown
+
+    def try_now(self) -> None:
+        """Let the next write try at once (the end of a sweep, ``tuner sync``): records
+        that wait are written now if the store takes them, not after the pause."""
+        if self._open_until is not None:
+            self._open_until = time.monotonic()
+
+    def absent(self) -> str:
+        """What is wrong, in words, for messages."""
+        return f"the MLflow tracking server does not answer ({self.last_error})"
+
+
+LOCAL_COOLDOWN_S = 5.0
+
+
+class LocalBreaker(Breaker):
+    """The local store's breaker: after the pause, the next write is the probe."""
+
+    def __init__(self, tracking_uri: str, cooldown: float = LOCAL_COOLDOWN_S):
+        super().__init__(tracking_uri, cooldown)
+
+    def allows_try(self) -> bool:
+        if self._open_until is not None and time.monotonic() >= self._open_until:
+            self._open_until = None
+        return self._open_until is None
+
+    def absent(self) -> str:
+        return f"the MLflow store does not take writes ({self.last_error})"

@@ -36,6 +36,8 @@ def model_uri_of(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str | No
 
 def model_error_of(trial: FrozenTrial, study_attrs: Mapping[str, Any]) -> str | None:
     """Why the trial has no model: its input could not be told, the export failed, or the
-    model waits in the outbox."""
+    model waits in the outbox; None once it has one (a model that waited was logged)."""
+    if model_uri_of(trial, study_attrs) is not None:
+        return None
     return study_attrs.get(late_attr(attrs.MODEL_ERROR_ATTR, trial.number),
-                           trial.user_attrs.get(attrs.MODEL_ERROR_ATTR))
+                           trial.user_attrs.get(attrs.MODEL_ERROR_ATTR)) or None

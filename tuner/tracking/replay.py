@@ -171,7 +171,7 @@ def _replay_file(client: ResilientClient, outbox: Outbox, key: str, study: optun
 
 
 def _unreachable(client: ResilientClient) -> str:
-    return f"the tracking server does not answer ({client.breaker.last_error})"
+    return client.breaker.absent()
 
 
 # -- one record ------------------------------------------------------------------------
@@ -271,6 +271,9 @@ def _log_model(client: MlflowClient, outbox: Outbox, record: dict[str, Any], run
         uri = log_trial_model(module, example_input, run_id)
     if record["trial"] is not None:
         study.set_user_attr(late_attr(attrs.MODEL_URI_ATTR, record["trial"]), uri)
+        # The note that it waited is no longer true (a late attribute cannot be deleted).
+        if study.user_attrs.get(late_attr(attrs.MODEL_ERROR_ATTR, record["trial"])):
+            study.set_user_attr(late_attr(attrs.MODEL_ERROR_ATTR, record["trial"]), "")
     return f"model {uri}"
 
 

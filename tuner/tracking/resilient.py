@@ -18,8 +18,9 @@ run and records its real id in the study's user attribute ``mlflow_run_id.<numbe
 (Optuna does not change a finished trial's attributes; :mod:`tuner.tracking.links`
 reads both).
 
-With an embedded store (a path or ``sqlite:///``) there is no server to lose and no
-outbox: every call goes straight to the store.
+The embedded store (``sqlite:///``) has an outbox too: a write it cannot take (the disk
+full, the file locked or damaged) waits there the same way, behind a shorter pause
+(:class:`~tuner.tracking.breaker.LocalBreaker`). A store given as a plain path has none.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
 from tuner.tracking import tags
-from tuner.tracking.breaker import Breaker, bound_http_retries, is_unavailable
+from tuner.tracking.breaker import Breaker, LocalBreaker, bound_http_retries, is_unavailable
+from tuner.tracking.local_store import SQLITE
 from tuner.tracking.outbox import PARENT, Outbox, trial_of
 from tuner.tracking.server import is_server_uri
 
@@ -65,10 +67,14 @@ def resilient_client(tracking: DictConfig, study_name: str) -> ResilientClient:
     uri = tracking.tracking_uri
     client = MlflowClient(uri, registry_uri=uri)
     outbox_dir = tracking.get("outbox_dir")
-    if not is_server_uri(uri) or not outbox_dir:
+    if not outbox_dir or not (is_server_uri(uri) or uri.startswith(SQLITE)):
         return ResilientClient(client, None, None)
-    bound_http_retries()
-    return ResilientClient(client, Outbox(Path(outbox_dir), study_name), Breaker(uri))
+    if is_server_uri(uri):
+        bound_http_retries()
+        breaker = Breaker(uri)
+    else:  # the local store: a full disk or a locked file waits as a server's absence does
+        breaker = LocalBreaker(uri)
+    return ResilientClient(client, Outbox(Path(outbox_dir), study_name), breaker)
 
 
 class ResilientClient:

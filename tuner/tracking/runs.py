@@ -44,6 +44,7 @@ from tuner.core.quiet import quiet_mlflow
 from tuner.core.results import MetricRow
 from tuner.tracking import tags
 from tuner.tracking.local_store import SQLITE, ensure_local_store
+from tuner.tracking.orphans import running_trial_runs
 from tuner.tracking.outbox import PARENT
 from tuner.tracking.resilient import is_pending, resilient_client
 
@@ -203,7 +204,7 @@ class Tracker:
                                    or outbox.has(f"run-{run_id}")):
             return "records of its MLflow run still wait in the outbox"
         if breaker is not None and not breaker.allows_try():
-            return "the MLflow tracking server does not answer"
+            return breaker.absent()
         if not self.run_exists(run_id):
             return f"its MLflow run {run_id} no longer exists"
         return None
@@ -283,27 +284,9 @@ class Tracker:
         creation and its link to the trial, the RUNNING run tagged with its number.
         Does nothing when the trial never got a run or its run already ended."""
         linked = trial.user_attrs.get(attrs.RUN_ID_ATTR)
-        found = self.running_trial_runs().get(trial.number, []) if linked is None else []
+        found = [] if linked is not None else running_trial_runs(
+            self.client, self.experiment_id).get(trial.number, [])
         for run_id in filter(None, (linked, *found)):
             self.client.bind(run_id, trial.number)
             self.end_trial(run_id, optuna.trial.TrialState.FAIL, reason=reason,
                            interrupted=True, only_if_running=True)
-
-    def running_trial_runs(self) -> dict[int, list[str]]:
-        """The study's trial runs still RUNNING, by trial number (an empty answer while
-        the tracking server does not answer)."""
-        if self.experiment_id is None or (self.client.breaker is not None
-                                          and not self.client.breaker.allows_try()):
-            return {}
-        found: dict[int, list[str]] = {}
-        try:
-            runs = self.client.search_runs(
-                [self.experiment_id], max_results=5000,
-                filter_string=f"attributes.status = 'RUNNING' and tags.`{tags.ROLE}` = 'trial'")
-        except MlflowException:
-            return {}
-        for run in runs:
-            number = run.data.tags.get(tags.TRIAL_NUMBER)
-            if number is not None and number.isdigit():
-                found.setdefault(int(number), []).append(run.info.run_id)
-        return found
