@@ -10,10 +10,10 @@ Reports the median time per trial over the whole sweep (from the first trial's s
 the last one's end, divided by the trials) and per block of trials, so that growth with
 the study's size shows, plus the whole command.
 
-With ``--workers auto`` (one slot per core) trials overlap, and a trial's share of the
+With ``--slots auto`` (one slot per core) trials overlap, and a trial's share of the
 span (from one trial's start to the next one's) is the cost at the sweep's throughput.
 
-    python benchmarks/scale.py [--trials 1000] [--block 100] [--workers 1|auto]
+    python benchmarks/scale.py [--trials 1000] [--block 100] [--slots 1|auto]
 """
 
 from __future__ import annotations
@@ -38,13 +38,13 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--block", type=int, default=100)
     parser.add_argument("--sampler", default="tpe")
-    parser.add_argument("--workers", default="1", help="slots: 1 (default) or auto")
+    parser.add_argument("--slots", default="1", help="slots: 1 (default) or auto")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (str(HERE), os.environ.get("PYTHONPATH")) if p)}
     sweep = run_sweep(*NOOP, f"n_trials={args.trials}", f"sampler={args.sampler}",
-                      f"workers={args.workers}", study="noop-noop", env=env)
+                      f"slots={args.slots}", study="noop-noop", env=env)
     wall = sweep.wall
     trials = sorted(sweep.study.trials, key=lambda t: t.number)
     # Per trial: from its start to the next trial's start (the last: to its own end), so
@@ -54,7 +54,7 @@ def main() -> None:
     per_trial = [(b - a).total_seconds() * 1000 for a, b in zip(starts, ends, strict=True)]
     span = (max(t.datetime_complete for t in trials)
             - min(t.datetime_start for t in trials)).total_seconds()
-    print(f"{len(trials)} trials, sampler={args.sampler}, workers={args.workers}: "
+    print(f"{len(trials)} trials, sampler={args.sampler}, slots={args.slots}: "
           f"whole command {wall:.1f} s; "
           f"{span / len(trials) * 1000:.1f} ms per trial on average once running; "
           f"median {statistics.median(per_trial):.1f} ms")

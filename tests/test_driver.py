@@ -20,9 +20,10 @@ from tuner.app.progress import PlainReporter
 from tuner.app.watch import TrialWatch
 from tuner.config.machine import SlotSpec
 from tuner.core import attrs
-from tuner.launch.driver import ENDED_BEFORE_ITS_RUN, Driver
+from tuner.launch.driver import Driver
 from tuner.launch.in_process import InProcessSlot
 from tuner.launch.run_writer import RecordFailed, RunWriter
+from tuner.launch.trial_runs import ENDED_BEFORE_ITS_RUN, new_run_of
 from tuner.tracking import tags
 from tuner.tracking.runs import Tracker
 
@@ -140,8 +141,8 @@ def test_a_new_run_is_recorded_on_its_trial_or_ends_with_a_trial_that_ended(tmp_
     driver = Driver(sweep, study, tracker, lambda result: False)
     ended, running = study.ask(), study.ask()
     study.tell(ended, state=TrialState.FAIL)
-    orphan = driver.writer.first(driver._new_run, ended, None).result(timeout=60)
-    live = driver.writer.first(driver._new_run, running, None).result(timeout=60)
+    orphan = driver.writer.first(new_run_of, study, tracker, ended, None).result(timeout=60)
+    live = driver.writer.first(new_run_of, study, tracker, running, None).result(timeout=60)
     driver.close()
     run = tracker.client.get_run(orphan)
     assert run.info.status == "KILLED"

@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from mlflow import MlflowClient
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+from tests.conftest import load_study
 from tuner.tracking.local_store import CACHE_ENV, ensure_local_store, prebuilder, template_path
 
 CREATE = ("import sys; from tuner.tracking.local_store import ensure_local_store; "
@@ -97,3 +99,47 @@ def test_no_early_build_for_a_store_that_exists_or_a_server(tmp_path):
     ensure_local_store(uri)
     assert prebuilder(uri) is None
     assert prebuilder("http://127.0.0.1:5000") is None
+
+
+def _damage(db: Path, how: str) -> None:
+    import os
+
+    with sqlite3.connect(db) as connection:  # everything in the main file, none in its WAL
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = db.stat().st_size
+    if how == "cut in half":
+        os.truncate(db, size // 2)
+    else:  # four pages in the middle overwritten, as a failing disk might
+        with db.open("r+b") as data:
+            data.seek(size // 2 - (size // 2) % 4096)
+            data.write(bytes(range(256)) * 64)
+
+
+@pytest.mark.parametrize("how", ["cut in half", "pages overwritten"])
+def test_a_damaged_store_is_refused_before_the_study_is_touched(how, tmp_path):
+    from tests.conftest import FAST, run_tuner, sweep, tuner_here
+
+    run_dir = tmp_path / "runs"
+    sweep("n_trials=2", run_dir=run_dir)
+    db = run_dir / "mlflow.db"
+    _damage(db, how)
+    journal = (run_dir / "optuna.journal").read_bytes()
+    args = ("sweep", f"run_dir={run_dir}", *FAST, "n_trials=4")
+
+    refused = tuner_here(*args, cwd=tmp_path)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"the MLflow store {db} is damaged (database disk image is malformed)" in \
+        refused.stderr
+    assert "move it aside" in refused.stderr and "Traceback" not in refused.stderr
+    assert (run_dir / "optuna.journal").read_bytes() == journal  # the study is untouched
+    ui = run_tuner("ui", f"run_dir={run_dir}", cwd=tmp_path)  # it would exec MLflow's server
+    assert ui.returncode == 2 and "is damaged" in ui.stderr
+
+    aside = run_dir / "damaged"  # as the message says
+    aside.mkdir()
+    for part in run_dir.glob("mlflow.db*"):
+        part.rename(aside / part.name)
+    # A new process: this one's MLflow keeps its store of the old file open.
+    again = run_tuner(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert len(load_study(run_dir).trials) == 4

@@ -35,7 +35,6 @@ from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import optuna
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
 from tuner.config.plan import SweepPlan, to_yaml
@@ -48,19 +47,18 @@ from tuner.launch.conclude import conclude, conclude_interrupted, end_orphaned_r
 from tuner.launch.run_writer import RunWriter
 from tuner.launch.strategy import Search, Strategy
 from tuner.launch.training_slot import MetricWrite, SlotDied, TrainingSlot
+from tuner.launch.trial_runs import new_run_of, take_over_run
 from tuner.study.leases import LeaseKeeper
 from tuner.study.retries import root_of
 from tuner.study.trials import best_trial
 from tuner.study.user_attrs import set_trial_user_attrs
-from tuner.tracking import tags
 from tuner.trial import resume
-from tuner.trial.order import Order, ResumeFrom
+from tuner.trial.order import Order
 
 if TYPE_CHECKING:
     from tuner.tracking.runs import Tracker
 
 WAIT_POLL = 0.5  # seconds between claims while the budget is taken but trials still run
-ENDED_BEFORE_ITS_RUN = "interrupted before its MLflow run was created"
 
 
 class Driver:
@@ -217,7 +215,8 @@ class Driver:
         first = root_of(trial)
         # A new trial's run is created while it samples; a repeat may take over its
         # chain's run instead.
-        new_run = self.writer.first(self._new_run, trial, None) if first == trial.number else None
+        new_run = (self.writer.first(new_run_of, self.study, self.tracker, trial, None)
+                   if first == trial.number else None)
         try:
             params = self.plan.space.sample(trial)
             cfg = self.plan.trial_config(params)
@@ -225,10 +224,13 @@ class Driver:
             seed = self.plan.cfg.seed + first
             # The trial shows what it trains with, in one write (tuner.study.user_attrs).
             set_trial_user_attrs(trial, {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml})
-            resume_from = None if new_run is not None else self._resume_from(trial, runs)
+            resume_from = (None if new_run is not None else
+                           take_over_run(self.plan, trial, self.writer, runs))
             if resume_from is None:
                 resume.discard(self.plan, trial)  # an older checkpoint is not its run's
-                run, new_run = new_run or self.writer.first(self._new_run, trial, first), None
+                run = new_run or self.writer.first(new_run_of, self.study, self.tracker, trial,
+                                                   first)
+                new_run = None
                 runs.append(run.result())
                 self.writer.later(self.tracker.log_trial_inputs, runs[0],
                                   {**params, "seed": seed}, config_yaml, trial=trial.number)
@@ -246,42 +248,6 @@ class Driver:
             resume=resume_from, best_value=None if best is None else best.values[0],
             keeps_weights=bool(self.plan.cfg.tracking.log_models),
             experiment_id=self.tracker.experiment_id, parent_run_id=self.tracker.parent_run_id)
-
-    def _new_run(self, trial: optuna.Trial, retry_of: int | None) -> str:
-        """Create a trial's run and record it on the trial at once (in the run writer's
-        thread), so that whoever ends the trial finds the run to end; a trial that
-        ended meanwhile ends its run."""
-        run_id = self.tracker.create_trial_run(trial.number, retry_of)
-        try:
-            storage_of(self.study).set_trial_user_attr(trial_id_of(trial), attrs.RUN_ID_ATTR,
-                                                       run_id)
-        except UpdateFinishedTrialError:
-            self.tracker.end_trial(run_id, TrialState.FAIL, reason=ENDED_BEFORE_ITS_RUN,
-                                   interrupted=True, only_if_running=True)
-        return run_id
-
-    def _resume_from(self, trial: optuna.Trial, runs: list[str]) -> ResumeFrom | None:
-        """Where a repeat of a trial cut short resumes, with its run taken over; None to
-        start at epoch 0, with the reason on the trial when a checkpoint was there but
-        cannot be used."""
-        point = resume.find(self.plan, trial)
-        if point is None:
-            return None
-        why = point.problem or self.writer.ask(self.tracker.why_not_resume, point.run_id,
-                                               list(point.attempts)).result()
-        if why is not None:
-            trial.set_user_attr(attrs.RESUME_ERROR_ATTR, why)
-            return None
-        # The trial points at the run before the run is RUNNING again: a kill in between
-        # leaves a run that whoever reaps this trial finds and ends.
-        resume.record_resume(trial, point)
-        runs.append(point.run_id)
-        self.writer.later(self.tracker.resume_trial, point.run_id, trial.number, root_of(trial),
-                          trial=trial.number)
-        self.writer.later(self.tracker.set_tag, point.run_id, tags.RESUMED_FROM_EPOCH,
-                          str(point.epochs), trial=trial.number)
-        logged = self.writer.ask(self.tracker.logged_steps, point.run_id).result()
-        return ResumeFrom(point.checkpoint, point.epochs, logged)
 
     def _metrics_writer(self, order: Order) -> MetricWrite:
         def write(rows: list[MetricRow], done: Callable[[], None] | None) -> None:

@@ -32,10 +32,11 @@ def check_local_store(tracking_uri: str, where: str) -> None:
     raise ConfigError(Problem(
         where, "tracking.tracking_uri",
         f"the MLflow store {path} is damaged ({damage}); tuner will not write into it",
-        f"restore {path.name} from a backup, or move it aside (mv {path} {path}.damaged): "
-        "the next sweep then starts a new store. The study itself (its trials, params "
-        "and values) is in the study's storage, not in this file: `tuner best` and "
-        "`tuner report` read it from there"))
+        f"restore {path.name} from a backup, or move it aside with its -wal and -shm "
+        f"files (mkdir {path.parent}/damaged && mv {path}* {path.parent}/damaged/): the "
+        "next sweep then starts a new store. The study itself (its trials, params and "
+        "values) is in the study's storage, not in this file: `tuner best` and `tuner "
+        "report` read it from there"))
 
 
 def quick_check(path: Path) -> str | None:
