@@ -1,19 +1,25 @@
 """The driver decides, slots train: the driver's side of every trial on this machine.
 
 One driver per machine (``tuner sweep``, ``tuner worker``, rank 0 under torchrun) serves
-each of its slots from a thread of its own, so a free slot gets its next order at once
-(no batch barrier). A trial's life on the driver's side is :meth:`Driver.run_trial`:
+each of its slots from a thread of its own (:meth:`Driver.serve`). A trial's life on the
+driver's side:
 
     claim      the strategy claims a trial for the slot, under the study's lock
                (tuner.launch.strategy); its lease is kept from here on
-    sample     the search space samples it (a repeat's params are fixed)
-    run        its MLflow run, created while it samples (or the run of the attempt a
-               repeat resumes, taken over)
-    order      config, seed, run, resume point: handed to the slot (tuner.trial.order),
-               which trains it; its metric batches stream into the run meanwhile
+    ready      sampled, configured, given its MLflow run, ordered (tuner.launch.prepare)
+    order      handed to the slot, which trains it; its metric batches stream into its
+               run meanwhile, and the driver readies the slot's next trial (claim, ready)
     outcome    how it ended, from the slot, or from the slot's death
-    tell       Optuna told, then the strategy
+    tell       Optuna told, then the strategy (tuner.launch.conclude)
     end        the run ended to match; the lease let go
+
+So a free slot finds its next order ready (no batch barrier, no wait on the driver): the
+driver samples a slot's next trial while its current one trains, as it does for the
+other slots' trials; TPE counts the trial still training as a poor result (Optuna's
+constant liar), as for several slots. With a ``timeout``, or failures near
+``max_failures``, the next trial is readied only once the slot is free: one readied
+then might never start. A trial readied but never started (Ctrl-C) ends FAIL
+("interrupted (not started ...)") with its run, and the next command trains it.
 
 A slot that dies (segfault, OOM kill, SIGKILL) ends only its trial: FAIL with the exit
 status as the reason, and the slot is replaced. Ctrl-C or SIGTERM stops every slot,
@@ -29,36 +35,29 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
-from contextlib import suppress
 from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
 
-from tuner.config.plan import SweepPlan, to_yaml
-from tuner.core import attrs
+from tuner.config.plan import SweepPlan
 from tuner.core.errors import StorageUnavailable, SweepInterrupted, first_line
-from tuner.core.masking import mask
-from tuner.core.results import MetricRow, TrialResult, reason_of
+from tuner.core.results import MetricRow, TrialResult
 from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.conclude import conclude, conclude_interrupted, end_orphaned_runs
+from tuner.launch.prepare import Ready, make_ready
 from tuner.launch.run_writer import RunWriter
 from tuner.launch.strategy import Search, Strategy
 from tuner.launch.training_slot import MetricWrite, SlotDied, TrainingSlot
-from tuner.launch.trial_runs import new_run_of, take_over_run
 from tuner.study.leases import LeaseKeeper
-from tuner.study.retries import root_of
-from tuner.study.trials import best_trial
-from tuner.study.user_attrs import set_trial_user_attrs
-from tuner.trial import resume
 from tuner.trial.order import Order
 
 if TYPE_CHECKING:
     from tuner.tracking.runs import Tracker
 
 WAIT_POLL = 0.5  # seconds between claims while the budget is taken but trials still run
+NOT_STARTED = "interrupted (not started: the sweep stopped first)"
 
 
 class Driver:
@@ -81,6 +80,7 @@ class Driver:
         self._interrupted: str | None = None
         self._errors: list[BaseException] = []
         self._slots: list[TrainingSlot] = []
+        self._failures = 0  # this driver's FAIL trials (max_failures stops it)
 
     # -- the slots -----------------------------------------------------------------------
 
@@ -121,22 +121,26 @@ class Driver:
             self.interrupt(f"interrupted ({first_line(str(error))})", self._slots)
 
     def serve(self, slot: TrainingSlot) -> str:
-        """Hand ``slot`` one trial after another; why it stopped: "budget", "timeout",
-        "grid exhausted" or "stopped"."""
+        """Hand ``slot`` one trial after another, each readied while the one before
+        trains; why it stopped: "budget", "timeout", "grid exhausted" or "stopped"."""
+        ahead: Ready | None = None
         try:
             while (why := self._why_stop()) is None:
-                claimed = self.strategy.next_trial(slot.pid)
-                if claimed.stop is not None:
-                    return claimed.stop
-                if claimed.wait:
+                current, ahead = ahead or self.claim(slot), None
+                if current is None:  # the budget is taken, but a running trial may fail
                     time.sleep(WAIT_POLL)
                     continue
-                result = self.run_trial(slot, claimed.trial)
+                if isinstance(current, str):
+                    return current
+                result, ahead = self.run_trial(slot, current)
                 with self._shown:
+                    self._failures += result.state == TrialState.FAIL
                     if self.on_finished(result):
                         self.stop("failures")
             return why
         finally:
+            if ahead is not None:  # readied, never started: the next command trains it
+                self.release(ahead, NOT_STARTED)
             slot.idle()
 
     def stop(self, why: str) -> None:
@@ -167,22 +171,38 @@ class Driver:
 
     # -- a trial -------------------------------------------------------------------------
 
-    def run_trial(self, slot: TrainingSlot, trial: optuna.Trial) -> TrialResult:
-        """A claimed trial, from sample to end (see the module docstring)."""
-        self.leases.keep(trial_id_of(trial))
-        runs: list[str] = []  # the trial's run, once it has one
+    def claim(self, slot: TrainingSlot) -> Ready | str | None:
+        """The slot's next trial, claimed and readied; a reason to stop; or None (wait)."""
+        claimed = self.strategy.next_trial(slot.pid)
+        if claimed.stop is not None or claimed.wait:
+            return claimed.stop
+        self.leases.keep(trial_id_of(claimed.trial))
+        try:
+            return make_ready(self.plan, self.study, self.writer, claimed.trial)
+        except BaseException:  # Ctrl-C while it was readied
+            self.release(Ready(claimed.trial), "interrupted (while it was readied)")
+            raise
+
+    def run_trial(self, slot: TrainingSlot, ready: Ready) -> tuple[TrialResult, Ready | None]:
+        """A readied trial: order -> outcome -> tell -> end. Returns its result and the
+        slot's next trial, readied while this one trained (None: none yet)."""
+        trial, ahead = ready.trial, None
         try:
             try:
-                order = self.prepare(trial, runs)
-                result = self._train(slot, order)
-            except Exception as error:  # preparing it failed: a bad sample, MLflow refused
-                result = TrialResult(trial.number, TrialState.FAIL, reason=reason_of(error),
-                                     run_id=runs[0] if runs else None,
-                                     error_text=traceback.format_exc())
+                if ready.order is None:
+                    result = ready.failed
+                else:
+                    if self._interrupted is not None:
+                        raise SweepInterrupted(self._interrupted)
+                    slot.begin(ready.order)
+                    ahead = self._ready_ahead(slot)
+                    result = self._outcome(slot, ready.order)
             except BaseException as error:  # Ctrl-C, SIGTERM: its slot has stopped
+                if ahead is not None:
+                    self.release(ahead, NOT_STARTED)
                 conclude_interrupted(self.study, trial.number, self.writer,
                                      self._interrupted or f"interrupted ({_signal_name(error)})",
-                                     runs[0] if runs else None)
+                                     ready.run_id)
                 raise
             try:
                 conclude(self.plan, self.study, trial, result, self.writer)
@@ -191,17 +211,26 @@ class Driver:
                                      f"interrupted ({error})", result.run_id)
                 raise
             self.strategy.finished(result)
-            return result
+            return result, ahead
         finally:
             self.leases.release(trial_id_of(trial))
 
-    def _train(self, slot: TrainingSlot, order: Order) -> TrialResult:
+    def _ready_ahead(self, slot: TrainingSlot) -> Ready | None:
+        """While the slot trains: its next trial, unless the sweep is stopping, may stop
+        before it could start (a deadline; failures near ``max_failures``: a trial
+        readied now would be left unstarted), or must wait."""
+        limit = self.plan.cfg.max_failures
+        if (self._stopping is not None or self._interrupted is not None or self.deadline
+                or (limit and self._failures + len(self._slots) >= limit)):
+            return None
+        nxt = self.claim(slot)
+        return nxt if isinstance(nxt, Ready) else None
+
+    def _outcome(self, slot: TrainingSlot, order: Order) -> TrialResult:
         """The slot's result; a slot that died gives the trial a FAIL of its own (and is
         replaced), unless it was interrupted."""
-        if self._interrupted is not None:
-            raise SweepInterrupted(self._interrupted)
         try:
-            return slot.train(order, self._metrics_writer(order), self.say)
+            return slot.outcome(order, self._metrics_writer(order), self.say)
         except SlotDied as died:
             if died.interrupted or self._interrupted is not None:
                 raise SweepInterrupted(self._interrupted or "interrupted (slot)") from None
@@ -209,45 +238,14 @@ class Driver:
             return TrialResult(order.number, TrialState.FAIL, reason=str(died),
                                run_id=order.run_id, killed=died.killed)
 
-    def prepare(self, trial: optuna.Trial, runs: list[str]) -> Order:
-        """Sample the trial, build its config and give it its run; ``runs`` gets the
-        run's id as soon as there is one."""
-        first = root_of(trial)
-        # A new trial's run is created while it samples; a repeat may take over its
-        # chain's run instead.
-        new_run = (self.writer.first(new_run_of, self.study, self.tracker, trial, None)
-                   if first == trial.number else None)
+    def release(self, ready: Ready, reason: str) -> None:
+        """A readied trial that no slot will train: FAIL with ``reason`` (a repeat trains
+        it), its run ended; its lease let go."""
         try:
-            params = self.plan.space.sample(trial)
-            cfg = self.plan.trial_config(params)
-            config_yaml = mask(to_yaml(cfg))
-            seed = self.plan.cfg.seed + first
-            # The trial shows what it trains with, in one write (tuner.study.user_attrs).
-            set_trial_user_attrs(trial, {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml})
-            resume_from = (None if new_run is not None else
-                           take_over_run(self.plan, trial, self.writer, runs))
-            if resume_from is None:
-                resume.discard(self.plan, trial)  # an older checkpoint is not its run's
-                run = new_run or self.writer.first(new_run_of, self.study, self.tracker, trial,
-                                                   first)
-                new_run = None
-                runs.append(run.result())
-                self.writer.later(self.tracker.log_trial_inputs, runs[0],
-                                  {**params, "seed": seed}, config_yaml, trial=trial.number)
-        except BaseException:
-            if new_run is not None:  # it exists, linked to the trial: it ends with it
-                with suppress(Exception):
-                    runs.append(new_run.result())
-            raise
-        best = best_trial(self.study)
-        return Order(
-            trial_id_of(trial), trial.number, cfg, seed, runs[0],
-            self.plan.trial_dir(trial.number),
-            checkpoint_dir=(resume.chain_dir(self.plan, trial) if resume.supported(self.plan)
-                            else None),
-            resume=resume_from, best_value=None if best is None else best.values[0],
-            keeps_weights=bool(self.plan.cfg.tracking.log_models),
-            experiment_id=self.tracker.experiment_id, parent_run_id=self.tracker.parent_run_id)
+            conclude_interrupted(self.study, ready.trial.number, self.writer, reason,
+                                 ready.run_id)
+        finally:
+            self.leases.release(trial_id_of(ready.trial))
 
     def _metrics_writer(self, order: Order) -> MetricWrite:
         def write(rows: list[MetricRow], done: Callable[[], None] | None) -> None:

@@ -2,7 +2,8 @@
 trial's rank 0 on this node, trains its trials where its driver runs.
 
 It is served in the driver's main thread (signals land there) and passes its metric
-batches straight to the run writer; there is no process to replace or to stop.
+batches straight to the run writer; there is no process to replace or to stop. It
+trains when the driver asks for the outcome, so the next trial is readied first.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ class InProcessSlot:
         self.index, self.pid = spec.index, os.getpid()
         prepare_process(spec.threads)
 
-    def train(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
-              ) -> TrialResult:
+    def begin(self, order: Order) -> None:
+        pass  # it trains in outcome(), in this very thread
+
+    def outcome(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
+                ) -> TrialResult:
         from tuner.launch.ddp import fit_in_ranks
         from tuner.trial.train import train
 

@@ -88,9 +88,11 @@ class ProcessSlot:
 
     # -- tuner.launch.driver.TrainingSlot ----------------------------------------------
 
-    def train(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
-              ) -> TrialResult:
+    def begin(self, order: Order) -> None:
         self.send(order)
+
+    def outcome(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
+                ) -> TrialResult:
         while True:
             message = self.receive()
             if isinstance(message, Metrics):
@@ -148,21 +150,45 @@ class SlotPool:
 
     def __init__(self, plan: SweepPlan, specs: list[SlotSpec]):
         self.plan, self.specs = plan, specs
-        self.slots: list[ProcessSlot] = []
+        self._slots: list[ProcessSlot] = []
+        self._starting: threading.Thread | None = None
+        self._failed: BaseException | None = None
 
     def start(self) -> SlotPool:
-        """Start the slots (once): the first waits for the fork server's imports (seconds
-        that the driver spends meanwhile on its own imports and checks)."""
-        if not self.slots:
-            context = slot_context()
-            self.slots = [ProcessSlot(self.plan, spec, context) for spec in self.specs]
+        """Start the slots (once), from a thread: the first is forked only once the fork
+        server has imported torch and Lightning, seconds that the driver spends
+        meanwhile on its own imports and checks."""
+        if self._starting is None:
+            self._starting = threading.Thread(target=self._start_all, name="tuner-slots-start",
+                                              daemon=True)
+            self._starting.start()
         return self
+
+    def _start_all(self) -> None:
+        try:
+            context = slot_context()
+            for spec in self.specs:
+                self._slots.append(ProcessSlot(self.plan, spec, context))
+        except BaseException as error:  # said by `slots`, in the driver's thread
+            self._failed = error
+
+    @property
+    def slots(self) -> list[ProcessSlot]:
+        """The slots, once all are started."""
+        if self._starting is not None:
+            self._starting.join()
+        if self._failed is not None:
+            raise RuntimeError(f"the slot processes could not be started: {self._failed!r}"
+                               ) from self._failed
+        return self._slots
 
     def __enter__(self) -> SlotPool:
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        for slot in self.slots:
+        if self._starting is not None:
+            self._starting.join()
+        for slot in self._slots:
             slot.kill()
             slot.process.join()
             slot.conn.close()
@@ -183,10 +209,12 @@ class SlotPool:
 
     def interrupt(self) -> None:
         """Stop every slot now (Ctrl-C, SIGTERM before any trial was handed out)."""
-        for slot in self.slots:
+        if self._starting is not None:
+            self._starting.join()
+        for slot in self._slots:
             slot.stop_now()
         deadline = time.monotonic() + STOP_GRACE
-        for slot in self.slots:
+        for slot in self._slots:
             slot.process.join(max(0.0, deadline - time.monotonic()))
             slot.kill()
 
@@ -197,7 +225,7 @@ class SlotPool:
         (tuner.trial.model); the others are told they are done. Returns what the
         export did, in a line; None when nothing was exported here (the weights then
         stay for the next run of the study or ``tuner sync``)."""
-        up = sorted((s for s in self.slots if s.process.is_alive()),
+        up = sorted((s for s in self._slots if s.process.is_alive()),
                     key=lambda s: s.idle_since if s.idle_since is not None else float("inf"))
         exporter = up[0] if export and up else None
         for slot in up:

@@ -1,4 +1,5 @@
-"""What the driver needs of a slot: train an order, be replaced, go idle, stop now.
+"""What the driver needs of a slot: take an order, say how it ended, be replaced, go
+idle, stop now.
 
 Two things are slots: a slot process (tuner.launch.pool), and this very process (rank 0
 under torchrun, tuner.launch.in_process). The driver (tuner.launch.driver) serves
@@ -28,10 +29,15 @@ class TrainingSlot(Protocol):
     index: int
     pid: int  # the process that trains: the owner of the trials it is handed
 
-    def train(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
-              ) -> TrialResult:
-        """Train the order; ``say`` shows what the slot has to say meanwhile (its
-        storage away, say). Raises :class:`SlotDied` when the slot dies meanwhile."""
+    def begin(self, order: Order) -> None:
+        """Hand the slot its order (a slot process starts training it at once)."""
+        ...
+
+    def outcome(self, order: Order, write_metrics: MetricWrite, say: Callable[[str], None]
+                ) -> TrialResult:
+        """How the order ended, once it has; its metric batches go to ``write_metrics``
+        meanwhile, and ``say`` shows what the slot has to say (its storage away, say).
+        Raises :class:`SlotDied` when the slot dies first."""
         ...
 
     def replace(self) -> None:

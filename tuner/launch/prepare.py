@@ -1,0 +1,98 @@
+"""A claimed trial made ready for a slot: sampled, configured, given its run, ordered.
+
+    sample     the search space samples the trial (a repeat's params are fixed)
+    config     the trial's config: sampled values set, resolved; its seed
+    run        its MLflow run, created in the run writer's thread while it samples (or
+               the run of the attempt a repeat resumes, taken over: tuner.launch.trial_runs)
+    order      everything the slot needs to train it (tuner.trial.order)
+
+A trial that cannot be made ready (a sample the space refuses, a run MLflow refuses) is
+:class:`Ready` with the FAIL result it ends with instead of an order, its run (if it got
+one) named, so that the driver ends both.
+"""
+
+from __future__ import annotations
+
+import traceback
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from tuner.config.plan import SweepPlan, to_yaml
+from tuner.core import attrs
+from tuner.core.masking import mask
+from tuner.core.results import TrialResult, reason_of
+from tuner.core.upstream import trial_id_of
+from tuner.launch.run_writer import RunWriter
+from tuner.launch.trial_runs import new_run_of, take_over_run
+from tuner.study.retries import root_of
+from tuner.study.trials import best_trial
+from tuner.study.user_attrs import set_trial_user_attrs
+from tuner.trial import resume
+from tuner.trial.order import Order
+
+
+@dataclass
+class Ready:
+    """A claimed trial on its way to a slot."""
+
+    trial: optuna.Trial
+    runs: list[str] = field(default_factory=list)  # its run's id, once it has one
+    order: Order | None = None
+    failed: TrialResult | None = None  # how it ended when it could not be made ready
+
+    @property
+    def run_id(self) -> str | None:
+        return self.runs[0] if self.runs else None
+
+
+def make_ready(plan: SweepPlan, study: optuna.Study, writer: RunWriter, trial: optuna.Trial
+               ) -> Ready:
+    """The trial sampled, configured, given its run and ordered; or the FAIL result it
+    ends with. Ctrl-C and SIGTERM pass through (the run, if made, named on the trial)."""
+    ready = Ready(trial)
+    try:
+        ready.order = order(plan, study, writer, trial, ready.runs)
+    except Exception as error:
+        ready.failed = TrialResult(trial.number, TrialState.FAIL, reason=reason_of(error),
+                                   run_id=ready.run_id, error_text=traceback.format_exc())
+    return ready
+
+
+def order(plan: SweepPlan, study: optuna.Study, writer: RunWriter, trial: optuna.Trial,
+          runs: list[str]) -> Order:
+    """Sample the trial, build its config and give it its run (``runs`` gets the run's
+    id as soon as there is one); the order for its slot."""
+    tracker, first = writer.tracker, root_of(trial)
+    # A new trial's run is created while it samples; a repeat may take over its chain's.
+    new_run = (writer.first(new_run_of, study, tracker, trial, None)
+               if first == trial.number else None)
+    try:
+        params = plan.space.sample(trial)
+        cfg = plan.trial_config(params)
+        config_yaml = mask(to_yaml(cfg))
+        seed = plan.cfg.seed + first
+        # The trial shows what it trains with, in one write (tuner.study.user_attrs).
+        set_trial_user_attrs(trial, {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml})
+        resume_from = None if new_run is not None else take_over_run(plan, trial, writer, runs)
+        if resume_from is None:
+            resume.discard(plan, trial)  # an older checkpoint is not its run's
+            run = new_run or writer.first(new_run_of, study, tracker, trial, first)
+            new_run = None
+            runs.append(run.result())
+            writer.later(tracker.log_trial_inputs, runs[0], {**params, "seed": seed},
+                         config_yaml, trial=trial.number)
+    except BaseException:
+        if new_run is not None:  # it exists, linked to the trial: it ends with it
+            with suppress(Exception):
+                runs.append(new_run.result())
+        raise
+    best = best_trial(study)
+    return Order(
+        trial_id_of(trial), trial.number, cfg, seed, runs[0], plan.trial_dir(trial.number),
+        checkpoint_dir=resume.chain_dir(plan, trial) if resume.supported(plan) else None,
+        resume=resume_from, best_value=None if best is None else best.values[0],
+        keeps_weights=bool(plan.cfg.tracking.log_models),
+        experiment_id=tracker.experiment_id, parent_run_id=tracker.parent_run_id)
