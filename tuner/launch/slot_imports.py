@@ -17,12 +17,12 @@ import os
 
 os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
 
-import lightning.pytorch  # noqa: E402, F401  (torch comes with it)
-import optuna  # noqa: E402, F401
+import lightning.pytorch  # noqa: F401  (torch comes with it)
+import optuna  # noqa: F401
 
-import tuner.launch.ddp  # noqa: E402, F401
-import tuner.launch.slot  # noqa: E402, F401
-import tuner.trial.train  # noqa: E402, F401
+import tuner.launch.ddp
+import tuner.launch.slot
+import tuner.trial.train  # noqa: F401
 
 _SERVER = os.getpid()
 
