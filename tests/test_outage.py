@@ -101,7 +101,8 @@ def test_a_database_away_too_long_stops_the_sweep_cleanly_and_the_rerun_finishes
     client = client_for(run_dir)
     experiment = client.get_experiment_by_name("digits-mlp")
     runs = client.search_runs([experiment.experiment_id])
-    assert runs and "RUNNING" not in {r.info.status for r in runs}  # each one ended
+    assert runs and "RUNNING" not in {r.info.status for r in runs}, (  # each one ended
+        [(r.data.tags.get(tags.TRIAL_NUMBER), r.info.status) for r in runs], output)
     rerun = tuner_here(*args, cwd=tmp_path, env=database_server.env(database))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     _nothing_running(database_server, database, run_dir)

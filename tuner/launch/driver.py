@@ -198,8 +198,6 @@ class Driver:
                     ahead = self._ready_ahead(slot)
                     result = self._outcome(slot, ready.order)
             except BaseException as error:  # Ctrl-C, SIGTERM: its slot has stopped
-                if ahead is not None:
-                    self.release(ahead, NOT_STARTED)
                 conclude_interrupted(self.study, trial.number, self.writer,
                                      self._interrupted or f"interrupted ({_signal_name(error)})",
                                      ready.run_id)
@@ -212,6 +210,10 @@ class Driver:
                 raise
             self.strategy.finished(result)
             return result, ahead
+        except BaseException:
+            if ahead is not None:  # readied, never started
+                self.release(ahead, NOT_STARTED)
+            raise
         finally:
             self.leases.release(trial_id_of(trial))
 

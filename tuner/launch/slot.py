@@ -92,6 +92,7 @@ class Slot:
         self.plan, self.spec, self.line, self.watch = plan, spec, line, watch
         self._study: optuna.Study | None = None
         self._tracker: Tracker | None = None
+        self._records: tuple[str | None, str | None] = (None, None)  # experiment, parent run
 
     def serve(self) -> None:
         """Do what the driver says until it says it is done (or is gone)."""
@@ -102,6 +103,7 @@ class Slot:
             if message == PREFLIGHT:
                 self.line.send(PreflightDone(self._preflight()))
             elif isinstance(message, Order):
+                self._records = (message.experiment_id, message.parent_run_id)
                 self.line.send(Finished(self.spec.index, self.train(message)))
             elif message == IDLE:
                 self.warm_export()  # other slots may still train their last trials
@@ -170,10 +172,13 @@ class Slot:
         from tuner.core.quiet import quiet_lightning
         from tuner.tracking import preload
 
-        self._exporting_tracker()  # MLflow's imports: the export needs them anyway
-        if not self.line.poll():  # asked to export meanwhile: the export pays the rest
-            preload.warm_model_export()
-            quiet_lightning()  # MLflow's pytorch flavour configures Lightning's logging
+        try:
+            self._exporting_tracker()  # MLflow's imports: the export needs them anyway
+            if not self.line.poll():  # asked to export meanwhile: the export pays the rest
+                preload.warm_model_export()
+                quiet_lightning()  # MLflow's pytorch flavour configures Lightning's logging
+        except Exception:  # only a warm-up: the export itself says what is wrong
+            pass
 
     def export_best(self) -> str | None:
         """Export the study's best model from the weights its trial kept, if this machine
@@ -183,9 +188,17 @@ class Slot:
         return export_best(self.study(), self._exporting_tracker())
 
     def _exporting_tracker(self) -> Tracker:
+        """A tracker of this slot's own under the study's parent run: the one its orders
+        named (no request: a tracking server that is down still gets the model queued in
+        the outbox), else the one the study names."""
         if self._tracker is None:
             from tuner.tracking.runs import Tracker
 
-            self._tracker = Tracker(self.plan.cfg.tracking, self.plan.study_name)
-            self._tracker.join(self.study())
+            tracker = Tracker(self.plan.cfg.tracking, self.plan.study_name)
+            experiment_id, parent_run_id = self._records
+            if experiment_id is not None and parent_run_id is not None:
+                tracker.attach(experiment_id, parent_run_id)
+            else:
+                tracker.join(self.study())
+            self._tracker = tracker
         return self._tracker

@@ -26,8 +26,7 @@ from tuner.config.samplers import GRID_SAMPLER, target_of
 from tuner.core.results import TrialResult
 from tuner.core.upstream import storage_of
 from tuner.study.budget import Claim, Reaper, claim, claim_lock
-from tuner.study.outage import patience_of
-from tuner.study.storage import journal_path, open_storage
+from tuner.study.storage import journal_path, open_storage, outage_seconds, patience
 
 
 class Strategy(Protocol):
@@ -47,6 +46,7 @@ class Search:
     def __init__(self, plan: SweepPlan, study: optuna.Study, reap: Reaper):
         self.plan, self.study, self.reap = plan, study, reap
         self.storage = storage_of(study)
+        self.patience = patience(outage_seconds(plan.cfg.storage))  # this process's
         # The lock is the database's (tuner.study.budget.claim_lock), on the storage as
         # configured: Optuna hands the study an RDB storage wrapped in a cache.
         self.lock = claim_lock(open_storage(plan.cfg.storage), plan.study_name,
@@ -58,11 +58,10 @@ class Search:
     def next_trial(self, owner_pid: int) -> Claim:
         # The claim's lock reaches the database around Optuna's calls: an outage is waited
         # out for the whole claim (tuner.study.outage).
-        patience = patience_of(self.storage)
         with self._here:
-            args = (self.study, self.storage, self.plan.cfg.n_trials, self.lock, self.reap,
-                    owner_pid, self.plan.cfg.retry_failed, self.grid_points)
-            return patience.wait_out("claim", claim, *args) if patience else claim(*args)
+            return self.patience.wait_out(
+                "claim", claim, self.study, self.storage, self.plan.cfg.n_trials, self.lock,
+                self.reap, owner_pid, self.plan.cfg.retry_failed, self.grid_points)
 
     def finished(self, result: TrialResult) -> None:
         pass  # the sampler reads the study itself

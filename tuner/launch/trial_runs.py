@@ -34,13 +34,18 @@ ENDED_BEFORE_ITS_RUN = "interrupted before its MLflow run was created"
 def new_run_of(study: optuna.Study, tracker: Tracker, trial: optuna.Trial,
                retry_of: int | None) -> str:
     """Create a trial's run and record it on the trial at once (in the run writer's
-    thread); a trial that ended meanwhile ends its run."""
+    thread); a trial that ended meanwhile ends its run, and so does one whose trial
+    cannot be told about it (the storage away): no run is left RUNNING unnamed."""
     run_id = tracker.create_trial_run(trial.number, retry_of)
     try:
         storage_of(study).set_trial_user_attr(trial_id_of(trial), attrs.RUN_ID_ATTR, run_id)
     except UpdateFinishedTrialError:
         tracker.end_trial(run_id, TrialState.FAIL, reason=ENDED_BEFORE_ITS_RUN,
                           interrupted=True, only_if_running=True)
+    except Exception as error:
+        tracker.end_trial(run_id, TrialState.FAIL, interrupted=True, only_if_running=True,
+                          reason=f"interrupted (its trial could not be told of it: {error})")
+        raise
     return run_id
 
 

@@ -25,6 +25,7 @@ The journal file's backend leaves no half record behind a failed append
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import threading
 import time
@@ -56,7 +57,8 @@ def is_outage(error: BaseException) -> bool:
             return False
         if isinstance(error, OSError) and error.errno in OUTAGE_ERRNOS:
             return True
-        if type(error).__name__ in ("OperationalError", "InterfaceError") and \
+        if type(error).__name__ in ("OperationalError", "InterfaceError",
+                                    "PendingRollbackError") and \
                 type(error).__module__.split(".")[0] in ("sqlalchemy", "psycopg2", "sqlite3"):
             return True
         if getattr(error, "connection_invalidated", False):
@@ -92,6 +94,7 @@ class Patience:
                 if not is_outage(error):
                     raise
                 self._away(error)
+                _reset_session(storage)
                 time.sleep(wait)
                 wait, retried = min(wait * 2, LONGEST_WAIT_S), True
                 continue
@@ -127,6 +130,17 @@ class Patience:
                 self.away_since, self.gave_up = None, False
                 if self.on_back is not None:
                     self.on_back(f"{self.what} answers again, after {away:.0f} s")
+
+
+def _reset_session(storage: BaseStorage | None) -> None:
+    """An RDB storage's session whose connection was lost mid-transaction refuses
+    every later statement until it is rolled back ("Can't reconnect until invalid
+    transaction is rolled back"); this thread's session is dropped, and the retry opens
+    a new one."""
+    sessions = getattr(storage, "scoped_session", None)
+    if sessions is not None:
+        with contextlib.suppress(Exception):
+            sessions.remove()
 
 
 def _made(storage: BaseStorage, args: tuple) -> bool:

@@ -43,6 +43,7 @@ from tuner.core.masking import mask
 from tuner.core.quiet import quiet_mlflow
 from tuner.core.results import MetricRow
 from tuner.tracking import tags
+from tuner.tracking.breaker import is_unavailable
 from tuner.tracking.local_store import SQLITE, ensure_local_store
 from tuner.tracking.orphans import running_trial_runs
 from tuner.tracking.outbox import PARENT
@@ -145,10 +146,16 @@ class Tracker:
         self.attach(self.client.get_run(run_id).info.experiment_id, run_id)
 
     def attach(self, experiment_id: str, parent_run_id: str) -> None:
-        """Write trial runs under a parent run that another process opened."""
+        """Write trial runs under a parent run that another process opened. Works while
+        the tracking server is down: what it writes waits in the outbox, and the model
+        a replay logs joins its experiment then (tuner.tracking.replay)."""
         self.experiment_id, self.parent_run_id = experiment_id, parent_run_id
         self.client.experiment_id, self.client.parent_run_id = experiment_id, parent_run_id
-        mlflow.set_experiment(experiment_id=experiment_id)
+        try:
+            mlflow.set_experiment(experiment_id=experiment_id)  # logged models join it
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
 
     def _experiment(self) -> str:
         experiment = self.client.get_experiment_by_name(self.study_name)
