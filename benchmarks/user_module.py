@@ -1,11 +1,11 @@
 """A user's own module through `tuner sweep --config-dir`, against the same sweep the
 common way: issue 13's target is tuner at most 0.6x the common way's wall time.
 
-The module and its data are benchmarks/user_project/docs_lit.py, written as the
+The module and its data are examples/lightning_docs/docs_lit.py, written as the
 Lightning docs teach: a LightningDataModule handing out DataLoaders, ``self.log`` on
 every training step and in validation, one Adam optimizer. Nothing in it knows tuner.
 
-- ``tuner``: `tuner sweep --config-dir benchmarks/user_project/conf model=docs_mlp
+- ``tuner``: `tuner sweep --config-dir examples/lightning_docs/conf model=docs_mlp
   data=docs_digits search=docs_space`, with tuner's defaults (``slots=auto``: a slot
   per core; the best model exported and registered at the end) except ``pruner=none``.
 - ``common``: the same module and DataModule in an Optuna objective, as users write it:
@@ -42,12 +42,12 @@ import optuna
 from common import machine, run_sweep
 
 HERE = Path(__file__).resolve().parent
-PROJECT = HERE / "user_project"
+PROJECT = HERE.parent / "examples" / "lightning_docs"
 STUDY = "docs_digits-docs_mlp"
 
 
 def suggest(trial: optuna.Trial) -> dict:
-    """benchmarks/user_project/conf/search/docs_space.yaml, written out by hand."""
+    """examples/lightning_docs/conf/search/docs_space.yaml, written out by hand."""
     return {"lr": trial.suggest_float("model.lr", 1e-4, 1e-1, log=True),
             "weight_decay": trial.suggest_float("model.weight_decay", 1e-6, 1e-2, log=True),
             "dropout": trial.suggest_float("model.dropout", 0.0, 0.5),
@@ -147,7 +147,7 @@ def main() -> None:
         print(f"run {run + 1}: tuner {t_wall:.1f} s (best {t_best:.4f}); "
               f"common way {c_wall:.1f} s (best {c_best:.4f})", flush=True)
     tuner, common = statistics.median(wall["tuner"]), statistics.median(wall["common"])
-    print(f"{args.trials} trials x {args.epochs} epochs of benchmarks/user_project's module "
+    print(f"{args.trials} trials x {args.epochs} epochs of examples/lightning_docs's module "
           f"(self.log every step, DataLoaders), pruner=none; medians of {args.runs} runs")
     print(f"tuner {tuner:.1f} s vs the common way {common:.1f} s: tuner takes "
           f"{tuner / common:.2f}x the common way's wall time (target: at most 0.6x)")

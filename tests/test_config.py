@@ -70,7 +70,6 @@ def one_problem(excinfo):
 
 @pytest.mark.parametrize(("override", "where", "key", "says", "fix"), [
     ("model.widht=3", "command line", "model.widht", "no such key", "did you mean model.width"),
-    ("trainer.max_epochs=ten", "command line", "trainer.max_epochs", "Integer", ""),
     ("n_trials=1.5", "command line", "n_trials", "Integer", ""),
     ("+tracking.flush_intervall=1", "command line", "tracking.flush_intervall",
      "no such key", "did you mean tracking.flush_interval"),

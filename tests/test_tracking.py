@@ -13,7 +13,8 @@ from tests.conftest import plan
 from tuner.app.pages.study_page import leaderboard
 from tuner.app.report import _log_parent
 from tuner.tracking import tags
-from tuner.tracking.runs import Tracker, log_metric_rows, logged_steps
+from tuner.tracking.metric_rows import log_metric_rows, logged_steps
+from tuner.tracking.runs import Tracker
 from tuner.trial.metrics_logger import BatchLogger
 
 

@@ -143,3 +143,19 @@ def test_optunas_storage_cache_reaches_its_backend_only_through_the_methods_tune
     missing = called - set(upstream.CACHED_STORAGE_CALLS)
     assert not missing, (f"CACHED_STORAGE_CALLS: Optuna's _CachedStorage now also calls "
                          f"{missing}; add them, or an outage there ends the sweep")
+
+
+def test_trainer_arguments_are_lightnings_own_list():
+    """tuner.config.trainer_checks lists Trainer's arguments so that the driver need not
+    import Lightning to check ``trainer:``; a release that adds or drops one shows here."""
+    import inspect
+
+    import lightning.pytorch as pl
+
+    from tuner.config.trainer_checks import TRAINER_ARGUMENTS
+
+    lightning_has = [p for p in inspect.signature(pl.Trainer.__init__).parameters
+                     if p != "self"]
+    assert sorted(TRAINER_ARGUMENTS) == sorted(lightning_has), (
+        "TRAINER_ARGUMENTS: add " + str(sorted(set(lightning_has) - set(TRAINER_ARGUMENTS)))
+        + ", drop " + str(sorted(set(TRAINER_ARGUMENTS) - set(lightning_has))))

@@ -70,6 +70,8 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         warmup = warm_driver_in_background(plan.cfg.tracking.tracking_uri,
                                            plan.cfg.tracking.report)
         pool.preflight()
+        for note in plan.notes:
+            reporter.print(note)
         say = show_outages(plan, reporter)
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         study = open_study(plan, open_storage(plan.cfg.storage))

@@ -62,6 +62,8 @@ def run_worker(plan: SweepPlan, reporter: PlainReporter, wait: float = 0.0,
     with pool, sigterm_raises():
         warm_driver_in_background(plan.cfg.tracking.tracking_uri, report=False)
         pool.preflight()
+        for note in plan.notes:
+            reporter.print(note)
         say = show_outages(plan, reporter)
         study, tracker = join_records(plan, wait)
         watch = TrialWatch(plan, study, reporter)

@@ -223,3 +223,18 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from tuner.app.scaffold import init_project
+
+    made = init_project(args.module_class, args.data_class, args.dir, force=args.force)
+    for path in made.files:
+        print(f"wrote {path}")
+    if made.metric is None:
+        print(f"metric: not found ({made.why_no_metric}); set it in "
+              f"{args.dir}/experiment/{made.experiment}.yaml")
+    else:
+        print(f"metric: {made.metric} ({made.direction})")
+    print(f"next: tuner sweep --config-dir {args.dir} experiment={made.experiment}")
+    return 0

@@ -13,6 +13,7 @@ from tuner.cli.commands import (
     cmd_best,
     cmd_compare,
     cmd_dashboard,
+    cmd_init,
     cmd_report,
     cmd_serve,
     cmd_sweep,
@@ -74,6 +75,17 @@ still waiting after that is written by this command, given the sweep's own overr
 Each record is written once, even if sync is interrupted and run again. Exit code 0 when
 nothing is left waiting; 1 when the server does not answer (nothing is touched) or some
 records are left (a trial still training, a record the server refuses), with the reason."""
+
+
+INIT_EPILOG = """\
+examples (the classes importable: installed, or their folder on PYTHONPATH):
+  tuner init my_project.models.Net my_project.data.Digits
+  tuner sweep --config-dir conf experiment=net
+
+It writes DIR/model/, DIR/data/ (each argument with its default; ??? where a value is
+needed), DIR/search/ (ranges proposed from the defaults: edit them) and
+DIR/experiment/ (the preset, with the metric the module logs: one batch is trained with
+the defaults to find it). Nothing is overwritten without --force."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(func=cmd_serve, words="args")
+
+    init = command("init", "Write a config folder for your own LightningModule and "
+                           "LightningDataModule: their arguments, a proposed search space and "
+                           "a preset to run.", INIT_EPILOG)
+    init.add_argument("module_class", metavar="MODULE_CLASS",
+                      help="your LightningModule's dotted path, e.g. my_project.models.Net")
+    init.add_argument("data_class", metavar="DATA_CLASS",
+                      help="your LightningDataModule's dotted path")
+    init.add_argument("--dir", type=Path, default=Path("conf"),
+                      help="the folder to write (default: ./conf); pass it to --config-dir")
+    init.add_argument("--force", action="store_true", help="overwrite files that exist")
+    init.set_defaults(func=cmd_init)
 
     from tuner.app.schedule.commands import add_schedule_command
 

@@ -29,6 +29,7 @@ from tuner.config.locate import (
     group_file,
     group_options,
     locate,
+    same_content,
     yaml_has_key,
 )
 from tuner.config.schema import register_schemas
@@ -71,7 +72,10 @@ def _check_config_dir(config_dir: Path) -> None:
             "experiment=my_project"))
     for group in GROUPS:
         for path in sorted((config_dir / group).glob("*.yaml")):
-            if (BUILTIN_CONF_DIR / group / path.name).is_file():
+            builtin = BUILTIN_CONF_DIR / group / path.name
+            # The same content is no conflict (lightning-hydra-template's empty
+            # callbacks/none.yaml, say): whichever file Hydra takes, the config is the same.
+            if builtin.is_file() and not same_content(path, builtin):
                 problems.append(Problem(
                     display_path(path), "",
                     f"has the same name as the built-in {group}={path.stem}, which would "
@@ -94,7 +98,7 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
     user_dir = Path(config_dir).expanduser().resolve() if config_dir else None
     if user_dir is not None:
         _check_config_dir(user_dir)
-    hydra_overrides = list(overrides)
+    hydra_overrides = [_any_trainer_argument(o) for o in overrides]
     if user_dir is not None:
         hydra_overrides.append(f"hydra.searchpath=[file://{user_dir}]")
     try:
@@ -117,6 +121,13 @@ def compose_config(overrides: Sequence[str] = (), config_dir: str | Path | None 
         raise ConfigError(Problem(composed.locate(key) if key else "config", key, message,
                                   _interpolation_fix(message, key, user_dir))) from error
     return composed
+
+
+def _any_trainer_argument(override: str) -> str:
+    """``trainer.KEY=VALUE`` sets any Trainer argument, whether the trainer file names it
+    or not (Hydra would want ``+trainer.KEY`` for a new key): the keys are checked
+    against Lightning's own list afterwards (tuner.config.trainer_checks)."""
+    return f"++{override}" if override.startswith("trainer.") else override
 
 
 def _check_unknown_keys(composed: Composed) -> None:

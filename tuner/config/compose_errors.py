@@ -131,6 +131,8 @@ def translate(error: Exception, overrides: Sequence[str], config_dir: Path | Non
                                    f"{first_line(str(error))}",
                                    "write overrides as key=value, e.g. n_trials=40 or "
                                    "'metric=[val_acc,param_count]' (quote lists in the shell)"))
+    if "Config group override must be" in str(error):
+        return _group_given_a_value(overrides, config_dir, error)
     cause = error.__cause__ if isinstance(error, ConfigCompositionException) else error
     if isinstance(cause, OmegaConfBaseException):
         return _value_error(error, cause, overrides, config_dir)
@@ -159,6 +161,10 @@ def _value_error(error: Exception, cause: OmegaConfBaseException, overrides: Seq
     else:
         where = _where_composition_failed(error, config_dir)
     fix = _fix_for(message)
+    if not key and "Cannot merge DictConfig with" in message:
+        not_mapping = _not_a_mapping(where)
+        if not_mapping is not None:
+            return ConfigError(not_mapping)
     if "not in" in message and key and not key.startswith("search."):
         return ConfigError(unknown_key(where, key, getattr(cause, "object_type", None)))
     if merging and key.startswith("search.") and "not in struct" in message:
@@ -166,6 +172,47 @@ def _value_error(error: Exception, cause: OmegaConfBaseException, overrides: Seq
                "reached by path; write it nested (model: {lr: {...}}), or override the "
                "whole entry with '+search={...}'")
     return ConfigError(Problem(where, key, message, fix))
+
+
+# Top-level keys whose value is a mapping (a group's options are files, each a mapping).
+MAPPINGS = ("model", "data", "trainer", "callbacks", "search", "sampler", "pruner", "storage",
+            "tracking")
+
+
+def _not_a_mapping(where: str) -> Problem | None:
+    """The key of ``where`` (a preset, say) that gives a list or a value where the config
+    has a mapping: OmegaConf says only "Cannot merge DictConfig with ListConfig"."""
+    try:
+        node = yaml.safe_load(Path(where).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(node, dict):
+        return None
+    key = next((k for k in MAPPINGS if k in node and not isinstance(node[k], dict)), None)
+    if key is None:
+        return None
+    return Problem(where, key, f"must be a mapping, got a {type(node[key]).__name__}",
+                   f"write {key} as NAME: VALUE lines, e.g. callbacks: {{early_stopping: "
+                   "{_target_: lightning.pytorch.callbacks.EarlyStopping, monitor: val_loss}}"
+                   if key == "callbacks" else f"write {key} as NAME: VALUE lines")
+
+
+def _group_given_a_value(overrides: Sequence[str], config_dir: Path | None,
+                         error: Exception) -> ConfigError:
+    """``callbacks=5`` or ``model={...}``: a group takes the name of one of its files."""
+    from tuner.config.locate import GROUPS
+
+    given = next((o for o in overrides if override_key(o).lstrip("+~") in GROUPS
+                  and not re.fullmatch(r"[A-Za-z_][\w./-]*", o.partition("=")[2])), None)
+    if given is None:
+        return ConfigError(Problem("command line", "", first_line(str(error)),
+                                   "give a group the name of one of its files"))
+    group = override_key(given).lstrip("+~")
+    return ConfigError(Problem(
+        f"command line ({given})", group,
+        f"chooses a file of the {group} group, not a value",
+        f"choose one of: {', '.join(group_options(group, config_dir))}, or write your own "
+        f"{group}/NAME.yaml in --config-dir"))
 
 
 def _composition_error(text: str, config_dir: Path | None, error: Exception) -> ConfigError:
@@ -177,6 +224,10 @@ def _composition_error(text: str, config_dir: Path | None, error: Exception) -> 
     key = key_match.group(1) if key_match else ""
     if "Could not override" in text:
         return ConfigError(unknown_key("command line", text.split("'")[1]))
+    if "Cannot merge DictConfig with" in text:
+        not_mapping = _not_a_mapping(where)
+        if not_mapping is not None:
+            return ConfigError(not_mapping)
     if "not in" in detail and key:
         kind = re.search(r"object_type=(\w+)", text)
         return ConfigError(unknown_key(where, key, _schema_named(kind and kind.group(1))))

@@ -25,8 +25,8 @@ from tuner.config.schema import SCHEMA_NAMES
 
 BUILTIN_CONF_DIR = Path(tuner.conf.__file__).resolve().parent
 PRIMARY = "sweep"
-GROUPS = ("model", "data", "trainer", "search", "sampler", "pruner", "storage", "tracking",
-          "experiment")
+GROUPS = ("model", "data", "trainer", "callbacks", "search", "sampler", "pruner", "storage",
+          "tracking", "experiment")
 
 
 def display_path(path: Path) -> str:
@@ -79,6 +79,11 @@ def default_choices(overrides: Sequence[str] = ()) -> dict[str, str | None]:
         if key in GROUPS and "=" in override:
             choices[key] = override.split("=", 1)[1]
     return choices
+
+
+def same_content(path: Path, other: Path) -> bool:
+    """Whether two YAML files hold the same config (comments and layout aside)."""
+    return _load(path) == _load(other)
 
 
 def _load(path: Path) -> dict:

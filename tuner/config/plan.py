@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 from omegaconf import DictConfig, OmegaConf
 
-from tuner.config import checks
+from tuner.config import checks, trainer_checks
 from tuner.config.compose import Composed
 from tuner.config.machine import nodes
 from tuner.config.space import SearchSpace
@@ -38,6 +38,7 @@ class SweepPlan:
     directions: tuple[str, ...]
     space: SearchSpace
     nodes: int = 1  # machines one trial spans (more than one only under torchrun)
+    notes: tuple[str, ...] = ()  # what tuner does differently from the config, said once
 
     @property
     def cfg(self) -> DictConfig:
@@ -111,12 +112,16 @@ def make_plan(composed: Composed) -> SweepPlan:
     """The plan of ``composed``; raises one ConfigError naming every problem."""
     cfg = composed.cfg
     problems: list[Problem] = []
+    trainer_checks.trainer(composed, problems)
+    if problems:  # the checks below read trainer settings, and need their types right
+        raise ConfigError(problems)
     metrics, directions = checks.objectives(composed, problems)
     checks.budget(composed, problems)
     checks.targets(composed, problems)
     checks.run_dir(composed, problems)
     checks.slots(composed, problems)
     checks.storage(composed, problems)
+    notes = trainer_checks.callbacks(composed, problems)
     try:
         space = parse(cfg.search, composed.locate("search"), composed.locate)
         space.check_against(cfg, composed.locate)
@@ -127,4 +132,4 @@ def make_plan(composed: Composed) -> SweepPlan:
         problems.extend(checks.sampler_and_pruner(composed, space, len(metrics)))
     if problems:
         raise ConfigError(problems)
-    return SweepPlan(composed, metrics, directions, space, nodes())
+    return SweepPlan(composed, metrics, directions, space, nodes(), tuple(notes))

@@ -61,7 +61,7 @@ class OptimizerSchema:
 
 @dataclass
 class MLPSchema(OptimizerSchema):
-    _target_: str = "tuner.models.mlp.MLPClassifier"
+    _target_: str = MISSING
     input_dim: int = MISSING
     num_classes: int = MISSING
     width: int = MISSING
@@ -72,7 +72,7 @@ class MLPSchema(OptimizerSchema):
 
 @dataclass
 class CNNSchema(OptimizerSchema):
-    _target_: str = "tuner.models.cnn.CNNClassifier"
+    _target_: str = MISSING
     image_shape: list[int] = MISSING
     num_classes: int = MISSING
     channels: int = MISSING
@@ -84,13 +84,13 @@ class CNNSchema(OptimizerSchema):
 
 @dataclass
 class LinearSchema(OptimizerSchema):
-    _target_: str = "tuner.models.linear.LinearRegression"
+    _target_: str = MISSING
     input_dim: int = MISSING
 
 
 @dataclass
 class GPTSchema(OptimizerSchema):
-    _target_: str = "tuner.models.gpt.CharGPT"
+    _target_: str = MISSING
     vocab_size: int = MISSING
     block_size: int = MISSING
     n_layer: int = MISSING
@@ -101,7 +101,7 @@ class GPTSchema(OptimizerSchema):
 
 @dataclass
 class DigitsSchema:
-    _target_: str = "tuner.data.digits.DigitsDataModule"
+    _target_: str = MISSING
     batch_size: int = MISSING
     val_fraction: float = MISSING
     split_seed: int = MISSING
@@ -112,7 +112,7 @@ class DigitsSchema:
 
 @dataclass
 class MnistSchema:
-    _target_: str = "tuner.data.mnist.MnistDataModule"
+    _target_: str = MISSING
     path: str = MISSING
     batch_size: int = MISSING
     val_fraction: float = MISSING
@@ -125,7 +125,7 @@ class MnistSchema:
 
 @dataclass
 class DiabetesSchema:
-    _target_: str = "tuner.data.diabetes.DiabetesDataModule"
+    _target_: str = MISSING
     batch_size: int = MISSING
     val_fraction: float = MISSING
     split_seed: int = MISSING
@@ -134,7 +134,7 @@ class DiabetesSchema:
 
 @dataclass
 class CharCorpusSchema:
-    _target_: str = "tuner.data.corpus.CharCorpusDataModule"
+    _target_: str = MISSING
     path: str | None = MISSING
     block_size: int = MISSING
     batch_size: int = MISSING
@@ -144,6 +144,11 @@ class CharCorpusSchema:
 
 @dataclass
 class TrainerSchema:
+    """The types of the Trainer settings tuner reads itself. ``trainer:`` takes any other
+    ``lightning.Trainer`` argument too, so this is not the group's schema (that would
+    refuse them): tuner.config.trainer_checks checks the keys against Lightning's own
+    list and these types, at check time."""
+
     max_epochs: int = MISSING
     accelerator: str = MISSING
     devices: Any = MISSING
@@ -159,7 +164,6 @@ class TrainerSchema:
     log_every_n_steps: int = MISSING
     deterministic: bool = MISSING
     enable_checkpointing: bool = MISSING
-    extra: dict[str, Any] = MISSING
 
 
 @dataclass
@@ -177,7 +181,8 @@ class TrackingSchema:
 class SweepSchema:
     model: Any = MISSING
     data: Any = MISSING
-    trainer: TrainerSchema = field(default_factory=TrainerSchema)
+    trainer: dict[str, Any] = MISSING  # any lightning.Trainer argument (TrainerSchema)
+    callbacks: dict[str, Any] = field(default_factory=dict)  # name -> a callback's config
     search: dict[str, Any] = MISSING
     sampler: Any = MISSING
     pruner: Any = MISSING
@@ -209,7 +214,6 @@ _SCHEMAS: dict[tuple[str | None, str], type] = {
     ("data", "mnist_schema"): MnistSchema,
     ("data", "diabetes_schema"): DiabetesSchema,
     ("data", "char_corpus_schema"): CharCorpusSchema,
-    ("trainer", "trainer_schema"): TrainerSchema,
     ("tracking", "tracking_schema"): TrackingSchema,
 }
 

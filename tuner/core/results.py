@@ -39,6 +39,7 @@ class TrialResult:
     tags: dict[str, str] = field(default_factory=dict)  # tags of the trial's run
     texts: dict[str, str] = field(default_factory=dict)  # artifact file -> text, on the run
     files: tuple[str, ...] = ()  # local files to attach to the run
+    params: dict[str, str] = field(default_factory=dict)  # the module's log_hyperparams
 
 
 def reason_of(error: BaseException) -> str:

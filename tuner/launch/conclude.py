@@ -53,6 +53,8 @@ def conclude(plan: SweepPlan, study: optuna.Study, trial: optuna.Trial, result: 
 
 def _end_run(number: int, result: TrialResult, writer: RunWriter) -> None:
     later, tracker, run_id = writer.later, writer.tracker, result.run_id
+    if result.params:
+        later(tracker.log_module_params, run_id, result.params, trial=number)
     for key, value in result.tags.items():
         later(tracker.set_tag, run_id, key, value, trial=number)
     for name, text in result.texts.items():

@@ -80,6 +80,7 @@ def fit_in_ranks(plan: SweepPlan, order: Order,
     result.values, result.pruned_at = outcome.get("values"), outcome.get("pruned_at")
     result.reason = outcome.get("reason")
     result.attrs.update(outcome.get("attrs", {}))
+    result.params = outcome.get("params", {})
     result.error_text = outcome.get("model_error_text")
     return result
 
@@ -95,6 +96,7 @@ def rank_spec(plan: SweepPlan, order: Order) -> dict[str, Any]:
         "pruner": OmegaConf.to_container(cfg.pruner, resolve=True),
         "metrics": list(plan.metrics), "reports_epochs": plan.reports_epochs,
         "flush_interval": cfg.tracking.flush_interval,
+        "run_id": order.run_id, "tracking_uri": cfg.tracking.tracking_uri,
         "root_dir": str(order.trial_dir),
         "threads": max(1, int(os.environ.get("OMP_NUM_THREADS", "1"))),
         "best_value": order.best_value, "keeps_weights": order.keeps_weights,

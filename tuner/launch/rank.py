@@ -77,11 +77,15 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
 
     storage = open_storage(spec["storage"])
     resume = spec.get("resume")
-    trial, logger = None, False
+    trial = None
+    # Every rank has a logger, as with Lightning's own: a module may read self.logger on
+    # any rank. Rank 0's writes the metrics and reaches the run (run_id, experiment).
+    logger = BatchLogger(lambda batch: None)
     if rank == 0:
         trial = _optuna_trial(spec, storage)
         logger = BatchLogger(rows or _pipe_writer(spec["metrics_fd"]), spec["flush_interval"],
-                             None if resume is None else resume["logged_steps"])
+                             None if resume is None else resume["logged_steps"],
+                             run_id=spec["run_id"], tracking_uri=spec["tracking_uri"])
     checkpoint = None
     if spec.get("checkpoint_dir") is not None:
         checkpoint = ResumeCheckpoint(Path(spec["checkpoint_dir"]), spec["checkpoint_every_s"])
@@ -92,8 +96,7 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
             resume_from=None if resume is None else Path(resume["checkpoint"]),
             trainer_overrides=trainer_overrides))
     finally:
-        if logger:
-            logger.flush()
+        logger.flush()
     trainer, outcome = fitted.trainer, fitted.outcome
     _write(rank_report_file(root, trainer.global_rank),
            {"rank": trainer.global_rank, "world_size": trainer.world_size,
@@ -103,7 +106,8 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
         return
     _wait_for_other_ranks(trainer)
     result = {"state": outcome.state.name, "values": outcome.values,
-              "pruned_at": outcome.pruned_at, "reason": outcome.reason}
+              "pruned_at": outcome.pruned_at, "reason": outcome.reason,
+              "params": logger.hyperparams}
     if outcome.values is not None and _beats_best(spec, outcome.values[0]):
         from tuner.trial.model import keep_weights
 

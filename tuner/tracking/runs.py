@@ -32,8 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import optuna
-from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Param, RunStatus, RunTag
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 
@@ -45,6 +44,7 @@ from tuner.core.results import MetricRow
 from tuner.tracking import tags
 from tuner.tracking.breaker import is_unavailable
 from tuner.tracking.local_store import SQLITE, ensure_local_store
+from tuner.tracking.metric_rows import log_metric_rows, logged_steps
 from tuner.tracking.orphans import running_trial_runs
 from tuner.tracking.outbox import PARENT
 from tuner.tracking.resilient import is_pending, resilient_client
@@ -54,24 +54,7 @@ if TYPE_CHECKING:
 
 MAX_TAG_VALUE = 5000  # MLflow accepts 8000 characters; keep reasons readable
 MAX_PARAM_VALUE = 6000
-MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch request
-
-
-def log_metric_rows(client: MlflowClient, run_id: str, rows: Sequence[MetricRow]) -> None:
-    """Write metric rows in as few requests as MLflow allows (1000 values each)."""
-    rows = list(rows)
-    for start in range(0, len(rows), MAX_METRICS_PER_BATCH):
-        client.log_batch(run_id, metrics=[
-            Metric(k, v, t, s) for k, v, t, s in rows[start:start + MAX_METRICS_PER_BATCH]])
-
-
-def logged_steps(client: MlflowClient, run_id: str) -> dict[str, int]:
-    """The last step that the run holds of each of its metrics."""
-    logged = {}
-    for key in client.get_run(run_id).data.metrics:
-        history = client.get_metric_history(run_id, key)
-        logged[key] = max((m.step for m in history), default=-1)
-    return logged
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch
 
 
 def _write_ahead_log(tracking_uri: str) -> None:
@@ -123,8 +106,7 @@ class Tracker:
                 self.experiment_id, run_name=self.study_name,
                 tags={tags.ROLE: "study", tags.STUDY: self.study_name})
             run_id = run.info.run_id
-            self.client.log_batch(run_id, params=[
-                Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in study_params.items()])
+            self._log_params(run_id, study_params)
             study.set_user_attr(attrs.PARENT_RUN_ATTR, run_id)
         else:
             self.client.update_run(run_id, status="RUNNING")
@@ -194,10 +176,19 @@ class Tracker:
     def log_trial_inputs(self, run_id: str, params: Mapping[str, Any], config_yaml: str
                          ) -> None:
         """The trial's sampled params and its composed config (``config.yaml``)."""
-        if params:
-            self.client.log_batch(run_id, params=[
-                Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in params.items()])
+        self._log_params(run_id, params)
         self.client.log_text(run_id, mask(config_yaml), "config.yaml")
+
+    def log_module_params(self, run_id: str, params: Mapping[str, str]) -> None:
+        """What the module logged with ``self.logger.log_hyperparams``; a name the run
+        has keeps its value (MLflow refuses to change one: tuner's come first)."""
+        have = self.client.get_run(run_id).data.params
+        self._log_params(run_id, {k: v for k, v in params.items() if k not in have})
+
+    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        batch = [Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in params.items()]
+        for start in range(0, len(batch), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=batch[start:start + MAX_PARAMS_PER_BATCH])
 
     def why_not_resume(self, run_id: str, attempts: Sequence[int]) -> str | None:
         """Why the run that trials ``attempts`` trained in cannot be taken over by a

@@ -8,14 +8,17 @@ same way.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_object, instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from tuner.config.trainer_checks import CHECKPOINT, PROGRESS_BAR, callback_configs
 from tuner.core.quiet import quiet_lightning, quiet_optuna
 from tuner.core.upstream import cache_callback_plugin_scan
 
@@ -117,45 +120,72 @@ def rebuild_module(config_yaml: str, state_dict: dict[str, Any]) -> torch.nn.Mod
     return module
 
 
+# Lean by default: tuner reports progress for the sweep, not per trial; a config may
+# still ask for a model summary or sanity steps.
+_LEAN = {"enable_progress_bar": False, "enable_model_summary": False,
+         "num_sanity_val_steps": 0}  # the preflight already ran a validation batch
+# Keys of ``trainer:`` that are not passed as they are.
+_NOT_PASSED = frozenset({"_target_"})
+
+
 def trainer_kwargs(trainer_cfg: DictConfig) -> dict[str, Any]:
+    """Every argument of ``trainer:`` (checked against Lightning's list at check time:
+    tuner.config.trainer_checks), with tuner's lean defaults and its readings of a few."""
     t = OmegaConf.to_container(trainer_cfg, resolve=True)
-    kwargs = {
-        "max_epochs": t["max_epochs"],
-        "accelerator": t["accelerator"],
-        "devices": t["devices"],
-        "num_nodes": t["num_nodes"],
+    kwargs = {**_LEAN, **{k: v for k, v in t.items() if k not in _NOT_PASSED}}
+    # A config recorded before any argument was allowed under trainer: kept the others
+    # in trainer.extra (a champion's, re-validated by a scheduled round).
+    kwargs.update(kwargs.pop("extra", None) or {})
+    devices, nodes = kwargs.get("devices", 1), kwargs.get("num_nodes", 1)
+    spans = isinstance(devices, int) and devices * nodes > 1
+    if kwargs.get("strategy", "auto") == "auto" and spans:
         # One process per device and rank 0 reports: tuner launches ranks with
         # Lightning's default (subprocess) launcher, never ddp_spawn's pickling.
-        "strategy": ("ddp" if t["strategy"] == "auto" and t["devices"] * t["num_nodes"] > 1
-                     else t["strategy"]),
-        "precision": t["precision"],
-        # Lightning clips after unscaling the (accumulated) gradients and before the
-        # optimizer step, i.e. once per optimizer step, not per micro-batch.
-        "gradient_clip_val": t["gradient_clip_val"] or None,
-        "gradient_clip_algorithm": str(getattr(t["gradient_clip_algorithm"], "value",
-                                               t["gradient_clip_algorithm"])),
-        "accumulate_grad_batches": t["accumulate_grad_batches"],
-        "check_val_every_n_epoch": t["check_val_every_n_epoch"],
-        "log_every_n_steps": t["log_every_n_steps"],
-        "deterministic": t["deterministic"],
-        "enable_checkpointing": t["enable_checkpointing"],
-        # Lean by default: tuner reports progress for the sweep, not per trial.
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,  # the preflight already ran a validation batch
-    }
+        kwargs["strategy"] = "ddp"
+    # Lightning clips after unscaling the (accumulated) gradients and before the
+    # optimizer step, i.e. once per optimizer step, not per micro-batch. 0 means off.
+    kwargs["gradient_clip_val"] = kwargs.get("gradient_clip_val") or None
+    if "gradient_clip_algorithm" in kwargs:
+        algorithm = kwargs["gradient_clip_algorithm"]
+        kwargs["gradient_clip_algorithm"] = str(getattr(algorithm, "value", algorithm))
     for key in ("limit_train_batches", "limit_val_batches"):
-        if t[key] is not None:
-            kwargs[key] = t[key]
-    kwargs.update(t["extra"])
+        if kwargs.get(key, 0) is None:
+            del kwargs[key]  # null: all batches (Lightning's default)
     return kwargs
+
+
+def build_callbacks(cfg: DictConfig, trial_dir: str | None) -> dict[str, pl.Callback]:
+    """The config's own callbacks (``callbacks:``), as tuner runs them in a trial: a
+    progress bar left out (slots show none), a ModelCheckpoint writing under the trial's
+    folder (tuner.config.trainer_checks says so once, before the sweep).
+
+    Raises BuildError naming ``callbacks.NAME`` when one cannot be built."""
+    built = {}
+    for name, config in callback_configs(cfg).items():
+        try:
+            callback = instantiate(config, _convert_="all")
+        except Exception as error:
+            raise BuildError(f"callbacks.{name}", error) from error
+        if not isinstance(callback, pl.Callback):
+            raise BuildError(f"callbacks.{name}", TypeError(
+                f"it builds a {type(callback).__name__}, not a lightning.pytorch.Callback"))
+        kind = type(callback).__name__
+        if kind.endswith(PROGRESS_BAR):
+            continue
+        if kind.endswith(CHECKPOINT) and trial_dir is not None:
+            callback.dirpath = os.path.join(trial_dir, "checkpoints")
+        built[name] = callback
+    return built
 
 
 def build_trainer(trainer_cfg: DictConfig, *, callbacks: list[pl.Callback] | None = None,
                   logger: Any = False, root_dir: str | None = None, **overrides: Any
                   ) -> pl.Trainer:
     kwargs = trainer_kwargs(trainer_cfg)
-    kwargs.update(callbacks=callbacks or [], logger=logger, default_root_dir=root_dir)
+    callbacks = callbacks or []
+    if any(isinstance(c, ModelCheckpoint) for c in callbacks):
+        kwargs["enable_checkpointing"] = True  # Lightning refuses one otherwise
+    kwargs.update(callbacks=callbacks, logger=logger, default_root_dir=root_dir)
     kwargs.update(overrides)
     return pl.Trainer(**kwargs)
 

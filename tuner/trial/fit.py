@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,11 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from tuner.trial.build import build_objects, build_trainer
+from tuner.trial.build import build_callbacks, build_objects, build_trainer
 from tuner.trial.checkpoints import ResumeCheckpoint
 from tuner.trial.divergence import DivergenceStop
+from tuner.trial.fluent_run import fluent_run
+from tuner.trial.metrics_logger import BatchLogger
 from tuner.trial.pruning import OptunaPruning
 
 
@@ -36,7 +39,7 @@ class FitInputs:
     reports_epochs: bool  # report each epoch's first metric to Optuna (pruning)
     root_dir: Path  # Lightning's folder for the trial
     trial: optuna.Trial | None = None  # where epoch reports go; None on DDP ranks > 0
-    logger: Any = False  # the trial run's Lightning logger; False on ranks > 0
+    logger: Any = False  # the trial run's Lightning logger (a stand-in on ranks > 0)
     checkpoint: ResumeCheckpoint | None = None  # saves the training state now and then
     resume_from: Path | None = None  # such a checkpoint to continue from
     trainer_overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -76,12 +79,18 @@ def fit(inputs: FitInputs) -> Fitted:
     metrics = inputs.metrics
     pruning = OptunaPruning(inputs.trial, metrics[0]) if inputs.reports_epochs else None
     divergence = DivergenceStop()
-    callbacks = [c for c in (pruning, divergence, inputs.checkpoint) if c is not None]
+    # The config's own callbacks first, tuner's after: tuner's read what the epoch left.
+    callbacks = [*build_callbacks(inputs.cfg, str(inputs.root_dir)).values(),
+                 *(c for c in (pruning, divergence, inputs.checkpoint) if c is not None)]
     trainer = build_trainer(inputs.cfg.trainer, callbacks=callbacks, logger=inputs.logger,
                             root_dir=str(inputs.root_dir), **inputs.trainer_overrides)
-    # weights_only: the checkpoint is read without running pickled code.
-    trainer.fit(module, datamodule=datamodule, ckpt_path=inputs.resume_from,
-                weights_only=True if inputs.resume_from is not None else None)
+    logger = inputs.logger
+    own_calls = (fluent_run(logger.tracking_uri, logger.run_id)
+                 if isinstance(logger, BatchLogger) and logger.tracking_uri else nullcontext())
+    with own_calls:  # the module's mlflow.log_* calls land on the trial's run
+        # weights_only: the checkpoint is read without running pickled code.
+        trainer.fit(module, datamodule=datamodule, ckpt_path=inputs.resume_from,
+                    weights_only=True if inputs.resume_from is not None else None)
     if divergence.diverged:
         if not inputs.reports_epochs:  # Optuna cannot prune a multi-objective trial
             raise FloatingPointError(divergence.reason)

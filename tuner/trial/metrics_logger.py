@@ -1,5 +1,12 @@
 """The Lightning logger of a trial: its metrics leave in batches, not one call per value.
 
+It keeps Lightning's MLflow logger contract, so that a module written for
+``MLFlowLogger`` runs unchanged: ``self.logger.experiment`` is an ``MlflowClient`` on
+the sweep's tracking store and ``self.logger.run_id`` the trial's run (a figure, a table
+or an artifact logged through them lands on the trial's run, written by this process);
+``log_hyperparams`` records params, which travel with the trial's result and are logged
+when its run ends. MLflow is imported only when a module touches ``experiment``.
+
 Lightning's own MLFlowLogger makes one synchronous request per ``log_metrics`` call.
 This one buffers rows and hands them to ``write`` (the slot sends them to its driver,
 which writes them to the trial's run: tuner.launch.run_writer) at most every
@@ -17,10 +24,11 @@ random state too (tuner.trial.checkpoints).
 from __future__ import annotations
 
 import time
+from argparse import Namespace
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
 from tuner.core.results import MetricRow
@@ -30,13 +38,39 @@ FLUSH_AT = 1000  # rows buffered before a flush whatever the interval (MLflow's 
 
 class BatchLogger(Logger):
     def __init__(self, write: Callable[[list[MetricRow]], None], flush_interval: float = 2.0,
-                 logged_until: Mapping[str, int] | None = None):
+                 logged_until: Mapping[str, int] | None = None, *,
+                 run_id: str | None = None, tracking_uri: str | None = None):
         super().__init__()
         self.write = write
         self.flush_interval = flush_interval
         self._buffer: list[MetricRow] = []
         self._last_flush = time.monotonic()
         self._logged_until = dict(logged_until or {})  # metric -> last step the run holds
+        self._run_id, self._tracking_uri = run_id, tracking_uri
+        self._client: Any = None
+        self.hyperparams: dict[str, str] = {}  # what the module logged as params
+
+    @property
+    def run_id(self) -> str | None:
+        """The trial's MLflow run."""
+        return self._run_id
+
+    @property
+    def tracking_uri(self) -> str | None:
+        return self._tracking_uri
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:
+        """An ``MlflowClient`` on the sweep's tracking store (Lightning's MLFlowLogger
+        gives the same), made the first time a module asks for it."""
+        if self._client is None:
+            if self._tracking_uri is None:
+                raise RuntimeError("this logger has no MLflow store (a DDP rank other than 0)")
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self._tracking_uri)
+        return self._client
 
     @property
     def name(self) -> str:
@@ -59,7 +93,12 @@ class BatchLogger(Logger):
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
-        """Ignored: tuner logs the trial's sampled params and config itself."""
+        """Kept as the run's params, flattened as Lightning's MLFlowLogger does (``a/b``);
+        the driver logs them when the trial ends, beside tuner's own (the sampled values,
+        the seed), which win where a name is the same."""
+        if isinstance(params, Namespace):
+            params = vars(params)
+        self.hyperparams.update((key, str(value)) for key, value in _flat(params or {}))
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -70,3 +109,13 @@ class BatchLogger(Logger):
             rows, self._buffer = self._buffer, []
             self.write(rows)
         self._last_flush = time.monotonic()
+
+
+def _flat(params: Mapping[str, Any], prefix: str = ""):
+    for key, value in params.items():
+        if isinstance(value, Namespace):
+            value = vars(value)
+        if isinstance(value, Mapping) and value:
+            yield from _flat(value, f"{prefix}{key}/")
+        else:
+            yield f"{prefix}{key}", value

@@ -1,12 +1,13 @@
 """Train one batch before the study exists, so that bad code fails before any record does.
 
-The preflight builds the DataModule, the LightningModule and a Trainer from the
-composed config (the search space's values are not applied), fits one training and one
-validation batch (Lightning's ``fast_dev_run``) and checks that every metric the study
-optimises was logged. A ``_target_`` that fails to build, a Trainer setting Lightning
-refuses, a shape mismatch or a metric the module never logs is reported as a
-ConfigError naming the file to fix; the study, its trials and its MLflow runs are only
-created after this passes. It costs about one training step plus Trainer set-up.
+The preflight builds the DataModule, the LightningModule, the config's callbacks and a
+Trainer from the composed config (the search space's values are not applied), fits one
+training and one validation batch (Lightning's ``fast_dev_run``) and checks that every
+metric the study optimises, and every metric a callback watches, was logged. A
+``_target_`` that fails to build, a Trainer setting Lightning refuses, a shape mismatch
+or a metric the module never logs is reported as a ConfigError naming the file to fix;
+the study, its trials and its MLflow runs are only created after this passes. It costs
+about one training step plus Trainer set-up.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from tuner.config.checks import IMPORTED_IN_SLOT, check_targets
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, Problem, describe_error
 from tuner.core.quiet import quiet_lightning
-from tuner.trial.build import BuildError, build_objects, build_trainer
+from tuner.trial.build import BuildError, build_callbacks, build_objects, build_trainer
+from tuner.trial.fluent_run import throwaway_run
+from tuner.trial.metrics_logger import BatchLogger
 
 
 def preflight(plan: SweepPlan) -> None:
@@ -34,25 +37,19 @@ def preflight(plan: SweepPlan) -> None:
         raise ConfigError(Problem(plan.locate(error.group), error.group,
                                   f"cannot be built: {describe_error(error.cause)}",
                                   f"fix the {error.group} settings or its class")) from error
+    own = _own_callbacks(plan)
     seen = MetricsAtValidationEnd()
+    trainer = _one_batch_trainer(plan, [*own.values(), seen])
     try:
-        # One process even for DDP trials: a launcher here would start ranks that re-enter
-        # the sweep. The batch checks the model and data; the ranks share their code.
-        trainer = build_trainer(cfg.trainer, fast_dev_run=1, logger=False, callbacks=[seen],
-                                devices=1, num_nodes=1, strategy="auto")
-    except Exception as error:
-        raise ConfigError(Problem(plan.locate("trainer"), "trainer",
-                                  f"Lightning refused the settings: {describe_error(error)}",
-                                  "fix the trainer settings (e.g. trainer.accelerator=cpu "
-                                  "on a machine without a GPU)")) from error
-    try:
-        trainer.fit(module, datamodule=datamodule)
+        with throwaway_run():
+            trainer.fit(module, datamodule=datamodule)
     except Exception as error:
         raise ConfigError(Problem(f"{plan.locate('model')} with {plan.locate('data')}", "",
                                   f"training one batch failed: {describe_error(error)}",
                                   "check that the model and the data fit together (shapes, "
                                   "dtypes) and that the module's steps run")) from error
     logged = sorted(seen.names)
+    _check_monitors(plan, own, seen.names | set(trainer.callback_metrics))
     missing = [m for m in plan.metrics if m not in logged]
     if missing:
         raise ConfigError(Problem(
@@ -61,6 +58,54 @@ def preflight(plan: SweepPlan) -> None:
             f"where trials read it; by then it has logged: {', '.join(logged) or 'nothing'}",
             f"set metric to one of those (e.g. metric={logged[0]})" if logged else
             "log the metric with self.log(...) in validation_step or on_validation_epoch_end"))
+
+
+def _own_callbacks(plan: SweepPlan) -> dict[str, pl.Callback]:
+    try:
+        return build_callbacks(plan.cfg, trial_dir=None)
+    except BuildError as error:
+        raise ConfigError(Problem(plan.locate(error.group), error.group,
+                                  f"cannot be built: {describe_error(error.cause)}",
+                                  "fix the callback's settings, or set it to null to leave "
+                                  "it out")) from error
+
+
+def _one_batch_trainer(plan: SweepPlan, callbacks: list[pl.Callback]) -> pl.Trainer:
+    try:
+        # One process even for DDP trials: a launcher here would start ranks that re-enter
+        # the sweep. The batch checks the model and data; the ranks share their code.
+        # fast_dev_run swaps the logger for Lightning's DummyLogger, which takes every
+        # call a module makes of a trial's (self.logger.experiment...) and writes nothing.
+        return build_trainer(plan.cfg.trainer, fast_dev_run=1, logger=BatchLogger(_nowhere),
+                             callbacks=callbacks, devices=1, num_nodes=1, strategy="auto")
+    except Exception as error:
+        raise ConfigError(Problem(plan.locate("trainer"), "trainer",
+                                  f"Lightning refused the settings: {describe_error(error)}",
+                                  "fix the trainer settings (e.g. trainer.accelerator=cpu "
+                                  "on a machine without a GPU)")) from error
+
+
+def _nowhere(rows: object) -> None:
+    pass
+
+
+def _check_monitors(plan: SweepPlan, callbacks: dict[str, pl.Callback], logged: set[str]
+                    ) -> None:
+    """A callback that watches a metric (early stopping, a checkpoint's best) must watch
+    one the module logs: Lightning would only fail at the end of the first epoch."""
+    problems = []
+    for name, callback in callbacks.items():
+        monitor = getattr(callback, "monitor", None)
+        if isinstance(monitor, str) and monitor not in logged:
+            key = f"callbacks.{name}.monitor"
+            problems.append(Problem(
+                plan.locate(key), key,
+                f"'{monitor}' is not a metric {plan.cfg.model._target_} logs; it logs: "
+                f"{', '.join(sorted(logged)) or 'nothing'}",
+                "monitor one of those, e.g. the study's metric "
+                f"({plan.metrics[0]})"))
+    if problems:
+        raise ConfigError(problems)
 
 
 class MetricsAtValidationEnd(pl.Callback):

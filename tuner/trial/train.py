@@ -75,7 +75,7 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
     outcome = fitted.outcome
     result = TrialResult(order.number, outcome.state, outcome.values,
                          pruned_at=outcome.pruned_at, reason=outcome.reason,
-                         run_id=order.run_id)
+                         run_id=order.run_id, params=logger.hyperparams)
     if (outcome.state == TrialState.COMPLETE
             and order.beats_best(outcome.values[0], plan.directions[0])):
         result.attrs, result.error_text = keep_weights(fitted, order.trial_dir)
@@ -86,4 +86,5 @@ def trial_logger(plan: SweepPlan, order: Order, send_metrics: MetricSink) -> Bat
     """The Lightning logger of the order's run; a resumed run already holds metrics of
     the attempt cut short, and the logger writes no step twice."""
     return BatchLogger(partial(send_metrics, order.number), plan.cfg.tracking.flush_interval,
-                       None if order.resume is None else order.resume.logged_steps)
+                       None if order.resume is None else order.resume.logged_steps,
+                       run_id=order.run_id, tracking_uri=plan.cfg.tracking.tracking_uri)
