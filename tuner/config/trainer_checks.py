@@ -77,12 +77,6 @@ def trainer(composed: Composed, problems: list[Problem]) -> None:
         if key not in node:
             problems.append(Problem(composed.locate("trainer"), f"trainer.{key}",
                                     "is required: tuner reads it", f"set trainer.{key}"))
-    devices, per_trial = node.get("devices"), composed.cfg.get("devices_per_trial")
-    if devices is not None and devices != per_trial:
-        problems.append(Problem(composed.locate("trainer.devices"), "trainer.devices",
-                                f"is {devices} but devices_per_trial is {per_trial}: tuner "
-                                "gives each trial devices_per_trial devices",
-                                f"set devices_per_trial={devices} instead"))
 
 
 def _check_key(composed: Composed, node: DictConfig, key: str, problems: list[Problem]) -> None:

@@ -63,13 +63,10 @@ class BatchLogger(Logger):
     @rank_zero_experiment
     def experiment(self) -> Any:
         """An ``MlflowClient`` on the sweep's tracking store (Lightning's MLFlowLogger
-        gives the same), made the first time a module asks for it."""
+        gives the same). Lightning reads this at every fit's set-up; MLflow is imported
+        only when a module calls one of the client's methods."""
         if self._client is None:
-            if self._tracking_uri is None:
-                raise RuntimeError("this logger has no MLflow store (a DDP rank other than 0)")
-            from mlflow import MlflowClient
-
-            self._client = MlflowClient(self._tracking_uri)
+            self._client = _LazyClient(self._tracking_uri)
         return self._client
 
     @property
@@ -109,6 +106,22 @@ class BatchLogger(Logger):
             rows, self._buffer = self._buffer, []
             self.write(rows)
         self._last_flush = time.monotonic()
+
+
+class _LazyClient:
+    """An ``MlflowClient`` made on the first use of one of its attributes."""
+
+    def __init__(self, tracking_uri: str | None):
+        self._tracking_uri, self._client = tracking_uri, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            if self._tracking_uri is None:
+                raise RuntimeError("this logger has no MLflow store (a DDP rank other than 0)")
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(self._tracking_uri)
+        return getattr(self._client, name)
 
 
 def _flat(params: Mapping[str, Any], prefix: str = ""):
