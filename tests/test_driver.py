@@ -178,3 +178,39 @@ def _two_drivers_claim_one_at_a_time(sweep) -> None:
 @pytest.mark.parametrize("storage", ["journal", "sqlite"])
 def test_two_drivers_never_claim_at_once_on_an_embedded_storage(storage, tmp_path):
     _two_drivers_claim_one_at_a_time(plan(*FAST, f"storage={storage}", run_dir=tmp_path / "r"))
+
+
+class _CountingSampler(optuna.samplers.RandomSampler):
+    """Records, each time a trial is sampled, how many trials had ended by then."""
+
+    def __init__(self):
+        super().__init__(seed=0)
+        self.ended_before: dict[int, int] = {}  # trial number -> trials ended by then
+
+    def sample_independent(self, study, trial, name, distribution):
+        ended = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        self.ended_before.setdefault(trial.number, len(ended))
+        return super().sample_independent(study, trial, name, distribution)
+
+
+def test_the_next_trial_is_claimed_ahead_but_sampled_with_every_result_known(tmp_path):
+    """The slot's next trial is claimed and its run made while the current one trains;
+    it is sampled only once the slot frees, so the sampler sees the trial before it."""
+    sweep = plan(*FAST, "n_trials=3", run_dir=tmp_path / "runs")
+    sampler = _CountingSampler()
+    study = optuna.create_study(study_name=sweep.study_name, direction="maximize",
+                                sampler=sampler)
+    tracker = Tracker(sweep.cfg.tracking, sweep.study_name)
+    tracker.open(study, sweep.study_params())
+    driver = Driver(sweep, study, tracker, TrialWatch(sweep, study, PlainReporter(
+        io.StringIO())).on_finished)
+    try:
+        driver.run([InProcessSlot(sweep, SlotSpec(0, None, 1), study)], in_this_thread=True)
+    finally:
+        driver.close()
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3
+    assert sampler.ended_before == {0: 0, 1: 1, 2: 2}
+    runs = {r.data.tags[tags.TRIAL_NUMBER]: r for r in tracker.client.search_runs(
+        [tracker.experiment_id]) if tags.TRIAL_NUMBER in r.data.tags}
+    assert sorted(runs) == ["0", "1", "2"]
+    assert all(r.info.status == "FINISHED" for r in runs.values())

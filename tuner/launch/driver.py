@@ -8,17 +8,18 @@ driver's side:
                (tuner.launch.strategy); its lease is kept from here on
     ready      sampled, configured, given its MLflow run, ordered (tuner.launch.prepare)
     order      handed to the slot, which trains it; its metric batches stream into its
-               run meanwhile, and the driver readies the slot's next trial (claim, ready)
+               run meanwhile, and the driver claims the slot's next trial and makes its
+               run (sampled once the slot frees, with every result then known)
     outcome    how it ended, from the slot, or from the slot's death
     tell       Optuna told, then the strategy (tuner.launch.conclude)
     end        the run ended to match; the lease let go
 
-So a free slot finds its next order ready (no batch barrier, no wait on the driver): the
-driver samples a slot's next trial while its current one trains, as it does for the
-other slots' trials; TPE counts the trial still training as a poor result (Optuna's
-constant liar), as for several slots. With a ``timeout``, or failures near
-``max_failures``, the next trial is readied only once the slot is free: one readied
-then might never start. A trial readied but never started (Ctrl-C) ends FAIL
+So a free slot finds its next trial claimed and its run made (no batch barrier; what is
+left is sampling and the config, a few milliseconds): the part of readying that
+needs no result is done while the slot trains, and sampling waits for the slot to free
+so that the sampler sees the trial that just ended. With a ``timeout``, or failures
+near ``max_failures``, the next trial is claimed only once the slot is free: one
+claimed then might never start. A trial claimed but never started (Ctrl-C) ends FAIL
 ("interrupted (not started ...)") with its run, and the next command trains it.
 
 A slot that dies (segfault, OOM kill, SIGKILL) ends only its trial: FAIL with the exit
@@ -46,7 +47,7 @@ from tuner.core.errors import StorageUnavailable, SweepInterrupted, first_line
 from tuner.core.results import MetricRow, TrialResult
 from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.conclude import conclude, conclude_interrupted, end_orphaned_runs
-from tuner.launch.prepare import Ready, make_ready
+from tuner.launch.prepare import Ready, claim_ahead, make_ready
 from tuner.launch.run_writer import RunWriter
 from tuner.launch.strategy import Search, Strategy
 from tuner.launch.training_slot import MetricWrite, SlotDied, TrainingSlot
@@ -127,6 +128,8 @@ class Driver:
         try:
             while (why := self._why_stop()) is None:
                 current, ahead = ahead or self.claim(slot), None
+                if isinstance(current, Ready) and not current.sampled:
+                    current = self._sample(current)
                 if current is None:  # the budget is taken, but a running trial may fail
                     time.sleep(WAIT_POLL)
                     continue
@@ -171,16 +174,22 @@ class Driver:
 
     # -- a trial -------------------------------------------------------------------------
 
-    def claim(self, slot: TrainingSlot) -> Ready | str | None:
-        """The slot's next trial, claimed and readied; a reason to stop; or None (wait)."""
+    def claim(self, slot: TrainingSlot, ahead: bool = False) -> Ready | str | None:
+        """The slot's next trial, claimed and readied (``ahead``: only its run made); a
+        reason to stop; or None (wait)."""
         claimed = self.strategy.next_trial(slot.pid)
         if claimed.stop is not None or claimed.wait:
             return claimed.stop
         self.leases.keep(trial_id_of(claimed.trial))
+        if ahead:
+            return claim_ahead(self.study, self.writer, claimed.trial)
+        return self._sample(Ready(claimed.trial))
+
+    def _sample(self, ready: Ready) -> Ready:
         try:
-            return make_ready(self.plan, self.study, self.writer, claimed.trial)
+            return make_ready(self.plan, self.study, self.writer, ready)
         except BaseException:  # Ctrl-C while it was readied
-            self.release(Ready(claimed.trial), "interrupted (while it was readied)")
+            self.release(ready, "interrupted (while it was readied)")
             raise
 
     def run_trial(self, slot: TrainingSlot, ready: Ready) -> tuple[TrialResult, Ready | None]:
@@ -225,7 +234,7 @@ class Driver:
         if (self._stopping is not None or self._interrupted is not None or self.deadline
                 or (limit and self._failures + len(self._slots) >= limit)):
             return None
-        nxt = self.claim(slot)
+        nxt = self.claim(slot, ahead=True)
         return nxt if isinstance(nxt, Ready) else None
 
     def _outcome(self, slot: TrainingSlot, order: Order) -> TrialResult:
@@ -243,6 +252,7 @@ class Driver:
     def release(self, ready: Ready, reason: str) -> None:
         """A readied trial that no slot will train: FAIL with ``reason`` (a repeat trains
         it), its run ended; its lease let go."""
+        ready.settle_run()
         try:
             conclude_interrupted(self.study, ready.trial.number, self.writer, reason,
                                  ready.run_id)

@@ -3,7 +3,8 @@ trial's rank 0 on this node, trains its trials where its driver runs.
 
 It is served in the driver's main thread (signals land there) and passes its metric
 batches straight to the run writer; there is no process to replace or to stop. It
-trains when the driver asks for the outcome, so the next trial is readied first.
+trains when the driver asks for the outcome, so the next trial is claimed (its run
+made) first.
 """
 
 from __future__ import annotations
