@@ -201,6 +201,28 @@ def test_ui_serves_the_study_on_loopback(default_sweep):
         stop(process)
 
 
+def test_ui_serve_and_dashboard_refuse_a_busy_port_before_saying_anything(default_sweep):
+    """MLflow's servers report a taken port only in their log (the UI then exits 0, the
+    model server 35 s later); tuner refuses it first, as the dashboard always did."""
+    import socket
+
+    cwd, _, _ = default_sweep
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = str(holder.getsockname()[1])
+        for command in (["ui"], ["serve", "digits-mlp"], ["dashboard", "digits-mlp"]):
+            started = time.monotonic()
+            result = run_tuner(*command, "--port", port, cwd=cwd, timeout=60)
+            assert result.returncode == 2, (command, result.stdout, result.stderr)
+            assert f"cannot listen on 127.0.0.1 port {port}" in result.stderr
+            assert "choose another --port" in result.stderr
+            assert "at http://" not in result.stdout  # no address promised
+            assert time.monotonic() - started < 30
+    tunnel = run_tuner("serve", "--host", "0.0.0.0", "--port", "5002", cwd=cwd)
+    assert tunnel.returncode == 2 and "ssh -L 5002:127.0.0.1:5002 host" in tunnel.stderr
+
+
 def test_ui_refuses_a_public_host_without_a_password(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_AUTH_ADMIN_PASSWORD", raising=False)
     result = run_tuner("ui", "--host", "0.0.0.0", cwd=tmp_path)

@@ -79,7 +79,7 @@ def make_dashboard(composed: Composed, host: str, port: int) -> tuple[WSGIServer
     """The dashboard's server for the composed study (checked first), and its address."""
     from optuna_dashboard import wsgi
 
-    check_ui_host(host)
+    check_ui_host(host, port)
     storage = existing_storage(composed)
     study = load_study(composed, storage=storage)  # unknown: refused, listing those there
     quiet_optuna()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
 
@@ -40,7 +41,7 @@ def basic_auth_config(run_dir: Path) -> Path:
     return path
 
 
-def check_ui_host(host: str) -> None:
+def check_ui_host(host: str, port: int) -> None:
     """Raise ConfigError unless ``host`` is loopback or basic-auth can protect it."""
     if host in LOOPBACK:
         return
@@ -49,7 +50,7 @@ def check_ui_host(host: str) -> None:
             "command line", "--host", f"refusing to bind {host} without authentication: "
             "the records and models would be open to the network",
             f"set {ADMIN_PASSWORD_ENV} to turn on MLflow's basic-auth (user 'admin'), or "
-            "use --host 127.0.0.1 and an SSH tunnel (ssh -L 5000:127.0.0.1:5000 host)"))
+            f"use --host 127.0.0.1 and an SSH tunnel ({_tunnel(port)})"))
     if len(os.environ[ADMIN_PASSWORD_ENV]) < MIN_PASSWORD_LENGTH:
         raise ConfigError(Problem(
             "environment", ADMIN_PASSWORD_ENV,
@@ -57,20 +58,42 @@ def check_ui_host(host: str) -> None:
             f"choose a longer password (at least {MIN_PASSWORD_LENGTH} characters)"))
 
 
-def check_loopback(host: str) -> None:
+def check_loopback(host: str, port: int) -> None:
     if host not in LOOPBACK:
         raise ConfigError(Problem(
             "command line", "--host", f"refusing to bind {host}: the MLflow server has no "
             "authentication here, so it would expose the records (and the models) to the "
             "network", "use --host 127.0.0.1 and reach it through an SSH tunnel "
-            "(ssh -L 5000:127.0.0.1:5000 host)"))
+            f"({_tunnel(port)})"))
+
+
+def _tunnel(port: int) -> str:
+    return f"ssh -L {port}:127.0.0.1:{port} host"
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise ConfigError when ``port`` on ``host`` cannot be listened on (taken, or not
+    this machine's address): MLflow's servers would say so only in their log, after
+    tuner had printed the address, and exit 0 (the UI) or 35 s later (the model server)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As the servers bind: a port in TIME_WAIT from the last run is free to them.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            raise ConfigError(Problem(
+                "command line", "--port", f"cannot listen on {host} port {port}: "
+                f"{error.strerror or error}", "choose another --port (or stop what holds "
+                "it)")) from error
 
 
 def ui_command(composed: Composed, host: str, port: int, workers: int = 1
                ) -> tuple[list[str], str]:
     """The MLflow UI's command line over the study's store, and the line to show.
-    Checks first (host, store exists); sets the basic-auth app's environment."""
-    check_ui_host(host)
+    Checks first (host, port, store exists); sets the basic-auth app's environment."""
+    check_ui_host(host, port)
+    check_port_free(host, port)
     public = host not in LOOPBACK
     uri = existing_tracking_uri(composed)
     command = [sys.executable, "-m", "mlflow", "server" if public else "ui",
@@ -90,7 +113,8 @@ def ui_command(composed: Composed, host: str, port: int, workers: int = 1
 
 def serve_command(composed: Composed, host: str, port: int) -> tuple[list[str], str]:
     """MLflow's model server over the study's champion, and the line to show."""
-    check_loopback(host)
+    check_loopback(host, port)
+    check_port_free(host, port)
     uri = existing_tracking_uri(composed)
     model_uri = champion_uri(composed)
     os.environ["MLFLOW_TRACKING_URI"] = uri

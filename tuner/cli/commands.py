@@ -159,7 +159,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 def cmd_ui(args: argparse.Namespace) -> int:
     from tuner.app.ui import check_ui_host, ui_command
 
-    check_ui_host(args.host)  # before anything else: an open host is refused outright
+    check_ui_host(args.host, args.port)  # before anything else: an open host is refused
     command, line = ui_command(_compose(args.config_dir, args.overrides), args.host, args.port,
                                args.workers)
     print(line, flush=True)
@@ -169,7 +169,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from tuner.app.ui import check_loopback, serve_command
 
-    check_loopback(args.host)
+    check_loopback(args.host, args.port)
     study, overrides = _study_and_overrides(args.args)
     command, line = serve_command(_compose(args.config_dir, overrides, study), args.host,
                                   args.port)
@@ -211,7 +211,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from tuner.app.dashboard import make_dashboard
     from tuner.app.ui import check_ui_host
 
-    check_ui_host(args.host)  # before anything else, as for tuner ui
+    check_ui_host(args.host, args.port)  # before anything else, as for tuner ui
     study, overrides = _study_and_overrides(args.args)
     server, url = make_dashboard(_compose(args.config_dir, overrides, study), args.host,
                                  args.port)
