@@ -325,8 +325,9 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     client = client_for(run_dir)
     runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id])
     statuses = {r.data.tags.get(tags.TRIAL_NUMBER, "parent"): r.info.status for r in runs}
-    # A slot whose next trial was claimed but had no run yet (its params were being
-    # sampled) leaves that trial without one; every trial that had a run ends it KILLED.
+    # A slot's next trial, claimed while its current one trained, has its run (or is
+    # about to); a trial whose run was never made has none to end; every trial that
+    # had a run ends it KILLED.
     with_runs = [t for t in interrupted if attrs.RUN_ID_ATTR in t.user_attrs]
     assert with_runs
     assert all(statuses[str(t.number)] == "KILLED" for t in with_runs), statuses
@@ -345,7 +346,10 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     for cut_short in interrupted:  # the rerun starts with the cut-short trials
         [repeat] = [t for t in study.trials
                     if t.user_attrs.get(attrs.RETRY_OF_ATTR) == cut_short.number]
-        assert repeat.params == cut_short.params
+        # A slot's next trial is claimed ahead but sampled only when the slot frees: cut
+        # short before that, it has no params, and its repeat samples its own.
+        assert repeat.params == cut_short.params or not cut_short.params
+        assert repeat.params
 
 
 def test_a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_study(tmp_path):
