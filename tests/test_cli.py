@@ -24,7 +24,6 @@ from tests.conftest import (
     run_tuner,
     start,
     stop,
-    wait_for_http,
 )
 from tests.servers import free_port
 from tuner.core import attrs
@@ -187,12 +186,28 @@ def test_help_lists_commands_and_groups(tmp_path):
         assert words in result.stdout
 
 
+def said_ready(process, words: str, timeout: float = 180) -> list[str]:
+    """The command's lines up to the one that says it is ready (``words``)."""
+    lines, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        assert line or process.poll() is None, "".join(lines)
+        lines.append(line)
+        if words in line:
+            return lines
+    raise AssertionError("never said it was ready:\n" + "".join(lines))
+
+
 def test_ui_serves_the_study_on_loopback(default_sweep):
+    """It says where the UI is only once the UI answers there."""
     cwd, _, _ = default_sweep
     port = free_port()
     process = start(["ui", "--port", str(port)], cwd)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", process)
+        lines = said_ready(process, f"ready at http://127.0.0.1:{port}")
+        assert lines[0].startswith("starting the MLflow UI")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            assert answer.status == 200  # at once: no waiting after the line
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50"
         with urllib.request.urlopen(url, timeout=10) as response:
             names = [e["name"] for e in json.load(response)["experiments"]]
@@ -221,6 +236,10 @@ def test_ui_serve_and_dashboard_refuse_a_busy_port_before_saying_anything(defaul
             assert time.monotonic() - started < 30
     tunnel = run_tuner("serve", "--host", "0.0.0.0", "--port", "5002", cwd=cwd)
     assert tunnel.returncode == 2 and "ssh -L 5002:127.0.0.1:5002 host" in tunnel.stderr
+    typo = run_tuner("serve", "digits-mpl", "--port", str(free_port()), cwd=cwd)
+    assert typo.returncode == 2
+    assert "study 'digits-mpl' has no champion model; these have one: digits-mlp" in typo.stderr
+    assert "e.g. tuner serve digits-mlp" in typo.stderr
 
 
 def test_ui_refuses_a_public_host_without_a_password(tmp_path, monkeypatch):
@@ -279,7 +298,11 @@ def test_serve_answers_predictions_for_the_champion(default_sweep):
     port = free_port()
     process = start(["serve", "digits-mlp", "--port", str(port)], cwd)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/ping", process, timeout=180)
+        lines = said_ready(process, f"at http://127.0.0.1:{port}/invocations")
+        assert lines[0].startswith("starting MLflow's model server")
+        assert not [line for line in lines if "Downloading artifacts" in line]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as answer:
+            assert answer.status == 200  # it says it serves once it does
         from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)

@@ -105,7 +105,14 @@ def champion_uri(composed: Composed) -> str:
     quiet_mlflow()
     uri = existing_tracking_uri(composed)
     name = composed.cfg.study_name
-    if current_champion(MlflowClient(uri, registry_uri=uri), name) is None:
+    client = MlflowClient(uri, registry_uri=uri)
+    if current_champion(client, name) is None:
+        crowned = sorted(m.name for m in client.search_registered_models()
+                         if tags.CHAMPION_ALIAS in (m.aliases or {}))
+        if crowned:  # a mistyped name, most likely: say which ones can be served
+            raise ConfigError(Problem(uri, "study", f"study '{name}' has no champion model; "
+                                      f"these have one: {', '.join(crowned)}",
+                                      f"give one of them, e.g. tuner serve {crowned[0]}"))
         raise ConfigError(Problem(uri, "study", f"study '{name}' has no champion model",
                                   "run `tuner sweep` for it to completion first (with "
                                   "tracking.register_champion=true)"))

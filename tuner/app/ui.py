@@ -108,7 +108,7 @@ def ui_command(composed: Composed, host: str, port: int, workers: int = 1
     if composed.cfg.tracking.artifact_location:
         command += ["--default-artifact-root", composed.cfg.tracking.artifact_location]
     auth = " with basic-auth (user 'admin')" if public else ""
-    return command, f"MLflow UI for {uri} at http://{host}:{port}{auth} (Ctrl-C to stop)"
+    return command, f"MLflow UI for {uri} ready at http://{host}:{port}{auth} (Ctrl-C to stop)"
 
 
 def serve_command(composed: Composed, host: str, port: int) -> tuple[list[str], str]:
@@ -120,4 +120,5 @@ def serve_command(composed: Composed, host: str, port: int) -> tuple[list[str], 
     os.environ["MLFLOW_TRACKING_URI"] = uri
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                "--env-manager", "local", "--host", host, "--port", str(port)]
-    return command, f"serving {model_uri} at http://{host}:{port}/invocations (Ctrl-C to stop)"
+    return command, (f"serving {model_uri} at http://{host}:{port}/invocations "
+                     "(Ctrl-C to stop)")

@@ -7,7 +7,6 @@ after the input has been checked: bad input is refused in a fraction of a second
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 
@@ -160,10 +159,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from tuner.app.ui import check_ui_host, ui_command
 
     check_ui_host(args.host, args.port)  # before anything else: an open host is refused
+    from tuner.app.server_process import run_server
+
     command, line = ui_command(_compose(args.config_dir, args.overrides), args.host, args.port,
                                args.workers)
-    print(line, flush=True)
-    os.execv(sys.executable, command)  # hand the process (and Ctrl-C) to MLflow
+    return run_server(command, f"http://{_url_host(args.host)}:{args.port}/health",
+                      "starting the MLflow UI...", line)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -171,10 +172,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     check_loopback(args.host, args.port)
     study, overrides = _study_and_overrides(args.args)
+    from tuner.app.server_process import run_server
+
     command, line = serve_command(_compose(args.config_dir, overrides, study), args.host,
                                   args.port)
-    print(line, flush=True)
-    os.execv(sys.executable, command)
+    return run_server(command, f"http://{_url_host(args.host)}:{args.port}/ping",
+                      "starting MLflow's model server (it loads the champion first)...", line)
+
+
+def _url_host(host: str) -> str:
+    """Where this machine reaches a server bound to ``host``."""
+    if host in ("0.0.0.0", "::"):
+        return "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def _studies_and_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -1,0 +1,69 @@
+"""MLflow's UI or model server as a child of the `tuner` command, said ready when it answers.
+
+MLflow takes seconds (the UI) to minutes (the model server, which loads the model) before
+it answers; printing the address at once sent people to a page that did not load. The
+command says what it starts, waits until the server answers its readiness URL (any HTTP
+answer: the UI behind basic-auth answers 401), then prints the address. A server that
+exits before that (a port taken meanwhile, a model that does not load) ends the command
+with its exit code. Ctrl-C reaches the server too (one process group) and SIGTERM is
+passed on; the command waits for the server to stop, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+POLL = 0.5  # seconds between readiness checks
+STOP_WAIT = 15  # seconds a stopping server gets before it is killed
+# MLflow's download bars would fill the terminal while the model server starts.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
+def run_server(command: Sequence[str], ready_url: str, starting: str, ready: str) -> int:
+    """Run ``command`` until it stops; its exit code (130 after Ctrl-C)."""
+    print(starting, flush=True)
+    child = subprocess.Popen(list(command), env={**os.environ, **QUIET_ENV})
+    signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
+    try:
+        if _answers(child, ready_url):
+            print(ready, flush=True)
+        code = child.wait()
+    except KeyboardInterrupt:
+        code = _stopped(child)
+        print("\nstopped", file=sys.stderr)
+        return 130
+    if code != 0 and code != -signal.SIGTERM:
+        print(f"error: the server exited with status {code} (its messages are above)",
+              file=sys.stderr)
+    return 0 if code == -signal.SIGTERM else code
+
+
+def _answers(child: subprocess.Popen, url: str) -> bool:
+    while child.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True  # it answered (401 behind basic-auth)
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            time.sleep(POLL)
+    return False
+
+
+def _stopped(child: subprocess.Popen) -> int:
+    """After Ctrl-C: the server had it too from the terminal; if it came another way
+    (a signal to this process only), it is asked to stop, then made to."""
+    for ask in (lambda: None, child.terminate, child.kill):
+        ask()
+        try:
+            return child.wait(timeout=STOP_WAIT / 3)
+        except subprocess.TimeoutExpired:
+            continue
+    return child.wait()
