@@ -1,4 +1,4 @@
-"""A user's own Lightning + Hydra project runs under tuner unchanged (examples/lightning_hydra).
+"""A user's own Lightning + Hydra project runs under tuner unchanged (examples/).
 
 The project is written in lightning-hydra-template's layout and idioms, knowing nothing of
 tuner: a module with ``_partial_`` optimizer and scheduler and a nested ``net``,
@@ -14,7 +14,7 @@ import os
 
 import pytest
 
-from tests.conftest import REPO, client_for, load_study, run_tuner
+from tests.conftest import FAST, REPO, client_for, load_study, run_tuner, tuner_here
 from tuner.tracking import tags
 
 PROJECT = REPO / "examples" / "lightning_hydra"
@@ -81,3 +81,15 @@ def test_the_progress_bar_is_left_out_with_one_line_saying_so(project_sweep):
     said = [line for line in result.stdout.splitlines()
             if line.startswith("callbacks.rich_progress_bar: left out")]
     assert len(said) == 1, result.stdout
+
+
+def test_the_docs_style_project_runs_as_its_readme_says(tmp_path):
+    """examples/lightning_docs, with its README's command (shrunk by overrides)."""
+    docs = REPO / "examples" / "lightning_docs"
+    result = tuner_here("sweep", "--config-dir", str(docs / "conf"), "model=docs_mlp",
+                        "data=docs_digits", "search=docs_space", "n_trials=2", *FAST,
+                        cwd=tmp_path, env={"PYTHONPATH": str(docs)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    study = load_study(tmp_path / "runs", "docs_digits-docs_mlp")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert {"model.lr", "data.batch_size"} <= set(study.trials[0].params)
