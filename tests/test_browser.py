@@ -122,6 +122,15 @@ def test_report_page_draws_every_plot_without_errors(two_studies, page, tmp_path
     # (force: plotly's drag layer lies over the points and takes the mouse, as it should)
     history.locator(".scatterlayer .point").first.hover(force=True)
     page.page.locator(".hoverlayer .hovertext").first.wait_for(timeout=10_000)
+    # A timeline bar's hover says when its trial started and how long it took (it said
+    # "NaN ms": %{x} on a date axis is a date, not the bar's length).
+    timeline = page.page.locator("figure", has_text="Timeline: trials per slot")
+    timeline.locator(".barlayer .point path").first.hover(force=True)
+    label = timeline.locator(".hoverlayer .hovertext").first
+    label.wait_for(timeout=10_000)
+    text = label.text_content()
+    assert re.search(r"trial \d+: started \d\d:\d\d:\d\d, took [\d.]+ (ms|s)", text), text
+    assert "NaN" not in text
 
 
 def test_compare_page_draws_every_plot_without_errors(two_studies, page, tmp_path):

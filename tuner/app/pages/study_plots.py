@@ -171,18 +171,33 @@ def slot_timeline(trials: list[FrozenTrial]) -> Any:
             continue
         ends = [t.datetime_complete or max(u.datetime_complete or u.datetime_start
                                            for u in started) for t in rows]
+        seconds = [(end - t.datetime_start).total_seconds() for t, end in
+                   zip(rows, ends, strict=True)]
         figure.add_trace(go.Bar(
             name=state, orientation="h", marker_color=colour,
             base=[t.datetime_start.isoformat() for t in rows],
-            x=[(end - t.datetime_start).total_seconds() * 1000 for t, end in
-               zip(rows, ends, strict=True)],
+            x=[s * 1000 for s in seconds],  # a date axis counts lengths in milliseconds
             y=[t.user_attrs.get(attrs.OWNER_ATTR, "unknown slot") for t in rows],
             text=[f"trial {t.number}" for t in rows], textposition="inside",
-            hovertemplate="%{text}<br>%{base|%H:%M:%S} for %{x:.0f} ms<extra>%{fullData.name}"
-                          "</extra>"))
+            # On a date axis %{x} is a date, not the bar's length: the length is written
+            # out here, as a person reads it.
+            customdata=[duration(s) for s in seconds],
+            hovertemplate="%{text}: started %{base|%H:%M:%S}, took %{customdata}"
+                          "<extra>%{fullData.name}</extra>"))
     figure.update_layout(barmode="overlay", xaxis={"type": "date", "title": "time"},
                          yaxis={"title": "slot (host:pid)"})
     return figure
+
+
+def duration(seconds: float) -> str:
+    """``850 ms``, ``12.3 s``, ``4 min 05 s``, ``1 h 02 min``."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def warm_plots() -> None:
