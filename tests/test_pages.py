@@ -28,8 +28,9 @@ from tuner.core import attrs
 from tuner.tracking import tags
 
 REPORT_PLOTS = ["Optimisation history (best so far)", "Learning curves, pruned trials dashed",
-                "Parameter importances", "Parallel coordinates", "Slices of the top 3 parameters",
-                "Contours of the top 2 parameters", "Timeline: trials per slot"]
+                "Parameter importances for val_acc", "Parallel coordinates",
+                "Slices of the top 3 parameters", "Contours of the top 2 parameters",
+                "Timeline: trials per slot"]
 MAX_REPORT_BYTES = 5_000_000
 # Optuna marks set_metric_names experimental; the tests use it as tuner's sweeps do.
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")

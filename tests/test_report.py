@@ -45,7 +45,8 @@ def _spec(plots, title_start: str) -> dict:
 @pytest.mark.parametrize("directions", [["maximize"], ["maximize", "minimize"]])
 def test_importances_are_for_the_study_direction(directions):
     study = _study(directions)
-    bars = _spec(study_plots(study, ("m0", "m1")[:len(directions)]), "Parameter importances")
+    bars = _spec(study_plots(study, ("m0", "m1")[:len(directions)]),
+                 "Parameter importances for m0")
     plotted = dict(zip(bars["data"][0]["y"], bars["data"][0]["x"], strict=True))
     # What Optuna computes for a maximised objective: y, which decides the top values.
     expected = get_param_importances(study, target=lambda t: -t.values[0])
@@ -57,7 +58,7 @@ def test_importances_are_for_the_study_direction(directions):
 
 def test_every_plot_is_drawn_and_a_multi_objective_study_has_its_pareto_front():
     single = [p.title for p in study_plots(_study(["maximize"]), ("m0",))]
-    assert single == ["Optimisation history (best so far)", "Parameter importances",
+    assert single == ["Optimisation history (best so far)", "Parameter importances for m0",
                       "Parallel coordinates", "Slices of the top 3 parameters",
                       "Contours of the top 2 parameters", "Timeline: trials per slot"]
     pareto = study_plots(_study(["maximize", "minimize"]), ("m0", "m1"))
@@ -73,10 +74,16 @@ def test_pruned_trials_learning_curves_are_dashed_and_named():
             trial.report(number + epoch, epoch)
         study.tell(trial, number if number % 2 else None,
                    state=None if number % 2 else optuna.trial.TrialState.PRUNED)
-    traces = {t.name: t for t in learning_curves(study).data}
-    assert set(traces) == {"Trial0 (pruned)", "Trial1", "Trial2 (pruned)", "Trial3"}
-    assert traces["Trial0 (pruned)"].line.dash == "dot"
-    assert traces["Trial1"].line.dash is None
+    figure = learning_curves(study, "val_acc")
+    traces = {t.name: t for t in figure.data}
+    assert set(traces) == {"trial 0 (pruned)", "trial 1", "trial 2 (pruned)", "trial 3"}
+    assert traces["trial 0 (pruned)"].line.dash == "dot"
+    assert traces["trial 1"].line.dash is None
+    # The axis names the metric; a legend names each curve; the hover says it in full.
+    assert figure.layout.yaxis.title.text == "val_acc"
+    assert figure.layout.xaxis.title.text == "epoch"
+    assert figure.layout.showlegend is True
+    assert traces["trial 1"].hovertemplate.startswith("trial 1<br>epoch %{x}: val_acc")
 
 
 def test_one_trial_draws_what_it_can_and_a_failing_plot_becomes_a_note():

@@ -87,10 +87,10 @@ def _candidates(study: optuna.Study, trials: list[FrozenTrial], metrics: tuple[s
     candidates.append((history, lambda: vis.plot_optimization_history(study, **target)))
     if any(t.intermediate_values for t in trials):
         candidates.append(("Learning curves, pruned trials dashed",
-                           lambda: learning_curves(study)))
+                           lambda: learning_curves(study, metrics[0])))
     if len(top) > 1:
         candidates += [
-            ("Parameter importances", lambda: vis.plot_param_importances(
+            (f"Parameter importances for {metrics[0]}", lambda: vis.plot_param_importances(
                 study, **_importance_target(study, metrics))),
             ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **target)),
             (f"Slices of the top {len(top)} parameters",
@@ -140,19 +140,28 @@ def top_params(study: optuna.Study, quiet: bool = True) -> list[str]:
         return varied[:TOP_PARAMS]
 
 
-def learning_curves(study: optuna.Study) -> Any:
+def learning_curves(study: optuna.Study, metric: str) -> Any:
     """Optuna's intermediate-values plot with pruned trials drawn dashed, in orange,
-    and named so: the point of pruning is seen at a glance."""
+    and named so: the point of pruning is seen at a glance. The axis names the metric
+    (Optuna's says "Intermediate Value"), each curve is "trial N" in a legend, and its
+    hover says the trial, the epoch and the value in full (Optuna's cut the name)."""
     from optuna import visualization as vis
 
     figure = vis.plot_intermediate_values(study)
-    pruned = {f"Trial{t.number}" for t in
-              study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
+    pruned = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
     for trace in figure.data:
-        if trace.name in pruned:
-            trace.update(line={"dash": "dot", "color": STATE_COLOURS["PRUNED"]},
-                         name=f"{trace.name} (pruned)")
-    figure.update_layout(xaxis_title="epoch")
+        number = int(str(trace.name).removeprefix("Trial"))
+        name = f"trial {number}" + (" (pruned)" if number in pruned else "")
+        trace.update(name=name, hovertemplate=f"{name}<br>epoch %{{x}}: {metric} %{{y:.4g}}"
+                     "<extra></extra>")
+        if number in pruned:
+            trace.update(line={"dash": "dot", "color": STATE_COLOURS["PRUNED"]})
+    figure.update_layout(xaxis_title="epoch", yaxis_title=metric, showlegend=True,
+                         legend={"title": {"text": "trial"}})
+    epochs = max((len(t.intermediate_values) for t in study.get_trials(deepcopy=False)),
+                 default=0)
+    if epochs <= 20:  # whole epochs only (plotly would put ticks at 1.5)
+        figure.update_xaxes(dtick=1)
     return figure
 
 
