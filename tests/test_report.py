@@ -103,3 +103,24 @@ def test_compare_refuses_other_directions_and_names_the_differing_params():
     assert set(differing_params(comparison)) >= {"x", "y"}
     with pytest.raises(ConfigError, match=r"optimises m0 \(minimize\) but .* m0 \(maximize\)"):
         check_comparable([a, _study(["minimize"], n_trials=3)])
+
+
+def _study_of(name: str, values: list[float]) -> optuna.Study:
+    study = optuna.create_study(study_name=name, direction="maximize")
+    study.set_metric_names(["val_acc"])
+    for value in values:
+        study.enqueue_trial({"x": value})
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    return study
+
+
+def test_a_comparison_calls_a_tie_a_tie():
+    from tuner.app.pages.comparison import compare, leaders, verdict
+
+    a, b, c = (_study_of("a", [0.5, 0.9]), _study_of("b", [0.9, 0.2]),
+               _study_of("c", [0.7]))
+    tie = compare([a, b, c])
+    assert [s.name for s in leaders(tie)] == ["a", "b"]
+    assert verdict(tie) == ("a tie: a and b reach the same best, val_acc = 0.9 "
+                            "(a trial 1, b trial 0)")
+    assert verdict(compare([a, c])) == "best: a (trial 1, val_acc = 0.9)"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tuner.app.lookup import existing_storage, existing_tracking_uri, load_study
-from tuner.app.pages.comparison import Comparison, compare, leader, table_rows
+from tuner.app.pages.comparison import Comparison, compare, leaders, table_rows, verdict
 from tuner.app.pages.comparison_plots import comparison_plots
 from tuner.app.pages.html import render, write_page
 from tuner.config.compose import Composed
@@ -83,12 +83,13 @@ def _table_json(comparison: Comparison) -> str:
 
 def render_comparison(comparison: Comparison) -> str:
     return render(TEMPLATE, names=comparison.names, metrics=comparison.metrics,
-                  directions=comparison.directions, leader=leader(comparison),
+                  directions=comparison.directions, verdict=verdict(comparison),
+                  completed=bool(leaders(comparison)),
                   rows=table_rows(comparison), plots=comparison_plots(comparison))
 
 
 def print_table(comparison: Comparison) -> None:
-    """The comparison as a terminal table (rich), the leading study named below it."""
+    """The comparison as a terminal table (rich), the leading study (or the tie) below."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -103,9 +104,4 @@ def print_table(comparison: Comparison) -> None:
         table.add_row(escape(label), *(escape(c) for c in cells))
     console = Console(width=max(100, 24 + 18 * len(comparison.names)))
     console.print(table)
-    best = leader(comparison)
-    if best is None:
-        console.print("no trial has completed in these studies yet")
-    else:
-        console.print(escape(f"best: {best.name} (trial {best.best.number}, "
-                             f"{comparison.metrics[0]} = {best.best.values[0]:.6g})"))
+    console.print(escape(verdict(comparison)))

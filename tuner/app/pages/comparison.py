@@ -102,13 +102,27 @@ def good_trials(side: Side, maximize: bool) -> list[FrozenTrial]:
     return ranked[:max(1, round(len(ranked) * GOOD_FRACTION))] if ranked else []
 
 
-def leader(comparison: Comparison) -> Side | None:
-    """The study whose best trial is best on the first metric; None if none completed."""
+def leaders(comparison: Comparison) -> list[Side]:
+    """The studies whose best trial is best on the first metric: one, or several that
+    tie (the same value is no win); none if no trial completed."""
     sides = [s for s in comparison.sides if s.best is not None]
     if not sides:
-        return None
+        return []
     sign = 1 if comparison.directions[0] == "maximize" else -1
-    return max(sides, key=lambda s: sign * s.best.values[0])
+    top = max(sign * s.best.values[0] for s in sides)
+    return [s for s in sides if sign * s.best.values[0] == top]
+
+
+def verdict(comparison: Comparison) -> str:
+    """Who leads, in a line: "best: NAME (trial N, METRIC = V)", or the tie."""
+    best, metric = leaders(comparison), comparison.metrics[0]
+    if not best:
+        return "no trial has completed in these studies yet"
+    value = f"{metric} = {best[0].best.values[0]:.6g}"
+    if len(best) == 1:
+        return f"best: {best[0].name} (trial {best[0].best.number}, {value})"
+    trials = ", ".join(f"{s.name} trial {s.best.number}" for s in best)
+    return f"a tie: {' and '.join(s.name for s in best)} reach the same best, {value} ({trials})"
 
 
 def table_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
