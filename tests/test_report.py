@@ -124,3 +124,21 @@ def test_a_comparison_calls_a_tie_a_tie():
     assert verdict(tie) == ("a tie: a and b reach the same best, val_acc = 0.9 "
                             "(a trial 1, b trial 0)")
     assert verdict(compare([a, c])) == "best: a (trial 1, val_acc = 0.9)"
+
+
+def test_a_multi_objective_report_marks_its_pareto_front_and_epochs():
+    from tuner.app.pages.study_page import leaderboard, render_study_report
+    from tuner.core import attrs
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.set_metric_names(["val_acc", "param_count"])
+    for x, y in ((0.9, 50.0), (0.8, 10.0), (0.7, 60.0)):  # the last is beaten on both
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_user_attr(attrs.EPOCHS_ATTR, 4)
+        study.tell(trial, (x, y))
+    rows = {row["trial"]: row for row in leaderboard(study, ("val_acc", "param_count"))}
+    assert {n: rows[n]["pareto"] for n in rows} == {0: "yes", 1: "yes", 2: None}
+    assert all(row["epochs"] == 4 for row in rows.values())
+    html = render_study_report(study, tracking_uri="sqlite:///x.db")
+    assert "Best trial on val_acc" in html
+    assert "Pareto front: trials 0, 1" in html

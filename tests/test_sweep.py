@@ -255,6 +255,8 @@ def test_multi_objective_study_finds_a_pareto_front(shared_run_dir):
     assert outcome.summary.champion.trial_number == best.number
     for trial in study.trials:
         assert trial.values[1] == pytest.approx(_mlp_params(trial))
+        # Optuna holds no epoch reports here; the trial says how many epochs it trained.
+        assert trial.user_attrs[attrs.EPOCHS_ATTR] == 2  # FAST: trainer.max_epochs=2
 
 
 def _mlp_params(trial) -> float:

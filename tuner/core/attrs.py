@@ -22,6 +22,8 @@ RETRY_OF_ATTR = "retry_of"  # a repeat of a failed trial: the number of the firs
 ATTEMPT_ATTR = "attempt"  # 1 for a trial's first attempt, 2 for its first repeat, ...
 RESUMED_FROM_EPOCH_ATTR = "resumed_from_epoch"  # a repeat that resumed: epochs already trained
 RESUME_ERROR_ATTR = "resume_error"  # why a repeat started over although a checkpoint was there
+# Epochs a trial trained, where it reports none to Optuna (a multi-objective study).
+EPOCHS_ATTR = "epochs_trained"
 
 # Study user attributes
 PARENT_RUN_ATTR = "mlflow_parent_run_id"

@@ -81,6 +81,8 @@ def fit_in_ranks(plan: SweepPlan, order: Order,
     result.reason = outcome.get("reason")
     result.attrs.update(outcome.get("attrs", {}))
     result.params = outcome.get("params", {})
+    if not plan.reports_epochs and outcome.get("epochs") is not None:
+        result.attrs[attrs.EPOCHS_ATTR] = outcome["epochs"]
     result.error_text = outcome.get("model_error_text")
     return result
 

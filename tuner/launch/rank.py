@@ -107,7 +107,7 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
     _wait_for_other_ranks(trainer)
     result = {"state": outcome.state.name, "values": outcome.values,
               "pruned_at": outcome.pruned_at, "reason": outcome.reason,
-              "params": logger.hyperparams}
+              "params": logger.hyperparams, "epochs": trainer.current_epoch}
     if outcome.values is not None and _beats_best(spec, outcome.values[0]):
         from tuner.trial.model import keep_weights
 

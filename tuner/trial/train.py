@@ -25,6 +25,7 @@ import optuna
 from optuna.trial import TrialState
 
 from tuner.config.plan import SweepPlan
+from tuner.core import attrs
 from tuner.core.errors import SweepInterrupted
 from tuner.core.results import MetricRow, TrialResult, reason_of
 from tuner.trial.checkpoints import ResumeCheckpoint
@@ -76,9 +77,12 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
     result = TrialResult(order.number, outcome.state, outcome.values,
                          pruned_at=outcome.pruned_at, reason=outcome.reason,
                          run_id=order.run_id, params=logger.hyperparams)
+    if not plan.reports_epochs:  # Optuna holds no epoch of it: the leaderboard reads this
+        result.attrs[attrs.EPOCHS_ATTR] = fitted.trainer.current_epoch
     if (outcome.state == TrialState.COMPLETE
             and order.beats_best(outcome.values[0], plan.directions[0])):
-        result.attrs, result.error_text = keep_weights(fitted, order.trial_dir)
+        kept, result.error_text = keep_weights(fitted, order.trial_dir)
+        result.attrs.update(kept)
     return result
 
 

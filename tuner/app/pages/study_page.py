@@ -51,11 +51,16 @@ def _rows(study: optuna.Study, metrics: tuple[str, ...],
 
     rows = []
     study_attrs = study.user_attrs
+    # Several metrics: no one best trial, but a front of trials no other beats on all.
+    front = ({t.number for t in study.best_trials} if len(study.directions) > 1
+             else None)
     for t in sorted(study.get_trials(deepcopy=False, states=states), key=key):
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name}
+        if front is not None:
+            row["pareto"] = "yes" if t.number in front else None
         for i, metric in enumerate(metrics):
             row[metric] = t.values[i] if t.values else None
-        row["epochs"] = max(t.intermediate_values, default=None)
+        row["epochs"] = max(t.intermediate_values, default=t.user_attrs.get(attrs.EPOCHS_ATTR))
         row["seconds"] = (round(t.duration.total_seconds(), 2) if t.duration else None)
         row.update(t.params)
         row["run_id"] = run_id_of(t, study_attrs)
@@ -93,6 +98,8 @@ def render_study_report(study: optuna.Study, *, tracking_uri: str,
         directions=[d.name.lower() for d in study.directions],
         counts=counts, n_trials=study.user_attrs.get(attrs.N_TRIALS_ATTR),
         best=best_trial(study), champion=champion, rows=rows[:LEADERBOARD_ROWS],
+        front=(sorted(t.number for t in study.best_trials) if len(study.directions) > 1
+               else None),
         more_rows=max(0, len(rows) - LEADERBOARD_ROWS), columns=columns,
         run_link=f"{url}/#/runs/", local_ui=url == LOCAL_UI,
         plots=study_plots(study, metrics))
