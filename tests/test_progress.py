@@ -43,8 +43,24 @@ def test_terminal_gets_a_live_bar_with_best_counts_and_eta():
     assert "\x1b[" in raw  # drawn with terminal control codes
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", raw)
     assert "digits-mlp" in text and "3/5" in text
-    assert "best val_acc=0.9" in text and "pruned 1 failed 1" in text
+    assert "best val_acc=0.9 · 1 pruned, 1 failed" in text
     assert "trial 3 FAIL RuntimeError: x" in text  # failures are printed above the bar
+
+
+def test_on_80_columns_the_bar_count_and_time_left_stay_and_the_best_is_cut():
+    """Two metrics' best values are long: rich dropped the bar and the count for them."""
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, force_terminal=True, width=80))
+    reporter.start("digits-mlp-tradeoff", Tally(done=5, total=30, pruned=3, failed=1,
+                                                 best="val_acc=0.9722 param_count=1.234e+04"))
+    shown = Console(width=80, record=True, file=io.StringIO())
+    shown.print(reporter.progress.make_tasks_table(reporter.progress.tasks))
+    reporter.stop()
+    [line] = shown.export_text().splitlines()
+    assert len(line) <= 80
+    assert line.startswith("digits-mlp-tradeoff ━")
+    assert "5/30" in line and "-:--:--" in line
+    assert "best val_acc=0.9722" in line
 
 
 def test_reporter_follows_the_stream():

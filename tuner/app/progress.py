@@ -1,7 +1,8 @@
 """What a sweep shows while it runs.
 
-On a terminal: one live bar for the sweep (done/total, best so far, pruned and failed
-counts, ETA). Otherwise (CI logs, files, pipes): one plain line per finished trial.
+On a terminal: one live bar for the sweep (done/total, time left, best so far, pruned and
+failed counts when there are any). Otherwise (CI logs, files, pipes): one plain line per
+finished trial.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TextIO
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Column
 
 from tuner.core.masking import mask
 from tuner.core.results import TrialResult
@@ -60,16 +62,26 @@ class PlainReporter:
         pass
 
 
+NAME_WIDTH, BAR_WIDTH = 24, 12  # the study's name (cut beyond), the bar
+
+
 class RichReporter(PlainReporter):
     """A live progress bar; failures are printed above it as they happen."""
 
     def __init__(self, console: Console | None = None):
         self.console = console or Console()
+        # The bar, the count and the time left come first and keep their width; the best
+        # value(s) and counts last, cut with "…" when a narrow terminal (80 columns, two
+        # metrics) has no room: rich would drop the bar and the count instead.
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("best [green]{task.fields[best]}"),
-            TextColumn("pruned {task.fields[pruned]} failed {task.fields[failed]}"),
-            TimeRemainingColumn(), console=self.console, transient=False)
+            TextColumn("[bold]{task.description}", table_column=Column(
+                max_width=NAME_WIDTH, no_wrap=True, overflow="ellipsis")),
+            BarColumn(bar_width=BAR_WIDTH, table_column=Column(min_width=BAR_WIDTH)),
+            MofNCompleteColumn(table_column=Column(min_width=5, no_wrap=True)),
+            TimeRemainingColumn(table_column=Column(min_width=7, no_wrap=True)),
+            TextColumn("{task.fields[status]}", markup=False,
+                       table_column=Column(no_wrap=True)),
+            console=self.console, transient=False)
         self.task = None
 
     def print(self, text: str) -> None:
@@ -78,17 +90,32 @@ class RichReporter(PlainReporter):
     def start(self, study_name: str, tally: Tally) -> None:
         self.progress.start()
         self.task = self.progress.add_task(study_name, total=tally.total, completed=tally.done,
-                                           best=tally.best, pruned=tally.pruned,
-                                           failed=tally.failed)
+                                           status=self._status(study_name, tally))
 
     def trial_done(self, result: TrialResult, metrics: tuple[str, ...], tally: Tally) -> None:
         if result.state == TrialState.FAIL:
             self.print(f"trial {result.number} FAIL {result.reason}")
-        self.progress.update(self.task, completed=tally.done, best=tally.best,
-                             pruned=tally.pruned, failed=tally.failed)
+        name = self.progress.tasks[0].description if self.progress.tasks else ""
+        self.progress.update(self.task, completed=tally.done,
+                             status=self._status(name, tally))
+
+    def _status(self, name: str, tally: Tally) -> str:
+        """The best value(s) and the counts, cut with "…" to the room the line leaves
+        after the name, the bar, the count and the time left (their widths are fixed)."""
+        text = f"best {tally.best}{_counts(tally)}"
+        fixed = min(len(name), NAME_WIDTH) + BAR_WIDTH + 2 * len(str(tally.total)) + 1 + 7 + 4
+        room = max(12, self.console.width - fixed - 1)
+        return text if len(text) <= room else text[:room - 1] + "…"
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+def _counts(tally: Tally) -> str:
+    """" · 3 pruned, 1 failed", the parts that are not zero: short, for 80 columns."""
+    parts = [f"{n} {what}" for n, what in ((tally.pruned, "pruned"), (tally.failed, "failed"))
+             if n]
+    return f" · {', '.join(parts)}" if parts else ""
 
 
 def make_reporter(stream: TextIO | None = None) -> PlainReporter:
