@@ -131,6 +131,22 @@ def test_report_page_draws_every_plot_without_errors(two_studies, page, tmp_path
     text = label.text_content()
     assert re.search(r"trial \d+: started \d\d:\d\d:\d\d, took [\d.]+ (ms|s)", text), text
     assert "NaN" not in text
+    # The leaderboard sorts by a clicked heading (numbers as numbers, empty cells last),
+    # and its trial column stays in view when the table scrolls sideways.
+    board = page.page.locator("table#leaderboard")
+    heading = board.locator("th", has_text="val_acc")
+    column = board.locator("th").evaluate_all(
+        "ths => ths.findIndex(th => th.textContent.trim() === 'val_acc')")
+    values_js = (f"rows => rows.slice(1).map(r => r.children[{column}].textContent.trim())"
+                 ".filter(v => v !== '').map(Number)")
+    heading.click()
+    ascending = board.locator("tr").evaluate_all(values_js)
+    assert ascending == sorted(ascending) and len(ascending) > 1
+    heading.click()
+    assert board.locator("tr").evaluate_all(values_js) == sorted(ascending, reverse=True)
+    assert heading.get_attribute("aria-sort") == "descending"
+    sticky = board.locator("td").first.evaluate("td => getComputedStyle(td).position")
+    assert sticky == "sticky"
 
 
 def test_compare_page_draws_every_plot_without_errors(two_studies, page, tmp_path):
