@@ -33,6 +33,7 @@ from tuner.launch.trial_runs import new_run_of, take_over_run
 from tuner.study.retries import root_of
 from tuner.study.trials import best_trial
 from tuner.study.user_attrs import set_trial_user_attrs
+from tuner.tracking.tags import SEED_PARAM
 from tuner.trial import resume
 from tuner.trial.order import Order
 
@@ -65,9 +66,8 @@ class Ready:
 def claim_ahead(study: optuna.Study, writer: RunWriter, trial: optuna.Trial) -> Ready:
     """A trial claimed while its slot's current one trains: its run is made now, and it
     is sampled only when the slot frees (:func:`make_ready`), so that the sampler sees
-    every trial that ended meanwhile. Sampling ahead cost TPE a little: 8 seeds of the
-    default sweep reached a median best of 0.9750 against 0.9778 sampling on time, in
-    the same time, so sampling waits (docs/benchmarks.md, 2026-12-07)."""
+    every trial that ended meanwhile: sampled ahead, TPE saw one trial fewer and found
+    slightly worse bests in the same time (docs/benchmarks.md, 2026-12-07)."""
     ready = Ready(trial)
     if root_of(trial) == trial.number:  # a repeat may take over its chain's run instead
         ready.new_run = writer.first(new_run_of, study, writer.tracker, trial, None)
@@ -110,7 +110,7 @@ def order(plan: SweepPlan, study: optuna.Study, writer: RunWriter, trial: optuna
             run = new_run or writer.first(new_run_of, study, tracker, trial, first)
             new_run = None
             runs.append(run.result())
-            writer.later(tracker.log_trial_inputs, runs[0], {**params, "seed": seed},
+            writer.later(tracker.log_trial_inputs, runs[0], {**params, SEED_PARAM: seed},
                          config_yaml, trial=trial.number)
     except BaseException:
         if new_run is not None:  # it exists, linked to the trial: it ends with it
