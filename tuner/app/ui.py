@@ -71,6 +71,13 @@ def _tunnel(port: int) -> str:
     return f"ssh -L {port}:127.0.0.1:{port} host"
 
 
+def local_url(host: str, port: int, path: str) -> str:
+    """Where this machine reaches ``path`` on a server bound to ``host``."""
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "::1"
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{path}"
+
+
 def check_port_free(host: str, port: int) -> None:
     """Raise ConfigError when ``port`` on ``host`` cannot be listened on (taken, or not
     this machine's address): MLflow's servers would say so only in their log, after

@@ -156,19 +156,19 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from tuner.app.ui import check_ui_host, ui_command
+    from tuner.app.ui import check_ui_host, local_url, ui_command
 
     check_ui_host(args.host, args.port)  # before anything else: an open host is refused
     from tuner.app.server_process import run_server
 
     command, line = ui_command(_compose(args.config_dir, args.overrides), args.host, args.port,
                                args.workers)
-    return run_server(command, f"http://{_url_host(args.host)}:{args.port}/health",
+    return run_server(command, local_url(args.host, args.port, "/health"),
                       "starting the MLflow UI...", line)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from tuner.app.ui import check_loopback, serve_command
+    from tuner.app.ui import check_loopback, local_url, serve_command
 
     check_loopback(args.host, args.port)
     study, overrides = _study_and_overrides(args.args)
@@ -176,15 +176,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     command, line = serve_command(_compose(args.config_dir, overrides, study), args.host,
                                   args.port)
-    return run_server(command, f"http://{_url_host(args.host)}:{args.port}/ping",
+    return run_server(command, local_url(args.host, args.port, "/ping"),
                       "starting MLflow's model server (it loads the champion first)...", line)
 
-
-def _url_host(host: str) -> str:
-    """Where this machine reaches a server bound to ``host``."""
-    if host in ("0.0.0.0", "::"):
-        return "127.0.0.1" if host == "0.0.0.0" else "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 def _studies_and_overrides(args: Sequence[str]) -> tuple[list[str], list[str]]:

@@ -70,12 +70,17 @@ def unknown_key(where: str, key: str, schema: object = None) -> Problem:
     parent, _, name = key.rpartition(".")
     valid = ([f.name for f in dataclasses.fields(schema)] if dataclasses.is_dataclass(schema)
              else valid_keys(parent))
-    near = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
-    near += [k for k in valid if k.startswith(name) and k not in near][:3 - len(near)]
-    near = [f"{parent}.{k}" if parent else k for k in near]
+    near = [f"{parent}.{k}" if parent else k for k in nearest(name, valid)]
     guess = f"did you mean {' or '.join(near)}? " if near else ""
     return Problem(where, key, "no such key in the config",
                    f"{guess}`tuner sweep --cfg` prints every valid key")
+
+
+def nearest(name: str, valid: Sequence[str]) -> list[str]:
+    """Up to three of ``valid`` that ``name`` most likely meant: the closest spellings,
+    then those it begins."""
+    near = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    return near + [k for k in valid if k.startswith(name) and k not in near][:3 - len(near)]
 
 
 def valid_keys(parent: str) -> list[str]:
@@ -161,10 +166,6 @@ def _value_error(error: Exception, cause: OmegaConfBaseException, overrides: Seq
     else:
         where = _where_composition_failed(error, config_dir)
     fix = _fix_for(message)
-    if not key and "Cannot merge DictConfig with" in message:
-        not_mapping = _not_a_mapping(where)
-        if not_mapping is not None:
-            return ConfigError(not_mapping)
     if "not in" in message and key and not key.startswith("search."):
         return ConfigError(unknown_key(where, key, getattr(cause, "object_type", None)))
     if merging and key.startswith("search.") and "not in struct" in message:

@@ -13,13 +13,13 @@ Lightning's, checked against its signature by tests/test_upstream.py.
 
 from __future__ import annotations
 
-import difflib
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from tuner.config.compose import Composed
+from tuner.config.compose_errors import nearest
 from tuner.config.schema import TrainerSchema
 from tuner.core.errors import Problem, first_line
 
@@ -56,12 +56,7 @@ TRAINER_TARGETS = ("lightning.pytorch.Trainer", "lightning.pytorch.trainer.Train
                    "pytorch_lightning.Trainer")
 # Keys tuner reads itself (the pruner's epochs, the slots' devices...): required.
 REQUIRED = ("max_epochs", "accelerator", "devices", "num_nodes", "strategy", "precision")
-
-
-def nearest(name: str, valid: tuple[str, ...] | list[str]) -> list[str]:
-    """Up to three of ``valid`` that ``name`` most likely meant."""
-    near = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
-    return near + [k for k in valid if k.startswith(name) and k not in near][:3 - len(near)]
+_TYPED = frozenset(TrainerSchema.__dataclass_fields__)  # keys whose type tuner checks
 
 
 def trainer(composed: Composed, problems: list[Problem]) -> None:
@@ -106,9 +101,6 @@ def _check_key(composed: Composed, node: DictConfig, key: str, problems: list[Pr
         except OmegaConfBaseException as error:
             problems.append(Problem(where, full, first_line(str(error)),
                                     "give a value of the expected type"))
-
-
-_TYPED = frozenset(TrainerSchema.__dataclass_fields__)
 
 
 # Callbacks that cannot work as written inside a sweep, by the end of their class name:

@@ -26,6 +26,7 @@ from tuner.study.trials import fail_running, tell
 from tuner.study.user_attrs import set_user_attrs
 from tuner.tracking.links import run_id_of
 from tuner.tracking.orphans import running_trial_runs
+from tuner.tracking.tags import SEED_PARAM
 from tuner.trial import resume
 from tuner.trial.weights import drop_beaten
 
@@ -47,14 +48,17 @@ def conclude(plan: SweepPlan, study: optuna.Study, trial: optuna.Trial, result: 
         drop_beaten(study)  # the best it beat, or its own if another beat it meanwhile
     resume.discard(plan, trial)
     if result.run_id is not None:
-        _end_run(trial.number, result, writer)
+        _end_run(trial.number, result, writer, own={*trial.params, SEED_PARAM})
     writer.catch_up()
 
 
-def _end_run(number: int, result: TrialResult, writer: RunWriter) -> None:
+def _end_run(number: int, result: TrialResult, writer: RunWriter, own: set[str]) -> None:
+    """``own``: the run's params tuner logged (MLflow refuses to change one, so a module's
+    param of the same name is left out)."""
     later, tracker, run_id = writer.later, writer.tracker, result.run_id
-    if result.params:
-        later(tracker.log_module_params, run_id, result.params, trial=number)
+    module_params = {k: v for k, v in result.params.items() if k not in own}
+    if module_params:
+        later(tracker.log_params, run_id, module_params, trial=number)
     for key, value in result.tags.items():
         later(tracker.set_tag, run_id, key, value, trial=number)
     for name, text in result.texts.items():

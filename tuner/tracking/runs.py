@@ -106,7 +106,7 @@ class Tracker:
                 self.experiment_id, run_name=self.study_name,
                 tags={tags.ROLE: "study", tags.STUDY: self.study_name})
             run_id = run.info.run_id
-            self._log_params(run_id, study_params)
+            self.log_params(run_id, study_params)
             study.set_user_attr(attrs.PARENT_RUN_ATTR, run_id)
         else:
             self.client.update_run(run_id, status="RUNNING")
@@ -176,16 +176,11 @@ class Tracker:
     def log_trial_inputs(self, run_id: str, params: Mapping[str, Any], config_yaml: str
                          ) -> None:
         """The trial's sampled params and its composed config (``config.yaml``)."""
-        self._log_params(run_id, params)
+        self.log_params(run_id, params)
         self.client.log_text(run_id, mask(config_yaml), "config.yaml")
 
-    def log_module_params(self, run_id: str, params: Mapping[str, str]) -> None:
-        """What the module logged with ``self.logger.log_hyperparams``; a name the run
-        has keeps its value (MLflow refuses to change one: tuner's come first)."""
-        have = self.client.get_run(run_id).data.params
-        self._log_params(run_id, {k: v for k, v in params.items() if k not in have})
-
-    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        """Params in as few requests as MLflow allows (the module's own, at its end)."""
         batch = [Param(k, mask(str(v))[:MAX_PARAM_VALUE]) for k, v in params.items()]
         for start in range(0, len(batch), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=batch[start:start + MAX_PARAMS_PER_BATCH])

@@ -4,6 +4,9 @@ The Optuna side of the links (a trial's run id, the study's parent run) is named
 :mod:`tuner.core.attrs`.
 """
 
+# A trial run's param beside its sampled ones (which are named by their config path)
+SEED_PARAM = "seed"
+
 # MLflow run tags
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: nests a run under another
 ROLE = "tuner.role"  # "study" for the parent run, "trial" for a child run, "comparison"

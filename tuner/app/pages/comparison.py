@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.app.pages.html import duration
 from tuner.app.pages.study_page import trial_counts
 from tuner.core.errors import ConfigError, Problem
 from tuner.study.trials import best_trial, metric_names
@@ -138,15 +139,10 @@ def table_rows(comparison: Comparison) -> list[tuple[str, list[str]]]:
     for state, label in (("COMPLETE", "complete"), ("PRUNED", "pruned"), ("FAIL", "failed")):
         rows.append((f"trials {label}", [str(s.counts[state]) for s in comparison.sides]))
     rows.append(("epochs trained", [str(s.epochs) for s in comparison.sides]))
-    rows.append(("wall time", [_duration(s.wall_seconds) for s in comparison.sides]))
+    rows.append(("wall time", [duration(s.wall_seconds) for s in comparison.sides]))
     for name, values in differing_params(comparison).items():
         rows.append((f"best trial's {name}", [_value(v) for v in values]))
     return rows
-
-
-def _duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
 
 
 def _value(value: Any) -> str:

@@ -67,6 +67,12 @@ def plotly_bundle() -> str:
     return base64.b64encode(gzip.compress(get_plotlyjs().encode(), 9)).decode()
 
 
+def duration(seconds: float) -> str:
+    """A length of time as a person reads it: ``12.3 s``, ``4 min 05 s``."""
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
 def render(template: str, **context: Any) -> str:
     """The page ``template`` (a file in dashboards/) with ``context``; plotly.js included
     when the context has plots."""

@@ -98,8 +98,8 @@ def render_study_report(study: optuna.Study, *, tracking_uri: str,
         directions=[d.name.lower() for d in study.directions],
         counts=counts, n_trials=study.user_attrs.get(attrs.N_TRIALS_ATTR),
         best=best_trial(study), champion=champion, rows=rows[:LEADERBOARD_ROWS],
-        front=(sorted(t.number for t in study.best_trials) if len(study.directions) > 1
-               else None),
+        front=(sorted(row["trial"] for row in rows if row.get("pareto"))
+               if len(study.directions) > 1 else None),
         more_rows=max(0, len(rows) - LEADERBOARD_ROWS), columns=columns,
         run_link=f"{url}/#/runs/", local_ui=url == LOCAL_UI,
         plots=study_plots(study, metrics))

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from tuner.app.pages.html import Plot, plot_of
+from tuner.app.pages.html import Plot, duration, plot_of
 from tuner.core import attrs
 
 TOP_PARAMS = 3  # slices and contours show this many of the most important parameters
@@ -148,7 +148,8 @@ def learning_curves(study: optuna.Study, metric: str) -> Any:
     from optuna import visualization as vis
 
     figure = vis.plot_intermediate_values(study)
-    pruned = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))}
+    trials = study.get_trials(deepcopy=False)
+    pruned = {t.number for t in trials if t.state == TrialState.PRUNED}
     for trace in figure.data:
         number = int(str(trace.name).removeprefix("Trial"))
         name = f"trial {number}" + (" (pruned)" if number in pruned else "")
@@ -158,8 +159,7 @@ def learning_curves(study: optuna.Study, metric: str) -> Any:
             trace.update(line={"dash": "dot", "color": STATE_COLOURS["PRUNED"]})
     figure.update_layout(xaxis_title="epoch", yaxis_title=metric, showlegend=True,
                          legend={"title": {"text": "trial"}})
-    epochs = max((len(t.intermediate_values) for t in study.get_trials(deepcopy=False)),
-                 default=0)
+    epochs = max((len(t.intermediate_values) for t in trials), default=0)
     if epochs <= 20:  # whole epochs only (plotly would put ticks at 1.5)
         figure.update_xaxes(dtick=1)
     return figure
@@ -196,17 +196,6 @@ def slot_timeline(trials: list[FrozenTrial]) -> Any:
     figure.update_layout(barmode="overlay", xaxis={"type": "date", "title": "time"},
                          yaxis={"title": "slot (host:pid)"})
     return figure
-
-
-def duration(seconds: float) -> str:
-    """``850 ms``, ``12.3 s``, ``4 min 05 s``, ``1 h 02 min``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    if seconds < 3600:
-        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def warm_plots() -> None:
