@@ -83,9 +83,11 @@ def test_a_trial_run_shows_its_params_and_metric_charts(two_studies, mlflow_ui, 
     charts = page.page.locator(".js-plotly-plot")
     charts.first.wait_for(timeout=30_000)
     page.screenshot("mlflow-trial-metrics", full_page=False)
-    # One chart per logged metric: val_acc, val_loss, train_loss, epoch, param_count.
+    # One chart per logged metric: val_acc, val_loss, train_loss (a line each, stepped by
+    # epoch) and param_count (one point); no `epoch` chart.
     assert charts.count() >= 4
-    assert page.page.locator(".js-plotly-plot .scatterlayer path.js-line").count() >= 4
+    assert page.page.locator(".js-plotly-plot .scatterlayer path.js-line").count() >= 3
+    assert not page.page.get_by_text("epoch", exact=True).is_visible()
 
 
 def test_the_report_renders_inside_mlflows_artifact_viewer(two_studies, mlflow_ui, page):

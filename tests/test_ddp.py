@@ -135,6 +135,6 @@ def test_gradient_accumulation_steps_as_in_one_process(tmp_path):
         steps[name] = [m.step for m in sorted(history, key=lambda m: m.step)]
         if name == "ddp":
             assert [r["global_step"] for r in ranks_of(run_dir, run.info.run_id)] == [24, 24]
-    # Lightning logs an epoch's validation metrics at the index of its last step
-    # (global_step - 1): epoch 1 ends after step 12, epoch 2 after step 24.
-    assert steps["ddp"] == steps["one"] == [11, 23]
+    # Both trained 12 optimizer steps an epoch (the ranks' global step, 24 after 2 epochs),
+    # and per-epoch metrics are stepped by epochs trained in both.
+    assert steps["ddp"] == steps["one"] == [1, 2]

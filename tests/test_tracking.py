@@ -119,3 +119,60 @@ def test_parent_run_drops_best_params_the_new_best_lacks(tmp_path):
     run_tags = tracker.client.get_run(tracker.parent_run_id).data.tags
     assert run_tags[f"{tags.BEST_PARAM_PREFIX}model.lr"] == "0.2"
     assert f"{tags.BEST_PARAM_PREFIX}model.momentum" not in run_tags
+
+
+def test_a_pruned_trials_run_says_so_in_its_name(tmp_path):
+    """MLflow shows a pruned trial's run (FINISHED: it ended by the study's rule) with the
+    same mark as a complete one: its name tells them apart in the runs table."""
+    tracker = Tracker(plan(run_dir=tmp_path).cfg.tracking, "pruned-names")
+    tracker.open(optuna.create_study(direction="maximize"), {})
+    pruned, complete = tracker.create_trial_run(0), tracker.create_trial_run(1)
+    tracker.end_trial(pruned, TrialState.PRUNED, pruned_at=2, number=0)
+    tracker.end_trial(complete, TrialState.COMPLETE, number=1)
+    runs = {r.info.run_id: r.info for r in tracker.client.search_runs([tracker.experiment_id])}
+    assert (runs[pruned].run_name, runs[pruned].status) == ("trial-0 (pruned)", "FINISHED")
+    assert (runs[complete].run_name, runs[complete].status) == ("trial-1", "FINISHED")
+
+
+def test_per_epoch_metrics_are_stepped_by_epoch_and_per_batch_ones_by_global_step(tmp_path):
+    """Lightning logs every row at the optimizer's step: epoch 2 of a trial with 4 batches
+    an epoch is step 7, of one with 2 batches step 3, and their curves do not line up."""
+    import lightning.pytorch as pl
+    import torch
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, index):
+            loss = self.layer(batch[0]).pow(2).mean()
+            self.log("per_batch", loss, on_step=True, on_epoch=False)
+            self.log("train_loss", loss, on_step=False, on_epoch=True)
+            return loss
+
+        def validation_step(self, batch, index):
+            self.log("val_loss", self.layer(batch[0]).mean(), on_epoch=True)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), 0.1)
+
+    from tuner.trial.build import build_trainer
+
+    data = torch.utils.data.TensorDataset(torch.randn(32, 2))
+    steps = {}
+    for batch_size in (8, 16):
+        rows = []
+        logger = BatchLogger(rows.extend, flush_interval=0)
+        trainer = build_trainer(plan(run_dir=tmp_path).cfg.trainer, logger=logger,
+                                max_epochs=3, log_every_n_steps=1, enable_progress_bar=False)
+        loader = torch.utils.data.DataLoader(data, batch_size=batch_size)
+        trainer.fit(Module(), loader, loader)
+        logger.flush()
+        steps[batch_size] = {name: [s for n, _, _, s in rows if n == name]
+                             for name in ("val_loss", "train_loss", "per_batch", "epoch")}
+    for batch_size, logged in steps.items():
+        assert logged["val_loss"] == logged["train_loss"] == [1, 2, 3]  # epochs trained
+        batches = 32 // batch_size
+        assert logged["per_batch"] == list(range(3 * batches))  # Lightning's global step
+        assert logged["epoch"] == logged["per_batch"]  # only beside per-batch rows

@@ -87,7 +87,8 @@ def crown(plan: SweepPlan, study: optuna.Study, client: MlflowClient, contest: C
                            before, challenger, before, measured)
         why = (f"trial {best.number} ({said}) beats the champion{where} "
                f"({metric}={measured:.6g}){margin}")
-    champion = register_champion(client, contest.name, uri, run_id, challenger, best.number)
+    champion = register_champion(client, contest.name, uri, run_id, challenger, best.number,
+                                 metric)
     return Verdict("promoted", why, champion, challenger, before, measured)
 
 

@@ -68,7 +68,7 @@ def _end_run(number: int, result: TrialResult, writer: RunWriter, own: set[str])
     if result.error_text:
         later(tracker.log_error, run_id, result.error_text, trial=number)
     later(tracker.end_trial, run_id, result.state, reason=result.reason,
-          pruned_at=result.pruned_at, interrupted=result.killed, trial=number)
+          pruned_at=result.pruned_at, interrupted=result.killed, number=number, trial=number)
 
 
 def conclude_interrupted(study: optuna.Study, number: int, writer: RunWriter, reason: str,
@@ -119,4 +119,4 @@ def end_orphaned_runs(study: optuna.Study, writer: RunWriter) -> None:
                 tracker.end_trial(run_id, TrialState.FAIL, reason=ORPHANED, interrupted=True,
                                   only_if_running=True)
             elif ended_long_ago:
-                tracker.end_trial(run_id, trial.state, only_if_running=True)
+                tracker.end_trial(run_id, trial.state, only_if_running=True, number=number)

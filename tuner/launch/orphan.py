@@ -45,4 +45,4 @@ def end_orphaned(plan: SweepPlan, order: Order, study: optuna.Study,
     run_id = stored.user_attrs.get(attrs.RUN_ID_ATTR, order.run_id)
     failed = stored.state == TrialState.FAIL
     tracker.end_trial(run_id, stored.state, reason=REASON if failed else None,
-                      interrupted=failed, only_if_running=True)
+                      interrupted=failed, only_if_running=True, number=order.number)

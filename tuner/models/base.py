@@ -76,8 +76,14 @@ class TunableModule(FastHookName, pl.LightningModule):
         # Every rank validates on all rows (tuner.data.in_memory), so the ranks agree;
         # sync_dist keeps that true for data modules that do shard validation.
         self.log_dict(self.val_means.pop(), sync_dist=self._distributed)
-        # Logged as a metric so that a multi-objective study can minimise it.
-        self.log("param_count", float(self.param_count), sync_dist=self._distributed)
+        # A metric so that a multi-objective study can minimise it (read every epoch);
+        # it does not change while training, so the run records it once (on_fit_start).
+        self.log("param_count", float(self.param_count), sync_dist=self._distributed,
+                 logger=False)
+
+    def on_fit_start(self) -> None:
+        if self.logger is not None:
+            self.logger.log_metrics({"param_count": float(self.param_count)}, step=0)
 
 
 class SupervisedModule(TunableModule):

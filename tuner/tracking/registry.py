@@ -71,7 +71,7 @@ def current_champion(client: MlflowClient, name: str) -> Champion | None:
 
 
 def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value: float,
-            direction: str, trial_number: int) -> Champion:
+            direction: str, trial_number: int, metric: str | None = None) -> Champion:
     """Register ``model_uri`` as the new champion if it beats the current one.
 
     Two commands that end together on one study (a sweep and a worker: the one that
@@ -81,11 +81,11 @@ def promote(client: MlflowClient, name: str, model_uri: str, run_id: str, value:
     if current is not None and (current.run_id == run_id
                                 or not is_better(value, current.value, direction)):
         return current
-    return register_champion(client, name, model_uri, run_id, value, trial_number)
+    return register_champion(client, name, model_uri, run_id, value, trial_number, metric)
 
 
 def register_champion(client: MlflowClient, name: str, model_uri: str, run_id: str,
-                      value: float, trial_number: int) -> Champion:
+                      value: float, trial_number: int, metric: str | None = None) -> Champion:
     """Make ``model_uri`` a version of the registered model ``name`` and move the
     ``champion`` alias to it. The version is created first and the alias moved in one
     call after it: a failure in between leaves the alias where it was.
@@ -101,10 +101,13 @@ def register_champion(client: MlflowClient, name: str, model_uri: str, run_id: s
     if not versions:
         model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/") \
             else None
+        version_tags = {tags.VERSION_VALUE: repr(value), tags.TRIAL_NUMBER: str(trial_number),
+                        tags.STUDY: name}
+        if metric is not None:
+            version_tags[tags.VERSION_METRIC] = metric
         made = str(client.create_model_version(
             name, source=model_uri, run_id=run_id, model_id=model_id,
-            tags={tags.VERSION_VALUE: repr(value), tags.TRIAL_NUMBER: str(trial_number),
-                  tags.STUDY: name}).version)
+            tags=version_tags).version)
         versions = _versions_of_run(client, name, run_id)
     first = versions[0]
     _move_alias(client, name, first)

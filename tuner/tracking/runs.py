@@ -248,13 +248,20 @@ class Tracker:
 
     def end_trial(self, run_id: str, state: optuna.trial.TrialState, *,
                   reason: str | None = None, pruned_at: int | None = None,
-                  interrupted: bool = False, only_if_running: bool = False) -> None:
+                  interrupted: bool = False, only_if_running: bool = False,
+                  number: int | None = None) -> None:
         """End the trial's run to match its Optuna state; with ``only_if_running``, only
-        if the run has not ended already (decided on replay when the server is down)."""
+        if the run has not ended already (decided on replay when the server is down).
+
+        A pruned trial's run is FINISHED (it ended by the study's rule, not by a fault),
+        which MLflow's runs table shows as it shows a complete one: its name (trial
+        ``number``) says "pruned", so the table tells them apart at a glance."""
         run_tags = [RunTag(tags.STATE, state.name)]
         pruned = state == optuna.trial.TrialState.PRUNED
         if pruned:
             run_tags.append(RunTag(tags.PRUNED, "true"))
+            if number is not None:
+                run_tags.append(RunTag(tags.RUN_NAME, f"trial-{number} (pruned)"))
             if pruned_at is not None:
                 run_tags.append(RunTag(tags.PRUNED_AT_EPOCH, str(pruned_at)))
         if reason:

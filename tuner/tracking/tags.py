@@ -9,6 +9,7 @@ SEED_PARAM = "seed"
 
 # MLflow run tags
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: nests a run under another
+RUN_NAME = "mlflow.runName"  # MLflow's own tag: setting it renames the run
 ROLE = "tuner.role"  # "study" for the parent run, "trial" for a child run, "comparison"
 STUDY = "tuner.study"
 TRIAL_NUMBER = "tuner.trial_number"
@@ -30,4 +31,5 @@ COMPARED_STUDIES = "tuner.compared_studies"  # on a comparison run: the studies,
 
 # Model registry
 CHAMPION_ALIAS = "champion"
-VERSION_VALUE = "tuner.value"  # the champion's value of the study's first metric
+VERSION_VALUE = "tuner.value"  # the champion's value of the study's first metric ...
+VERSION_METRIC = "tuner.metric"  # ... and that metric's name

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from tuner.config.trainer_checks import CHECKPOINT, PROGRESS_BAR, callback_configs
 from tuner.core.quiet import quiet_lightning, quiet_optuna
 from tuner.core.upstream import cache_callback_plugin_scan
+from tuner.trial.metrics_logger import BatchLogger
 
 
 def prepare_process(threads: int) -> None:
@@ -182,7 +183,9 @@ def build_trainer(trainer_cfg: DictConfig, *, callbacks: list[pl.Callback] | Non
                   logger: Any = False, root_dir: str | None = None, **overrides: Any
                   ) -> pl.Trainer:
     kwargs = trainer_kwargs(trainer_cfg)
-    callbacks = callbacks or []
+    callbacks = list(callbacks or [])
+    if isinstance(logger, BatchLogger):
+        callbacks.append(logger.epoch_ends)  # per-epoch rows stepped by epoch
     if any(isinstance(c, ModelCheckpoint) for c in callbacks):
         kwargs["enable_checkpointing"] = True  # Lightning refuses one otherwise
     kwargs.update(callbacks=callbacks, logger=logger, default_root_dir=root_dir)

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from tuner.core.floats import as_computed
 from tuner.core.quiet import quiet_lightning
 from tuner.trial.build import build_objects, build_trainer
 
@@ -41,7 +42,7 @@ def validate_weights(model_config_yaml: str, state_dict: dict[str, Any],
                            f"logged: {logged}")
     if not math.isfinite(float(value)):
         raise FloatingPointError(f"{metric} is {float(value)}")
-    return float(value)
+    return as_computed(float(value))
 
 
 def logged_weights(model_uri: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from tuner.core.floats import as_computed
 from tuner.trial.build import build_callbacks, build_objects, build_trainer
 from tuner.trial.checkpoints import ResumeCheckpoint
 from tuner.trial.divergence import DivergenceStop
@@ -106,7 +107,7 @@ def fit(inputs: FitInputs) -> Fitted:
         value = trainer.callback_metrics.get(metric)
         if value is None:
             raise RuntimeError(f"metric '{metric}' was not logged in validation")
-        values.append(float(value))
+        values.append(as_computed(float(value)))
     bad = [m for m, v in zip(metrics, values, strict=True) if not math.isfinite(v)]
     if bad:
         # Without epoch reports (multi-objective) a diverged trial reaches this point;

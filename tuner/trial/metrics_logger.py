@@ -13,6 +13,17 @@ which writes them to the trial's run: tuner.launch.run_writer) at most every
 ``flush_interval`` seconds and when training ends, so a fast trial costs one batch for
 all its metrics and a long one still shows live curves in the MLflow UI.
 
+Per-epoch metrics are stepped by epoch. Lightning logs every row at the optimizer's
+global step, so the same epoch is step 229 in a trial of small batches and 59 in one of
+large batches, and their curves do not line up in MLflow's charts; it also adds an
+``epoch`` metric to every row (twice per epoch: after training and after validation).
+Rows logged at an epoch's end (``on_epoch`` metrics: what tuner's modules log, and what
+a pruner or a study's objective reads) are logged here at step = the epochs trained (1
+after the first, as the trial's reports to Optuna and "pruned at epoch 2" count), without
+the ``epoch`` metric, which the step then says; rows logged per batch (``on_step``) keep
+Lightning's global step and its ``epoch``. :class:`EpochEnds` tells the logger which is
+which, from Lightning's public hooks (build_trainer adds it beside a BatchLogger).
+
 A trial that resumes from a checkpoint (tuner.trial.resume) logs into the run of the
 attempt that was cut short, and trains again the epochs that attempt ran after its last
 checkpoint. MLflow cannot delete a metric's values, so the logger skips each step a
@@ -28,9 +39,11 @@ from argparse import Namespace
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import lightning.pytorch as pl
 from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
 from lightning.pytorch.utilities import rank_zero_only
 
+from tuner.core.floats import as_computed
 from tuner.core.results import MetricRow
 
 FLUSH_AT = 1000  # rows buffered before a flush whatever the interval (MLflow's batch limit)
@@ -49,6 +62,8 @@ class BatchLogger(Logger):
         self._run_id, self._tracking_uri = run_id, tracking_uri
         self._client: Any = None
         self.hyperparams: dict[str, str] = {}  # what the module logged as params
+        self.at_epoch_end = False  # set by EpochEnds: the rows Lightning logs now are per-epoch
+        self.epoch_ends = EpochEnds(self)
 
     @property
     def run_id(self) -> str | None:
@@ -81,9 +96,12 @@ class BatchLogger(Logger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         timestamp = int(time.time() * 1000)
         step = step or 0
+        if self.at_epoch_end and "epoch" in metrics:
+            metrics = dict(metrics)
+            step = int(metrics.pop("epoch")) + 1  # epochs trained, as Optuna's reports count
         for key, value in metrics.items():
             if step > self._logged_until.get(key, -1):
-                self._buffer.append((key, float(value), timestamp, step))
+                self._buffer.append((key, as_computed(float(value)), timestamp, step))
         if (len(self._buffer) >= FLUSH_AT
                 or time.monotonic() - self._last_flush >= self.flush_interval):
             self.flush()
@@ -106,6 +124,24 @@ class BatchLogger(Logger):
             rows, self._buffer = self._buffer, []
             self.write(rows)
         self._last_flush = time.monotonic()
+
+
+class EpochEnds(pl.Callback):
+    """Marks when Lightning logs an epoch's rows: its epoch-end hooks run just before it
+    logs them (after training: ``on_train_epoch_end``, after validation:
+    ``on_validation_epoch_end``), and a batch's hooks before it logs per-batch rows."""
+
+    def __init__(self, logger: BatchLogger):
+        self.logger = logger
+
+    def _at_end(self, *args: Any) -> None:
+        self.logger.at_epoch_end = True
+
+    def _in_batches(self, *args: Any) -> None:
+        self.logger.at_epoch_end = False
+
+    on_train_epoch_end = on_validation_epoch_end = on_test_epoch_end = _at_end
+    on_train_batch_start = on_validation_batch_start = on_test_batch_start = _in_batches
 
 
 class _LazyClient:

@@ -22,6 +22,8 @@ import math
 import lightning.pytorch as pl
 import optuna
 
+from tuner.core.floats import as_computed
+
 
 class MetricNotLogged(RuntimeError):
     """The monitored metric is missing after a validation epoch."""
@@ -52,7 +54,7 @@ class OptunaPruning(pl.Callback):
                 logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing"
                 raise MetricNotLogged(f"metric '{self.monitor}' was not logged in validation; "
                                       f"the module logged: {logged}")
-            value = float(metric)
+            value = as_computed(float(metric))
             if self.trial is not None:
                 self.trial.report(value, step=epoch)
             if not math.isfinite(value):
