@@ -24,6 +24,7 @@ from tests.conftest import (
     run_tuner,
     start,
     stop,
+    tuner_here,
 )
 from tests.servers import free_port
 from tuner.core import attrs
@@ -34,9 +35,15 @@ N_TRIALS = 4
 
 @pytest.fixture(scope="module")
 def default_sweep(tmp_path_factory):
-    """`tuner sweep` on the built-in defaults, shrunk: the records every test below reads."""
+    """`tuner sweep` on the built-in defaults, shrunk: the records every test below reads.
+    Run as on an HPC login node, with SLURM's `srun` on the PATH (Lightning warns about
+    it once per Trainer, in the middle of the progress line)."""
     cwd = tmp_path_factory.mktemp("e2e")
-    result = run_tuner("sweep", f"n_trials={N_TRIALS}", "trainer.max_epochs=3", cwd=cwd)
+    bin_dir = tmp_path_factory.mktemp("slurm-bin")
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    result = run_tuner("sweep", f"n_trials={N_TRIALS}", "trainer.max_epochs=3", cwd=cwd,
+                       env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert result.returncode == 0, result.stdout + result.stderr
     return cwd, cwd / "runs", result
 
@@ -53,6 +60,7 @@ def test_sweep_finishes_and_reports(default_sweep):
     # Nothing but our lines: no library logging (e.g. the store's migrations or Optuna's
     # study creation, which the start-up warm-up runs) reaches the console.
     assert result.stderr == ""
+    assert "srun" not in out
 
 
 def test_mlflow_hierarchy_and_links_both_ways(default_sweep):
@@ -80,7 +88,14 @@ def test_mlflow_hierarchy_and_links_both_ways(default_sweep):
             assert run.data.params[name] == str(value)
         history = client.get_metric_history(run.info.run_id, "val_acc")
         epochs = max(trial.intermediate_values) if trial.intermediate_values else 3
-        assert len(history) == epochs  # one point per validation epoch
+        # One point per validation epoch, stepped by epochs trained whatever the batch
+        # size (Lightning's global step would put epoch 1 at step 22 or 44)...
+        assert [m.step for m in history] == list(range(1, epochs + 1))
+        assert [m.value for m in history] == [trial.intermediate_values[e]
+                                              for e in range(1, epochs + 1)]
+        # ... no `epoch` chart (the step says it) and the unchanging size logged once.
+        assert "epoch" not in run.data.metrics
+        assert len(client.get_metric_history(run.info.run_id, "param_count")) == 1
         config = Path(client.download_artifacts(run.info.run_id, "config.yaml")).read_text()
         assert f"lr: {trial.params['model.lr']}" in config
 
@@ -92,6 +107,8 @@ def test_parent_run_has_best_leaderboard_and_report(default_sweep):
     parent_id = study.user_attrs[attrs.PARENT_RUN_ATTR]
     parent = client.get_run(parent_id)
     assert parent.data.metrics["best_val_acc"] == pytest.approx(study.best_value)
+    # The accuracy as computed, in float32: 0.98333335, not 0.9833333492279053.
+    assert repr(study.best_value) == str(np.float32(study.best_value))
     assert parent.data.tags[tags.BEST_TRIAL] == str(study.best_trial.number)
     assert parent.data.tags[f"{tags.BEST_PARAM_PREFIX}model.lr"] == str(
         study.best_params["model.lr"])
@@ -108,6 +125,8 @@ def test_champion_is_registered_and_loads_without_pickle(default_sweep):
     client = client_for(run_dir)
     version = client.get_model_version_by_alias("digits-mlp", "champion")
     assert version.run_id == study.best_trial.user_attrs[attrs.RUN_ID_ATTR]
+    assert version.tags[tags.VERSION_METRIC] == "val_acc"
+    assert version.tags[tags.VERSION_VALUE] == repr(study.best_value)
     # A fresh process with MLflow's pickle deserialisation switched off loads the
     # champion and reproduces the best trial's validation accuracy exactly.
     script = f"""
@@ -149,6 +168,22 @@ def test_best_prints_value_params_and_config(default_sweep):
     as_json = json.loads(run_tuner("best", "--json", cwd=cwd).stdout)
     assert as_json["best"]["number"] == study.best_trial.number
     assert as_json["n_trials"] == N_TRIALS and as_json["study"] == "digits-mlp"
+    config = as_json["best"]["config"]  # an object, not a YAML string inside the JSON
+    assert config["model"]["lr"] == study.best_params["model.lr"]
+    assert config["model"]["_target_"] == "tuner.models.mlp.MLPClassifier"
+
+
+def test_a_rerun_of_a_finished_sweep_says_there_was_nothing_to_run(default_sweep):
+    cwd, run_dir, _ = default_sweep
+    before = len(load_study(run_dir, "digits-mlp").trials)
+    result = tuner_here("sweep", f"n_trials={N_TRIALS}", "trainer.max_epochs=3", cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"nothing to run: the study has its {N_TRIALS} trials already "
+            f"({N_TRIALS} complete, 0 pruned, 0 failed); raise n_trials to run more"
+            ) in result.stdout
+    assert "done (" not in result.stdout and "\ntrial " not in result.stdout
+    assert "champion: still models:/digits-mlp@champion" in result.stdout
+    assert len(load_study(run_dir, "digits-mlp").trials) == before
 
 
 def test_best_for_unknown_study_lists_the_real_ones(default_sweep):

@@ -36,7 +36,7 @@ def test_rerun_tops_up_exactly_to_n_trials(tmp_path):
     assert len(finished) == 5
     assert [t.number for t in second.study.trials] == [0, 1, 2, 3, 4]
     third = sweep("n_trials=5", run_dir=run_dir)  # budget already spent: nothing new
-    assert len(third.study.trials) == 5
+    assert len(third.study.trials) == 5 and third.trained == 0
     # One parent run for all three invocations, one child run per trial.
     runs = trial_runs(run_dir, "digits-mlp")
     assert sorted(int(r.data.tags[tags.TRIAL_NUMBER]) for r in runs) == [0, 1, 2, 3, 4]

@@ -50,20 +50,21 @@ def rebuild_module(config_yaml: str, state_dict: dict[str, Any]) -> torch.nn.Mod
     return rebuild(config_yaml, state_dict)
 
 
-def finish_records(plan: SweepPlan, study: optuna.Study, tracker: Tracker, status: str
-                   ) -> Summary:
+def finish_records(plan: SweepPlan, study: optuna.Study, tracker: Tracker, status: str,
+                   phase: Callable[[str], None] = lambda text: None) -> Summary:
     """The end of a sweep: champion, leaderboard, report, and the parent run ended with
     ``status``; or, with a tracking server that does not answer, all of it waiting in the
-    outbox (the summary then says how many records wait)."""
+    outbox (the summary then says how many records wait). ``phase``: told each step."""
     client = tracker.client
     if client.outbox is None:  # a store with no outbox (given as a path): written directly
-        summary = finalize(plan, study, tracker)
+        summary = finalize(plan, study, tracker, phase)
         tracker.close(status)
         return summary
     client.breaker.try_now()  # the store may be back before the pause ends: try it now
     client.queue(tracker.parent_run_id, {"op": "finalize", "status": status})
     summaries: list[Summary] = []
-    replay(client, study, _finalizer(plan, study, tracker, summaries), rebuild=rebuild_module)
+    replay(client, study, _finalizer(plan, study, tracker, summaries, phase),
+           rebuild=rebuild_module)
     if summaries:
         client.outbox.tidy()
         return summaries[-1]
@@ -100,9 +101,10 @@ def _export_left_weights(study: optuna.Study, tracker: Tracker) -> str | None:
 
 
 def _finalizer(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
-               into: list[Summary]) -> Finalize:
+               into: list[Summary], phase: Callable[[str], None] = lambda text: None
+               ) -> Finalize:
     def run(status: str) -> None:
-        into.append(finalize(plan, study, tracker))
+        into.append(finalize(plan, study, tracker, phase))
         tracker.close(status)
 
     return run

@@ -58,6 +58,11 @@ class PlainReporter:
                    f"{tally.done}/{tally.total} done, {tally.pruned} pruned, {tally.failed} "
                    f"failed | {result.seconds:.1f}s")
 
+    def phase(self, text: str) -> None:
+        """What the sweep does after its last trial (a few seconds each): said, so that
+        the output never sits still without a word."""
+        self.print(f"{text}...")
+
     def stop(self) -> None:
         pass
 
@@ -98,6 +103,11 @@ class RichReporter(PlainReporter):
         name = self.progress.tasks[0].description if self.progress.tasks else ""
         self.progress.update(self.task, completed=tally.done,
                              status=self._status(name, tally))
+
+    def phase(self, text: str) -> None:
+        """In the bar's status, where the best value was: the bar stays at its count."""
+        if self.task is not None:
+            self.progress.update(self.task, status=f"{text}...")
 
     def _status(self, name: str, tally: Tally) -> str:
         """The best value(s) and the counts, cut with "…" to the room the line leaves

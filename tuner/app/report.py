@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -35,15 +36,20 @@ class Summary:
     pending: int = 0  # MLflow records still waiting in the outbox (tuner sync writes them)
 
 
-def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker) -> Summary:
+def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
+             phase: Callable[[str], None] = lambda text: None) -> Summary:
+    """``phase``: told what comes next (the champion, the report), to say it."""
     counts = trial_counts(study)
     best = best_trial(study)
     if plan.cfg.tracking.register_champion:
+        phase("choosing the champion")
         verdict = crown(plan, study, tracker.client, sweep_contest(plan), best)
         champion, note = (verdict.champion, "") if verdict.decision != "none" else (None,
                                                                                   verdict.why)
     else:
         champion, note = None, "tracking.register_champion is false"
+    phase("writing the leaderboard and the report" if plan.cfg.tracking.report
+          else "writing the leaderboard")
     rows = leaderboard(study, plan.metrics)
     _log_parent(plan, tracker, best, rows, counts)
     if plan.cfg.tracking.report:

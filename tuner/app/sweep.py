@@ -44,6 +44,7 @@ from tuner.launch.startup import start_slots
 from tuner.study.storage import open_storage
 from tuner.study.studies import open_study
 from tuner.tracking.runs import Tracker
+from tuner.trial.weights import waiting_weights
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class SweepOutcome:
     study: optuna.Study
     summary: Summary
     stop_reason: str  # "budget", "timeout", "grid exhausted" or "failures"
+    trained: int = 0  # trials this command ran (0: the study had its budget already)
 
 
 def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = None,
@@ -87,20 +89,25 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
                 reasons = driver.run(pool.slots)
             finally:
                 driver.close()  # every record written before the end reads them
+            if plan.cfg.tracking.log_models and waiting_weights(study) is not None:
+                reporter.phase("exporting the best model")
             pool.finish(export=plan.cfg.tracking.log_models)
         except BaseException:
+            reporter.stop()
             pool.interrupt()
             tracker.close("KILLED")
             raise
-        finally:
-            reporter.stop()
     stop_reason = watch.stop_reason(reasons)
-    # The report silences warnings with warnings.catch_warnings, which is not
-    # thread-safe: the warm-up thread's own drawing (long done, but for a very short
-    # sweep) must be over first.
-    warmup.join()
-    summary = finish_records(plan, study, tracker,
-                             "FAILED" if stop_reason == "failures" else "FINISHED")
+    try:
+        # The report silences warnings with warnings.catch_warnings, which is not
+        # thread-safe: the warm-up thread's own drawing (long done, but for a very short
+        # sweep) must be over first.
+        warmup.join()
+        summary = finish_records(plan, study, tracker,
+                                 "FAILED" if stop_reason == "failures" else "FINISHED",
+                                 reporter.phase)
+    finally:
+        reporter.stop()
     if stop_reason == "failures":
         reason, n = watch.failures.most_common(1)[0]
         waiting = (f"; {summary.pending} MLflow records pending: run `tuner sync` with the "
@@ -108,7 +115,7 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
         raise SweepStopped(f"stopped after {sum(watch.failures.values())} failed trials "
                            f"(max_failures={plan.cfg.max_failures}); most common reason "
                            f"({n}x): {reason}{waiting}")
-    return SweepOutcome(study, summary, stop_reason)
+    return SweepOutcome(study, summary, stop_reason, watch.trained)
 
 
 def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:

@@ -58,8 +58,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                    f"records in {plan.run_dir}")
     outcome = run_sweep(plan, reporter, pool)
     counts = outcome.summary.counts
-    reporter.print(f"done ({outcome.stop_reason}): {counts['COMPLETE']} complete, "
-                   f"{counts['PRUNED']} pruned, {counts['FAIL']} failed")
+    said = (f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
+            f"{counts['FAIL']} failed")
+    if outcome.stop_reason == "budget" and not outcome.trained:
+        reporter.print(f"nothing to run: the study has its {plan.cfg.n_trials} trials already "
+                       f"({said}); raise n_trials to run more")
+    else:
+        reporter.print(f"done ({outcome.stop_reason}): {said}")
     for line in describe_best(plan, outcome.summary):
         reporter.print(line)
     reporter.print("browse the runs: tuner ui" + _where_suffix(args))
@@ -134,6 +139,10 @@ def cmd_best(args: argparse.Namespace) -> int:
     composed = _compose(args.config_dir, overrides, study)
     report = best_report(composed)
     if args.json:
+        if report["best"] is not None:  # the config as JSON too, not a YAML string in it
+            import yaml
+
+            report["best"]["config"] = yaml.safe_load(report["best"]["config"] or "{}")
         print(json.dumps(report, indent=2, default=str))
         return 0
     print(f"study {report['study']}: {report['complete']} complete, {report['pruned']} pruned, "

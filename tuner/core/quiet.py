@@ -41,5 +41,9 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated")
     warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # On an HPC login node (srun on the PATH) Lightning warns once per Trainer that srun
+    # "is not used", in the middle of the progress line. A slot is started by tuner, not
+    # srun, by design; a SLURM job runs `tuner worker`, whose trials are local to it.
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available")
     # Per-epoch logging is tuner's design (tuner.models.base.EpochMeans), not a mistake.
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
