@@ -107,12 +107,15 @@ def test_three_rounds_warm_start_and_a_champion_that_must_win_on_todays_data(tmp
     assert r3["champion_now"] > 0.5  # measured on today's data, where it still works
     assert r3["champion_after"]["version"] == "2" == _champion_version(project, "nightly")
 
-    # The figures and the decision are on each round's parent run, found by job tag.
+    # The rounds share the job's experiment (one runs table, not one experiment a night),
+    # with the figures and the decision on each round's parent run.
     client = client_for(project / "runs")
-    experiments = [client.get_experiment_by_name(f"nightly-r{n}").experiment_id
-                   for n in (1, 2, 3)]
-    parents = client.search_runs(experiments, filter_string="tags.`tuner.job` = 'nightly'",
+    assert [e.name for e in client.search_experiments()
+            if e.name.startswith("nightly")] == ["nightly"]
+    experiment = client.get_experiment_by_name("nightly").experiment_id
+    parents = client.search_runs([experiment], filter_string="tags.`tuner.job` = 'nightly'",
                                  order_by=["tags.`tuner.round` ASC"])
+    assert [p.info.run_name for p in parents] == ["nightly-r1", "nightly-r2", "nightly-r3"]
     assert [p.data.tags[tags.ROUND] for p in parents] == ["1", "2", "3"]
     assert [p.data.tags[tags.DECISION] for p in parents] == ["promoted", "promoted", "kept"]
     assert parents[2].data.metrics["champion_val_acc_on_round_data"] == pytest.approx(
@@ -122,6 +125,7 @@ def test_three_rounds_warm_start_and_a_champion_that_must_win_on_todays_data(tmp
     assert history.returncode == 0, history.stderr
     lines = history.stdout.splitlines()
     assert [line.split()[0] for line in lines[1:4]] == ["1", "2", "3"]
+    assert "v1 (first)" in lines[1] and "v1 -> v2" in lines[2] and "v2 kept" in lines[3]
     assert "promoted" in lines[2] and "kept" in lines[3]
 
 
@@ -265,6 +269,15 @@ def test_exports_are_accepted_by_the_tools(tmp_path, cron):
     [container] = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["command"][:4] == ["tuner", "schedule", "round", "nightly"]
     assert container["image"] == "registry.example.com/team/project:1.4"
+    # The job keeps its study and MLflow in local files, which a pod loses: said.
+    assert "warning: job nightly keeps the study (" in job.stderr
+    assert "storage=postgres and tracking=server" in job.stderr
+    with_servers = _tuner(project, "schedule", "add", "shared", "--cron", cron, "--",
+                          "storage=postgres", "tracking=server")
+    assert with_servers.returncode == 0, with_servers.stderr
+    quiet = _tuner(project, "schedule", "export", "shared", "--format", "kubernetes",
+                   "--image", "registry.example.com/team/project:1.4")
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr, quiet.stderr
 
 
 def _utc_now():

@@ -16,6 +16,7 @@ from tuner.app.pages.comparison import Comparison, compare, leaders, table_rows,
 from tuner.app.pages.comparison_plots import comparison_plots
 from tuner.app.pages.html import render, write_page
 from tuner.config.compose import Composed
+from tuner.core import attrs
 from tuner.core.errors import ConfigError, Problem, TrackingFailed, describe_error
 from tuner.core.masking import mask
 from tuner.tracking.comparisons import log_comparison, metric_key
@@ -59,7 +60,8 @@ def run_compare(composed: Composed, names: list[str], html: Path | None, log: bo
     if log:
         try:
             run_id = log_comparison(uri, comparison.names, _run_metrics(comparison), {
-                "comparison.html": page_html, "comparison.json": _table_json(comparison)})
+                "comparison.html": page_html, "comparison.json": _table_json(comparison)},
+                studies[0].user_attrs.get(attrs.PARENT_RUN_ATTR))
         except Exception as error:  # the server is down, the store is read-only, ...
             kept = f"; the page is in {page}" if page else ""
             raise TrackingFailed(f"could not log the comparison run to {mask(uri)}: "

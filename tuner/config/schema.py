@@ -169,6 +169,7 @@ class TrainerSchema:
 @dataclass
 class TrackingSchema:
     tracking_uri: str = MISSING
+    experiment: str | None = None  # the MLflow experiment; None: the study's name
     artifact_location: str | None = MISSING
     flush_interval: float = MISSING
     log_models: bool = MISSING

@@ -24,17 +24,21 @@ def metric_key(name: str, study: str) -> str:
 
 
 def log_comparison(tracking_uri: str, studies: Sequence[str], best: Mapping[str, float],
-                   artifacts: Mapping[str, str]) -> str:
+                   artifacts: Mapping[str, str], first_parent_run: str | None = None) -> str:
     """Log one FINISHED comparison run (FAILED if a write fails after it was created);
     return its id. ``best``: metric key -> value;
-    ``artifacts``: file name -> text (the page, the table as JSON)."""
+    ``artifacts``: file name -> text (the page, the table as JSON). The run goes in the
+    first study's experiment: that of its parent run (``first_parent_run``) where it has
+    one (studies may share an experiment: a scheduled job's rounds), else the one named
+    after it."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, RunTag
 
     quiet_mlflow()
     bound_http_retries()  # an unreachable server fails in seconds, not minutes
     client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(studies[0])
+    experiment = _experiment_of_run(client, first_parent_run) \
+        or client.get_experiment_by_name(studies[0])
     if experiment is None:
         experiment_id = client.create_experiment(studies[0])
     else:
@@ -58,3 +62,14 @@ def log_comparison(tracking_uri: str, studies: Sequence[str], best: Mapping[str,
         raise
     client.set_terminated(run_id, "FINISHED")
     return run_id
+
+
+def _experiment_of_run(client, run_id: str | None):
+    if run_id is None:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_experiment(client.get_run(run_id).info.experiment_id)
+    except MlflowException:
+        return None  # the store was wiped or changed since the study ran

@@ -16,8 +16,10 @@ from mlflow.exceptions import MlflowException
 from tuner.tracking import tags
 
 
-def running_trial_runs(client: MlflowClient, experiment_id: str | None) -> dict[int, list[str]]:
-    """The experiment's trial runs still RUNNING, by trial number; empty while the store
+def running_trial_runs(client: MlflowClient, experiment_id: str | None, study: str
+                       ) -> dict[int, list[str]]:
+    """The study's trial runs still RUNNING in its experiment, by trial number (other
+    studies may share the experiment: a scheduled job's rounds); empty while the store
     does not answer (a tracking server that is down)."""
     breaker = getattr(client, "breaker", None)
     if experiment_id is None or (breaker is not None and not breaker.allows_try()):
@@ -30,7 +32,10 @@ def running_trial_runs(client: MlflowClient, experiment_id: str | None) -> dict[
         return {}
     found: dict[int, list[str]] = {}
     for run in runs:
+        if run.data.tags.get(tags.STUDY) != study:  # (MLflow's filter has no quote escape)
+            continue
         number = run.data.tags.get(tags.TRIAL_NUMBER)
         if number is not None and number.isdigit():
             found.setdefault(int(number), []).append(run.info.run_id)
     return found
+

@@ -79,6 +79,9 @@ class Tracker:
         quiet_mlflow()
         self.tracking = tracking
         self.study_name = study_name
+        # Studies may share an experiment (a scheduled job's rounds): each study is its
+        # parent run there, and its trial runs are told apart by their study tag.
+        self.experiment_name = tracking.get("experiment") or study_name
         # The fluent API (used to log models) reads the global URI; set both.
         mlflow.set_tracking_uri(tracking.tracking_uri)
         mlflow.set_registry_uri(tracking.tracking_uri)
@@ -140,15 +143,16 @@ class Tracker:
                 raise
 
     def _experiment(self) -> str:
-        experiment = self.client.get_experiment_by_name(self.study_name)
+        name = self.experiment_name
+        experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
             return experiment.experiment_id
         location = None
         if self.tracking.artifact_location:
-            location = (Path(self.tracking.artifact_location) / self.study_name).as_uri()
-        return self.client.create_experiment(self.study_name, artifact_location=location,
+            location = (Path(self.tracking.artifact_location) / name).as_uri()
+        return self.client.create_experiment(name, artifact_location=location,
                                              tags={tags.STUDY: self.study_name})
 
     def run_exists(self, run_id: str) -> bool:
@@ -285,7 +289,7 @@ class Tracker:
         Does nothing when the trial never got a run or its run already ended."""
         linked = trial.user_attrs.get(attrs.RUN_ID_ATTR)
         found = [] if linked is not None else running_trial_runs(
-            self.client, self.experiment_id).get(trial.number, [])
+            self.client, self.experiment_id, self.study_name).get(trial.number, [])
         for run_id in filter(None, (linked, *found)):
             self.client.bind(run_id, trial.number)
             self.end_trial(run_id, optuna.trial.TrialState.FAIL, reason=reason,

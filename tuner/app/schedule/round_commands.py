@@ -145,13 +145,37 @@ def _history_line(r: dict) -> str:
     done = trials.get("complete", 0) + trials.get("pruned", 0)
     best = r.get("best") or {}
     before, after = r.get("champion_before") or {}, r.get("champion_after") or {}
-    champion = f"v{before.get('version', '-')}->v{after.get('version', '-')}"
+    champion = _champion_change(before.get("version"), after.get("version"))
     if r.get("champion_now") is not None:
         champion += f" ({r['champion_now']:.4g})"
     value = f"{best['value']:.4g}" if "value" in best else "-"
     decision = r.get("decision") or r["status"]
     return (f"{r['round']:<6}{r.get('started') or '-':<27}{r['status']:<12}{done:<8}"
             f"{value:<11}{champion:<22}{decision}: {r.get('why') or ''}")
+
+
+def _champion_change(before: str | None, after: str | None) -> str:
+    """"v1 -> v2", "v2 kept", "v1 (first)" (there was none before), or "-"."""
+    if after is None:
+        return f"v{before} kept" if before is not None else "-"
+    if before is None:
+        return f"v{after} (first)"
+    return f"v{after} kept" if after == before else f"v{before} -> v{after}"
+
+
+def _warn_of_local_files(job, schedule) -> None:
+    """A pod's files go with it: a job whose records are files keeps nothing from one
+    round to the next (no history, no warm start, no champion to beat) unless its
+    working directory is a persistent volume. Said, not refused: the user may mount one."""
+    from tuner.app.schedule.rounds import local_files
+
+    found = local_files(schedule, job)
+    if found:
+        print(f"warning: job {job.name} keeps {' and '.join(found)} in files; a pod's files "
+              "are lost when it ends, so each round would start from nothing. Give the job "
+              "storage=postgres and tracking=server (`tuner schedule add` with those "
+              "overrides), or mount a persistent volume at the CronJob's workingDir",
+              file=sys.stderr)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -161,6 +185,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     schedule = load_schedule(Path(args.file))
     job = find_job(schedule, args.name)
     exported = export(job, schedule, args.format, args.image, args.workdir)
+    if args.format == "kubernetes":
+        _warn_of_local_files(job, schedule)
     if args.out is None:
         for name, text in exported.files.items():
             if len(exported.files) > 1:

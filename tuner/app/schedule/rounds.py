@@ -75,6 +75,25 @@ def run_round(schedule_path: Path, name: str, say: Callable[[str], None],
                 return _train_round(job, plan, history, number, due, say)
 
 
+def local_files(schedule: Schedule, job: Job) -> list[str]:
+    """What of the job's records lives in files on the machine that runs a round (its
+    study's storage, its MLflow store), as "what (where)"; empty when both are servers."""
+    from tuner.study.storage import storage_file
+    from tuner.tracking.server import is_server_uri
+
+    config_dir = project_config_dir(job.config_dir, schedule.project_dir, schedule.where,
+                                    f"jobs.{job.name}.config_dir")
+    with contextlib.chdir(schedule.project_dir):
+        cfg = _plan(job, config_dir, 0).cfg
+    found = []
+    study_file = storage_file(cfg.storage)
+    if study_file is not None:
+        found.append(f"the study ({study_file})")
+    if not is_server_uri(cfg.tracking.tracking_uri):
+        found.append(f"MLflow ({cfg.tracking.tracking_uri})")
+    return found
+
+
 def find_job(schedule: Schedule, name: str) -> Job:
     if name not in schedule.jobs:
         known = ", ".join(schedule.jobs) or "none"
@@ -85,9 +104,13 @@ def find_job(schedule: Schedule, name: str) -> Job:
 
 def round_overrides(job: Job, number: int) -> list[str]:
     """The job's overrides, then the round's: its study, its budget, and no promotion by
-    the sweep itself (the round decides, on this round's data)."""
+    the sweep itself (the round decides, on this round's data). The rounds share one
+    MLflow experiment, named after the job (a job may name another): one runs table,
+    a parent run per round."""
     extra = [f"study_name={round_study(job.name, number)}",
              "tracking.register_champion=false"]
+    if not any(o.lstrip("+").startswith("tracking.experiment=") for o in job.overrides):
+        extra.append(f"tracking.experiment={job.name}")
     if job.trials is not None:
         extra.append(f"n_trials={job.trials}")
     if job.seconds is not None:
