@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -380,6 +381,10 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     assert interrupted
     assert all(t.user_attrs[attrs.FAIL_REASON_ATTR].startswith("interrupted")
                for t in interrupted), [t.user_attrs for t in interrupted]
+    # The message names the trials that were training (a claimed-ahead one is FAIL too).
+    said = re.search(r"trials? ([\d, ]+) (?:is|are) marked FAIL \(interrupted\)", output)
+    assert said, output
+    assert {int(n) for n in said.group(1).split(", ")} <= {t.number for t in interrupted}
     client = client_for(run_dir)
     runs = client.search_runs([client.get_experiment_by_name("digits-mlp").experiment_id])
     statuses = {r.data.tags.get(tags.TRIAL_NUMBER, "parent"): r.info.status for r in runs}
@@ -408,6 +413,26 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
         # short before that, it has no params, and its repeat samples its own.
         assert repeat.params == cut_short.params or not cut_short.params
         assert repeat.params
+
+
+def test_sigterm_during_start_up_says_no_trial_had_started(tmp_path):
+    process = start(["sweep", "n_trials=3", "trainer.max_epochs=2"], tmp_path,
+                    env={"PYTHONUNBUFFERED": "1"})
+    try:
+        first = process.stdout.readline()  # "study ...": the sweep is starting its slots
+        assert first.startswith("study digits-mlp"), first
+        time.sleep(0.3)  # inside the start-up (the slots' preflight takes seconds)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            stop(process)
+    assert process.returncode == 130, output
+    assert "no trial had started; run the same command again to start." in output
+    assert "marked FAIL" not in output
+    assert not (tmp_path / "runs").exists() or not [
+        t for t in load_study(tmp_path / "runs", "digits-mlp").trials
+        if t.state == optuna.trial.TrialState.RUNNING]
 
 
 def test_a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_study(tmp_path):

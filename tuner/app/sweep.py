@@ -68,6 +68,17 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
     written), and KeyboardInterrupt / SweepInterrupted after recording the running
     trials as interrupted."""
     pool = pool if pool is not None else start_slots(plan)
+    cut_short: list[int] = []  # the trials an interruption stops while they train
+    try:
+        return _sweep(plan, reporter, pool, prepare, cut_short)
+    except BaseException as error:
+        error.trials_cut_short = cut_short  # for the interruption's message (tuner.cli)
+        raise
+
+
+def _sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool,
+           prepare: Callable[[optuna.Study, Tracker], None] | None, cut_short: list[int]
+           ) -> SweepOutcome:
     with pool, sigterm_raises():
         warmup = warm_driver_in_background(plan.cfg.tracking.tracking_uri,
                                            plan.cfg.tracking.report)
@@ -84,6 +95,7 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
             if prepare is not None:
                 prepare(study, tracker)
             driver = Driver(plan, study, tracker, watch.on_finished, deadline_of(plan), say=say)
+            driver.cut_short = cut_short
             watch.start()
             try:
                 reasons = driver.run(pool.slots)

@@ -75,6 +75,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # exit handlers; the trials' records were written before we got here.
         signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
         # SystemExit: Lightning answers Ctrl-C inside fit() with sys.exit(1).
-        print(f"\ninterrupted ({type(error).__name__}): the running trial is marked FAIL and "
-              "its run KILLED; run the same command again to resume.", file=sys.stderr)
+        print(f"\ninterrupted ({type(error).__name__}): {_what_was_cut_short(error)}",
+              file=sys.stderr)
         return 130
+
+
+def _what_was_cut_short(error: BaseException) -> str:
+    """What an interruption left, as far as the command knows (a sweep tells it)."""
+    cut_short = getattr(error, "trials_cut_short", None)
+    if cut_short is None:
+        return ("any running trial is marked FAIL and its run KILLED; run the same command "
+                "again to resume.")
+    if not cut_short:
+        return "no trial had started; run the same command again to start."
+    numbers = ", ".join(str(n) for n in cut_short)
+    if len(cut_short) == 1:
+        return (f"trial {numbers} is marked FAIL (interrupted) and its run KILLED; run the "
+                "same command again to resume (it is trained again).")
+    return (f"trials {numbers} are marked FAIL (interrupted) and their runs KILLED; run the "
+            "same command again to resume (they are trained again).")

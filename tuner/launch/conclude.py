@@ -101,7 +101,7 @@ def end_orphaned_runs(study: optuna.Study, writer: RunWriter) -> None:
     trial's run is left to the trial's own end, or to whoever reaps it. The runs are
     read before the trials: a run exists only once its trial is RUNNING."""
     tracker = writer.tracker
-    runs = running_trial_runs(tracker.client, tracker.experiment_id)
+    runs = running_trial_runs(tracker.client, tracker.experiment_id, tracker.study_name)
     if not runs:
         return
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}

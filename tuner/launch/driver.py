@@ -82,6 +82,7 @@ class Driver:
         self._errors: list[BaseException] = []
         self._slots: list[TrainingSlot] = []
         self._failures = 0  # this driver's FAIL trials (max_failures stops it)
+        self.cut_short: list[int] = []  # trials an interruption stopped while they trained
 
     # -- the slots -----------------------------------------------------------------------
 
@@ -195,7 +196,7 @@ class Driver:
     def run_trial(self, slot: TrainingSlot, ready: Ready) -> tuple[TrialResult, Ready | None]:
         """A readied trial: order -> outcome -> tell -> end. Returns its result and the
         slot's next trial, readied while this one trained (None: none yet)."""
-        trial, ahead = ready.trial, None
+        trial, ahead, began = ready.trial, None, False
         try:
             try:
                 if ready.order is None:
@@ -204,9 +205,12 @@ class Driver:
                     if self._interrupted is not None:
                         raise SweepInterrupted(self._interrupted)
                     slot.begin(ready.order)
+                    began = True
                     ahead = self._ready_ahead(slot)
                     result = self._outcome(slot, ready.order)
             except BaseException as error:  # Ctrl-C, SIGTERM: its slot has stopped
+                if began:
+                    self.cut_short.append(trial.number)
                 conclude_interrupted(self.study, trial.number, self.writer,
                                      self._interrupted or f"interrupted ({_signal_name(error)})",
                                      ready.run_id)
