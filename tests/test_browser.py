@@ -11,6 +11,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -102,6 +103,73 @@ def test_the_report_renders_inside_mlflows_artifact_viewer(two_studies, mlflow_u
     page.screenshot("mlflow-artifact-report", full_page=False)
     assert drawn == str(REPORT_PLOTS)
     assert frame.locator("div.plot .main-svg").count() >= REPORT_PLOTS
+
+
+def _artifact_viewer(page: WatchedPage, mlflow_ui: str, run_dir, study_name: str,
+                     artifact: str):
+    """The frame of MLflow's artifact viewer showing ``artifact`` of the study's parent run,
+    once its page has drawn its plots."""
+    study = load_study(run_dir, study_name)
+    parent = study.user_attrs[attrs.PARENT_RUN_ATTR]
+    experiment = client_for(run_dir).get_experiment_by_name(study_name).experiment_id
+    page.page.goto(f"{mlflow_ui}/#/experiments/{experiment}/runs/{parent}/artifacts/{artifact}")
+    frame = page.page.frame_locator("iframe").first
+    frame.locator("body[data-plots-drawn]").wait_for(state="attached", timeout=90_000)
+    return frame
+
+
+def test_a_trial_link_in_the_artifact_viewer_leads_to_that_uis_run_page(two_studies,
+                                                                      mlflow_ui, page):
+    """The report's file links `tuner ui` on its default port; shown in a UI on another
+    port, its links go to that UI. MLflow's viewer (sandbox="allow-scripts") lets no
+    link leave the frame: a click shows the address to copy, and that address, opened,
+    is the trial's run page."""
+    run_dir = two_studies / "runs"
+    study = load_study(run_dir, "digits-mlp")
+    best = study.best_trial
+    run_id = best.user_attrs[attrs.RUN_ID_ATTR]
+    frame = _artifact_viewer(page, mlflow_ui, run_dir, "digits-mlp", "report.html")
+    viewer = page.page.url
+    link = frame.locator("table#leaderboard a", has_text=re.compile(rf"^{best.number}$"))
+    assert link.evaluate("a => a.href") == f"{mlflow_ui}/#/runs/{run_id}"
+    link.click()
+    address = frame.locator("#run-address input")
+    address.wait_for(timeout=10_000)
+    page.screenshot("mlflow-artifact-run-address", full_page=False)
+    assert address.input_value() == f"{mlflow_ui}/#/runs/{run_id}"
+    assert page.page.url == viewer  # the sandbox kept the top window where it was
+    page.page.goto(address.input_value())
+    page.page.get_by_text(f"trial-{best.number}", exact=True).first.wait_for(timeout=60_000)
+    experiment = client_for(run_dir).get_experiment_by_name("digits-mlp").experiment_id
+    assert page.page.url == f"{mlflow_ui}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def test_a_frame_that_may_navigate_the_top_window_lands_on_the_trials_run_page(
+        two_studies, mlflow_ui, page):
+    """Where the frame's sandbox allows it (allow-top-navigation-by-user-activation),
+    a click takes the top window to the trial's run page of the UI around the frame."""
+    run_dir = two_studies / "runs"
+    study = load_study(run_dir, "digits-mlp")
+    trial = study.trials[0]
+    report = Path(client_for(run_dir).download_artifacts(
+        study.user_attrs[attrs.PARENT_RUN_ATTR], "report.html")).read_text()
+    page.page.goto(f"{mlflow_ui}/#/")
+    page.page.wait_for_load_state("load")
+    # A frame as MLflow's viewer makes one (a blob of the page), with the one more flag.
+    page.page.evaluate("""html => {
+        const frame = document.createElement("iframe");
+        frame.sandbox = "allow-scripts allow-top-navigation-by-user-activation";
+        frame.style = "position: fixed; inset: 0; width: 100%; height: 100%; z-index: 9999";
+        frame.src = URL.createObjectURL(new Blob([html], {type: "text/html"}));
+        document.body.append(frame);
+    }""", report)
+    frame = page.page.frame_locator("iframe[sandbox]")
+    frame.locator("body[data-plots-drawn]").wait_for(state="attached", timeout=90_000)
+    frame.locator("table#leaderboard a", has_text=re.compile(r"^0$")).click()
+    page.page.get_by_text("trial-0", exact=True).first.wait_for(timeout=60_000)
+    experiment = client_for(run_dir).get_experiment_by_name("digits-mlp").experiment_id
+    run_id = trial.user_attrs[attrs.RUN_ID_ATTR]
+    assert page.page.url == f"{mlflow_ui}/#/experiments/{experiment}/runs/{run_id}"
 
 
 def _open_page(page: WatchedPage, path, name: str) -> str:
