@@ -30,6 +30,26 @@ from tuner.core import attrs
 
 REPORT_PLOTS = 7  # tests/test_pages.py names them
 COMPARE_PLOTS = 3
+# The tick labels of a figure's axes that overlap a neighbour on their axis, as
+# "subplot axis: label, label".
+OVERLAPPING_LABELS = """div => {
+  const overlaps = [];
+  for (const subplot of div.querySelectorAll(".cartesianlayer .subplot")) {
+    for (const axis of ["x", "y"]) {
+      const boxes = Array.from(subplot.querySelectorAll(`.${axis}axislayer-above text`))
+        .map(text => [text.textContent, text.getBoundingClientRect()])
+        .filter(([label, box]) => label && box.width > 0);
+      const [start, end] = axis === "x" ? ["left", "right"] : ["top", "bottom"];
+      boxes.sort((p, q) => p[1][start] - q[1][start]);
+      for (let i = 1; i < boxes.length; i++) {
+        if (boxes[i][1][start] < boxes[i - 1][1][end] - 1) {
+          overlaps.push(`${subplot.classList[1]} ${axis}: ${boxes[i - 1][0]}, ${boxes[i][0]}`);
+        }
+      }
+    }
+  }
+  return overlaps;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +247,13 @@ def test_compare_page_draws_every_plot_without_errors(two_studies, page, tmp_pat
     assert page.page.locator("#comparison tr").count() >= 8
     legend = page.page.locator("div.plot").nth(1).locator(".legendtext").all_text_contents()
     assert legend == list(PAGES_STUDIES)
+    # In MLflow's narrow viewer, too, no panel's axis labels run into each other (a log
+    # axis over one decade was labelled at every digit).
+    page.page.set_viewport_size({"width": 900, "height": 900})
+    page.page.wait_for_timeout(500)  # plotly redraws the responsive figures
+    panels = page.page.locator("div.plot").nth(2)
+    page.screenshot("tuner-compare-900")
+    assert panels.evaluate(OVERLAPPING_LABELS) == []
 
 
 def _status(url: str, method: str) -> int:

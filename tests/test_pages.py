@@ -151,6 +151,10 @@ def test_compare_prints_the_studies_side_by_side_and_logs_a_run(two_studies):
     assert f"page written: {page}" in result.stdout
     html = page.read_text()
     assert html.count('<div class="plot" data-spec=') == 3
+    for study in (a, b):  # each study links its parent run, as the report links trials
+        parent = study.user_attrs[attrs.PARENT_RUN_ATTR]
+        assert (f'<a href="http://127.0.0.1:5000/#/runs/{parent}" '
+                f'data-mlflow-route="#/runs/{parent}"') in html
     # The MLflow run: in the first study's experiment, tagged with both names.
     run_id = re.search(r"logged as MLflow run (\w+)", result.stdout).group(1)
     run = client_for(run_dir).get_run(run_id)
