@@ -237,6 +237,41 @@ def test_report_page_draws_every_plot_without_errors(two_studies, page, tmp_path
     assert sticky == "sticky"
 
 
+# Pairs of a figure's annotations (Optuna's parallel coordinates write their tick labels
+# so) whose boxes overlap.
+OVERLAPPING_ANNOTATIONS = """div => {
+  const boxes = Array.from(div.querySelectorAll(".annotation text"))
+    .map(text => [text.textContent, text.getBoundingClientRect()]);
+  const overlaps = [];
+  boxes.forEach(([a, p], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+    if (Math.min(p.right, q.right) - Math.max(p.left, q.left) > 1 &&
+        Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top) > 1) overlaps.push(`${a} / ${b}`);
+  }));
+  return overlaps;
+}"""
+
+
+@pytest.mark.parametrize("width", [900, 600])  # 600: about MLflow's artifact viewer
+def test_parallel_coordinates_labels_stay_apart_in_a_narrow_page(two_studies, browser,
+                                                                 tmp_path, width):
+    out = tmp_path / "report.html"
+    assert run_tuner("report", "digits-mlp", "--out", str(out), cwd=two_studies).returncode == 0
+    page = WatchedPage(browser, width=width)
+    try:
+        page.page.goto(out.as_uri())
+        assert wait_for_plots(page.page) == str(REPORT_PLOTS)
+        figure = page.page.locator("figure", has_text="Parallel coordinates")
+        figure.scroll_into_view_if_needed()
+        figure.screenshot(path=str(page.screenshot(f"parallel-{width}").with_name(
+            f"parallel-{width}-figure.png")))
+        assert figure.locator("div.plot").evaluate(OVERLAPPING_ANNOTATIONS) == []
+        # The figure keeps its room and the page scrolls it sideways.
+        plot_width = figure.locator("div.plot").evaluate("d => d.offsetWidth")
+        assert plot_width > width
+    finally:
+        page.close()
+
+
 def test_compare_page_draws_every_plot_without_errors(two_studies, page, tmp_path):
     out = tmp_path / "compare.html"
     result = run_tuner("compare", "digits-mlp", "digits-mlp-b", "--html", str(out), "--no-log",

@@ -215,3 +215,25 @@ def test_a_log_axis_has_a_few_round_ticks_written_in_full():
     panels = comparison_plots(_comparison_of_two_models())[2]
     lr_axis = json.loads(panels.spec)["layout"]["yaxis"]
     assert lr_axis["type"] == "log" and len(lr_axis["tickvals"]) <= 4
+
+
+def test_slices_and_contours_leave_out_a_parameter_sampled_in_few_trials():
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.set_metric_names(["m0"])
+    for number in range(12):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        # A conditional parameter (momentum under sgd) sampled in 2 of the 12 trials.
+        momentum = trial.suggest_float("momentum", 0, 1) if number < 2 else 0
+        study.tell(trial, x + 0.1 * y + momentum)
+    assert set(top_params(study)) == {"x", "y", "momentum"}
+    plots = {p.title: p for p in study_plots(study, ("m0",))}
+    assert "Slices of the top 2 parameters" in plots
+    sliced = [a["title"]["text"] for k, a in json.loads(
+        plots["Slices of the top 2 parameters"].spec)["layout"].items() if k.startswith("xaxis")]
+    assert sorted(sliced) == ["x", "y"]
+    contour = plots["Contours of the top 2 parameters"]
+    assert contour.note.startswith("momentum is left out: sampled in 2 of the 12 complete "
+                                   "trials.")
+    assert "momentum" not in json.dumps(json.loads(contour.spec)["layout"])
