@@ -192,9 +192,9 @@ def top_params(study: optuna.Study, quiet: bool = True) -> list[str]:
         return varied
     try:
         with _silenced(quiet):
-            # Over the parameters that every complete trial has (Optuna's default): a
-            # conditional one (momentum under sgd) is ranked with the others only when
-            # the study never left it out.
+            # Optuna 5 ranks a conditional parameter (momentum under sgd) with the
+            # others, over the trials that have it: the slices and contours check that
+            # enough trials do (_sampled_enough).
             ranked = optuna.importance.get_param_importances(
                 study, target=_first_metric_target(study))
         ranked_names = [k for k in ranked if k in varied]
