@@ -11,6 +11,7 @@ import json
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -29,6 +30,26 @@ from tuner.core import attrs
 
 REPORT_PLOTS = 7  # tests/test_pages.py names them
 COMPARE_PLOTS = 3
+# The tick labels of a figure's axes that overlap a neighbour on their axis, as
+# "subplot axis: label, label".
+OVERLAPPING_LABELS = """div => {
+  const overlaps = [];
+  for (const subplot of div.querySelectorAll(".cartesianlayer .subplot")) {
+    for (const axis of ["x", "y"]) {
+      const boxes = Array.from(subplot.querySelectorAll(`.${axis}axislayer-above text`))
+        .map(text => [text.textContent, text.getBoundingClientRect()])
+        .filter(([label, box]) => label && box.width > 0);
+      const [start, end] = axis === "x" ? ["left", "right"] : ["top", "bottom"];
+      boxes.sort((p, q) => p[1][start] - q[1][start]);
+      for (let i = 1; i < boxes.length; i++) {
+        if (boxes[i][1][start] < boxes[i - 1][1][end] - 1) {
+          overlaps.push(`${subplot.classList[1]} ${axis}: ${boxes[i - 1][0]}, ${boxes[i][0]}`);
+        }
+      }
+    }
+  }
+  return overlaps;
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +127,73 @@ def test_the_report_renders_inside_mlflows_artifact_viewer(two_studies, mlflow_u
     assert frame.locator("div.plot .main-svg").count() >= REPORT_PLOTS
 
 
+def _artifact_viewer(page: WatchedPage, mlflow_ui: str, run_dir, study_name: str,
+                     artifact: str):
+    """The frame of MLflow's artifact viewer showing ``artifact`` of the study's parent run,
+    once its page has drawn its plots."""
+    study = load_study(run_dir, study_name)
+    parent = study.user_attrs[attrs.PARENT_RUN_ATTR]
+    experiment = client_for(run_dir).get_experiment_by_name(study_name).experiment_id
+    page.page.goto(f"{mlflow_ui}/#/experiments/{experiment}/runs/{parent}/artifacts/{artifact}")
+    frame = page.page.frame_locator("iframe").first
+    frame.locator("body[data-plots-drawn]").wait_for(state="attached", timeout=90_000)
+    return frame
+
+
+def test_a_trial_link_in_the_artifact_viewer_leads_to_that_uis_run_page(two_studies,
+                                                                      mlflow_ui, page):
+    """The report's file links `tuner ui` on its default port; shown in a UI on another
+    port, its links go to that UI. MLflow's viewer (sandbox="allow-scripts") lets no
+    link leave the frame: a click shows the address to copy, and that address, opened,
+    is the trial's run page."""
+    run_dir = two_studies / "runs"
+    study = load_study(run_dir, "digits-mlp")
+    best = study.best_trial
+    run_id = best.user_attrs[attrs.RUN_ID_ATTR]
+    frame = _artifact_viewer(page, mlflow_ui, run_dir, "digits-mlp", "report.html")
+    viewer = page.page.url
+    link = frame.locator("table#leaderboard a", has_text=re.compile(rf"^{best.number}$"))
+    assert link.evaluate("a => a.href") == f"{mlflow_ui}/#/runs/{run_id}"
+    link.click()
+    address = frame.locator("#run-address input")
+    address.wait_for(timeout=10_000)
+    page.screenshot("mlflow-artifact-run-address", full_page=False)
+    assert address.input_value() == f"{mlflow_ui}/#/runs/{run_id}"
+    assert page.page.url == viewer  # the sandbox kept the top window where it was
+    page.page.goto(address.input_value())
+    page.page.get_by_text(f"trial-{best.number}", exact=True).first.wait_for(timeout=60_000)
+    experiment = client_for(run_dir).get_experiment_by_name("digits-mlp").experiment_id
+    assert page.page.url == f"{mlflow_ui}/#/experiments/{experiment}/runs/{run_id}"
+
+
+def test_a_frame_that_may_navigate_the_top_window_lands_on_the_trials_run_page(
+        two_studies, mlflow_ui, page):
+    """Where the frame's sandbox allows it (allow-top-navigation-by-user-activation),
+    a click takes the top window to the trial's run page of the UI around the frame."""
+    run_dir = two_studies / "runs"
+    study = load_study(run_dir, "digits-mlp")
+    trial = study.trials[0]
+    report = Path(client_for(run_dir).download_artifacts(
+        study.user_attrs[attrs.PARENT_RUN_ATTR], "report.html")).read_text()
+    page.page.goto(f"{mlflow_ui}/#/")
+    page.page.wait_for_load_state("load")
+    # A frame as MLflow's viewer makes one (a blob of the page), with the one more flag.
+    page.page.evaluate("""html => {
+        const frame = document.createElement("iframe");
+        frame.sandbox = "allow-scripts allow-top-navigation-by-user-activation";
+        frame.style = "position: fixed; inset: 0; width: 100%; height: 100%; z-index: 9999";
+        frame.src = URL.createObjectURL(new Blob([html], {type: "text/html"}));
+        document.body.append(frame);
+    }""", report)
+    frame = page.page.frame_locator("iframe[sandbox]")
+    frame.locator("body[data-plots-drawn]").wait_for(state="attached", timeout=90_000)
+    frame.locator("table#leaderboard a", has_text=re.compile(r"^0$")).click()
+    page.page.get_by_text("trial-0", exact=True).first.wait_for(timeout=60_000)
+    experiment = client_for(run_dir).get_experiment_by_name("digits-mlp").experiment_id
+    run_id = trial.user_attrs[attrs.RUN_ID_ATTR]
+    assert page.page.url == f"{mlflow_ui}/#/experiments/{experiment}/runs/{run_id}"
+
+
 def _open_page(page: WatchedPage, path, name: str) -> str:
     page.page.goto(path.as_uri())
     drawn = wait_for_plots(page.page)
@@ -151,6 +239,41 @@ def test_report_page_draws_every_plot_without_errors(two_studies, page, tmp_path
     assert sticky == "sticky"
 
 
+# Pairs of a figure's annotations (Optuna's parallel coordinates write their tick labels
+# so) whose boxes overlap.
+OVERLAPPING_ANNOTATIONS = """div => {
+  const boxes = Array.from(div.querySelectorAll(".annotation text"))
+    .map(text => [text.textContent, text.getBoundingClientRect()]);
+  const overlaps = [];
+  boxes.forEach(([a, p], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+    if (Math.min(p.right, q.right) - Math.max(p.left, q.left) > 1 &&
+        Math.min(p.bottom, q.bottom) - Math.max(p.top, q.top) > 1) overlaps.push(`${a} / ${b}`);
+  }));
+  return overlaps;
+}"""
+
+
+@pytest.mark.parametrize("width", [900, 600])  # 600: about MLflow's artifact viewer
+def test_parallel_coordinates_labels_stay_apart_in_a_narrow_page(two_studies, browser,
+                                                                 tmp_path, width):
+    out = tmp_path / "report.html"
+    assert run_tuner("report", "digits-mlp", "--out", str(out), cwd=two_studies).returncode == 0
+    page = WatchedPage(browser, width=width)
+    try:
+        page.page.goto(out.as_uri())
+        assert wait_for_plots(page.page) == str(REPORT_PLOTS)
+        figure = page.page.locator("figure", has_text="Parallel coordinates")
+        figure.scroll_into_view_if_needed()
+        figure.screenshot(path=str(page.screenshot(f"parallel-{width}").with_name(
+            f"parallel-{width}-figure.png")))
+        assert figure.locator("div.plot").evaluate(OVERLAPPING_ANNOTATIONS) == []
+        # The figure keeps its room and the page scrolls it sideways.
+        plot_width = figure.locator("div.plot").evaluate("d => d.offsetWidth")
+        assert plot_width > width
+    finally:
+        page.close()
+
+
 def test_compare_page_draws_every_plot_without_errors(two_studies, page, tmp_path):
     out = tmp_path / "compare.html"
     result = run_tuner("compare", "digits-mlp", "digits-mlp-b", "--html", str(out), "--no-log",
@@ -161,6 +284,13 @@ def test_compare_page_draws_every_plot_without_errors(two_studies, page, tmp_pat
     assert page.page.locator("#comparison tr").count() >= 8
     legend = page.page.locator("div.plot").nth(1).locator(".legendtext").all_text_contents()
     assert legend == list(PAGES_STUDIES)
+    # In MLflow's narrow viewer, too, no panel's axis labels run into each other (a log
+    # axis over one decade was labelled at every digit).
+    page.page.set_viewport_size({"width": 900, "height": 900})
+    page.page.wait_for_timeout(500)  # plotly redraws the responsive figures
+    panels = page.page.locator("div.plot").nth(2)
+    page.screenshot("tuner-compare-900")
+    assert panels.evaluate(OVERLAPPING_LABELS) == []
 
 
 def _status(url: str, method: str) -> int:

@@ -151,6 +151,10 @@ def test_compare_prints_the_studies_side_by_side_and_logs_a_run(two_studies):
     assert f"page written: {page}" in result.stdout
     html = page.read_text()
     assert html.count('<div class="plot" data-spec=') == 3
+    for study in (a, b):  # each study links its parent run, as the report links trials
+        parent = study.user_attrs[attrs.PARENT_RUN_ATTR]
+        assert (f'<a href="http://127.0.0.1:5000/#/runs/{parent}" '
+                f'data-mlflow-route="#/runs/{parent}"') in html
     # The MLflow run: in the first study's experiment, tagged with both names.
     run_id = re.search(r"logged as MLflow run (\w+)", result.stdout).group(1)
     run = client_for(run_dir).get_run(run_id)
@@ -244,9 +248,18 @@ def test_words_after_options_reach_only_commands_that_take_words(tmp_path):
     assert result.returncode == 2 and "no study journal there yet" in result.stderr
 
 
-def test_a_tracking_servers_password_stays_out_of_the_page():
-    from tuner.app.pages.study_page import tracking_url
+def test_trial_links_go_to_the_tracking_server_without_its_password():
+    from tuner.app.pages.run_links import tracking_url
 
     assert tracking_url("https://me:s3cret@mlflow.example:5000/") == (
         "https://mlflow.example:5000")
     assert tracking_url("sqlite:///runs/mlflow.db") == "http://127.0.0.1:5000"
+    study = optuna.create_study(direction="maximize")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_user_attr(attrs.RUN_ID_ATTR, "abc123")
+    study.tell(trial, 0.5)
+    html = render_study_report(study, tracking_uri="https://me:s3cret@mlflow.example:5000/")
+    # The file's link, and the route the page's script keeps for the UI around it.
+    assert ('<a href="https://mlflow.example:5000/#/runs/abc123" '
+            'data-mlflow-route="#/runs/abc123"') in html
+    assert "s3cret" not in html

@@ -142,3 +142,98 @@ def test_a_multi_objective_report_marks_its_pareto_front_and_epochs():
     html = render_study_report(study, tracking_uri="sqlite:///x.db")
     assert "Best trial on val_acc" in html
     assert "Pareto front: trials 0, 1" in html
+
+
+def _comparison_of_two_models():
+    """Two studies whose parameters differ: b alone samples "width"; "momentum" is
+    sampled by a only in its worst trials (SGD's), so none of its good trials has it."""
+    studies = []
+    for name, offset in (("a", 0.0), ("b", 0.05)):
+        study = optuna.create_study(study_name=name, direction="maximize",
+                                    sampler=optuna.samplers.RandomSampler(seed=len(name)))
+        study.set_metric_names(["val_acc"])
+        for number in range(12):
+            lr = 10 ** (-4 + number / 4)  # 1e-4 .. 0.05: a log axis over decades
+            params = {"lr": lr, "optimizer": "sgd" if number < 6 else "adam"}
+            space = {"lr": optuna.distributions.FloatDistribution(1e-5, 1, log=True),
+                     "optimizer": optuna.distributions.CategoricalDistribution(
+                         ["sgd", "adam"])}
+            if name == "a" and number < 6:
+                params["momentum"] = 0.9
+                space["momentum"] = optuna.distributions.FloatDistribution(0, 1)
+            if name == "b":
+                params["width"] = 16 * (number + 1)
+                space["width"] = optuna.distributions.IntDistribution(16, 256)
+            study.add_trial(optuna.trial.create_trial(
+                params=params, distributions=space, value=number / 12 + offset))
+        studies.append(study)
+    return compare(studies)
+
+
+def test_a_study_has_one_colour_in_every_figure_of_a_comparison():
+    from tuner.app.pages.comparison_plots import comparison_plots
+
+    colours: dict[str, set] = {"a": set(), "b": set()}
+    for plot in comparison_plots(_comparison_of_two_models()):
+        for trace in json.loads(plot.spec)["data"]:
+            study = next((s for s in colours if trace.get("name") in (
+                s, f"val_acc of {s}", f"Best Value of {s}")), None)
+            if study is None:  # Optuna's grey "Infeasible Trial"
+                continue
+            mode = trace.get("mode", "markers")  # a box's points are markers
+            if "markers" in mode:
+                colours[study].add((trace.get("marker") or {}).get("color"))
+            if "lines" in mode:
+                colours[study].add((trace.get("line") or {}).get("color"))
+    assert len(colours["a"]) == len(colours["b"]) == 1, colours
+    assert colours["a"] != colours["b"] and None not in colours["a"] | colours["b"]
+
+
+def test_a_parameter_panel_shows_only_the_studies_that_have_it():
+    from tuner.app.pages.comparison_plots import comparison_plots
+
+    panels = json.loads(comparison_plots(_comparison_of_two_models())[2].spec)
+    titles = [a["text"] for a in panels["layout"]["annotations"]]
+    # momentum is in no good trial: no panel; width is b's only, and the title says so.
+    assert titles == ["lr", "optimizer", "width<br><sup>not in the good trials of a</sup>"]
+    boxes = [(t["name"], t["xaxis"]) for t in panels["data"]]
+    assert boxes == [("a", "x"), ("b", "x"), ("a", "x2"), ("b", "x2"), ("b", "x3")]
+    assert all(t["y"] for t in panels["data"])
+
+
+def test_a_log_axis_has_a_few_round_ticks_written_in_full():
+    from tuner.app.pages.axes import log_axis
+
+    # Over one decade plotly would label every digit (2, 3, ... 9): a smudge.
+    assert log_axis([0.0021, 0.0176])["tickvals"] == [0.005, 0.01]
+    assert log_axis([1e-5, 0.5])["tickvals"] == [1e-5, 1e-3, 1e-1]
+    narrow = log_axis([0.003, 0.0048])  # no round value inside: plotly's, at most 4
+    assert "tickvals" not in narrow and narrow["nticks"] == 4
+    assert narrow["tickformat"] == "~g" and narrow["type"] == "log"
+    from tuner.app.pages.comparison_plots import comparison_plots
+
+    panels = comparison_plots(_comparison_of_two_models())[2]
+    lr_axis = json.loads(panels.spec)["layout"]["yaxis"]
+    assert lr_axis["type"] == "log" and len(lr_axis["tickvals"]) <= 4
+
+
+def test_slices_and_contours_leave_out_a_parameter_sampled_in_few_trials():
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.set_metric_names(["m0"])
+    for number in range(12):
+        trial = study.ask()
+        x, y = trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+        # A conditional parameter (momentum under sgd) sampled in 2 of the 12 trials.
+        momentum = trial.suggest_float("momentum", 0, 1) if number < 2 else 0
+        study.tell(trial, x + 0.1 * y + momentum)
+    assert set(top_params(study)) == {"x", "y", "momentum"}
+    plots = {p.title: p for p in study_plots(study, ("m0",))}
+    assert "Slices of the top 2 parameters" in plots
+    sliced = [a["title"]["text"] for k, a in json.loads(
+        plots["Slices of the top 2 parameters"].spec)["layout"].items() if k.startswith("xaxis")]
+    assert sorted(sliced) == ["x", "y"]
+    contour = plots["Contours of the top 2 parameters"]
+    assert contour.note.startswith("momentum is left out: sampled in 2 of the 12 complete "
+                                   "trials.")
+    assert "momentum" not in json.dumps(json.loads(contour.spec)["layout"])

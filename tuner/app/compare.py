@@ -15,6 +15,7 @@ from tuner.app.lookup import existing_storage, existing_tracking_uri, load_study
 from tuner.app.pages.comparison import Comparison, compare, leaders, table_rows, verdict
 from tuner.app.pages.comparison_plots import comparison_plots
 from tuner.app.pages.html import render, write_page
+from tuner.app.pages.run_links import LOCAL_UI, run_link, tracking_url
 from tuner.config.compose import Composed
 from tuner.core import attrs
 from tuner.core.errors import ConfigError, Problem, TrackingFailed, describe_error
@@ -54,7 +55,8 @@ def run_compare(composed: Composed, names: list[str], html: Path | None, log: bo
     uri = existing_tracking_uri(composed) if log else ""
     comparison = compare(studies)
     show(comparison)
-    page_html = render_comparison(comparison) if html is not None or log else ""
+    page_html = (render_comparison(comparison, composed.cfg.tracking.tracking_uri)
+                 if html is not None or log else "")
     page = write_page(html, page_html) if html is not None else None
     run_id = None
     if log:
@@ -83,10 +85,16 @@ def _table_json(comparison: Comparison) -> str:
                        for label, cells in table_rows(comparison)], indent=1)
 
 
-def render_comparison(comparison: Comparison) -> str:
+def render_comparison(comparison: Comparison, tracking_uri: str) -> str:
+    """The page; each study links its parent MLflow run (its sweep's summary, report and
+    trials), as the report links its trials (tuner.app.pages.run_links)."""
+    url = tracking_url(tracking_uri)
+    parents = [s.study.user_attrs.get(attrs.PARENT_RUN_ATTR) for s in comparison.sides]
     return render(TEMPLATE, names=comparison.names, metrics=comparison.metrics,
                   directions=comparison.directions, verdict=verdict(comparison),
                   completed=bool(leaders(comparison)),
+                  links=[run_link(url, p) if p else None for p in parents],
+                  local_ui=url == LOCAL_UI,
                   rows=table_rows(comparison), plots=comparison_plots(comparison))
 
 

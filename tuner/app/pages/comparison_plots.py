@@ -2,7 +2,8 @@
 
 Optuna overlays several studies' histories itself (plot_optimization_history takes a
 list); it has no plot against wall time and none of parameter distributions across
-studies, so those two are drawn here with plotly.
+studies, so those two are drawn here with plotly. A study has one colour in every
+figure of the page (``study_colours``), so the eye follows it from plot to plot.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from tuner.app.pages.axes import log_axis
 from tuner.app.pages.comparison import Comparison, good_trials
 from tuner.app.pages.html import Plot, plot_of
 
@@ -47,6 +49,15 @@ def comparison_plots(comparison: Comparison) -> list[Plot]:
     return plots
 
 
+def study_colours(comparison: Comparison) -> dict[str, str]:
+    """Study name -> its colour on every figure of the page (plotly's qualitative set,
+    in the order the studies were named)."""
+    from plotly.colors import qualitative
+
+    palette = qualitative.Plotly
+    return {name: palette[i % len(palette)] for i, name in enumerate(comparison.names)}
+
+
 def _complete(comparison: Comparison) -> bool:
     return any(s.best is not None for s in comparison.sides)
 
@@ -56,10 +67,19 @@ def _over_trials(comparison: Comparison) -> Any:
 
     if not _complete(comparison):
         return None
-    target: dict[str, Any] = {"target_name": comparison.metrics[0]}
+    metric = comparison.metrics[0]
+    target: dict[str, Any] = {"target_name": metric}
     if len(comparison.directions) > 1:
         target["target"] = lambda t: t.values[0]
-    return plot_optimization_history([s.study for s in comparison.sides], **target)
+    figure = plot_optimization_history([s.study for s in comparison.sides], **target)
+    # Optuna names a study's traces "<metric> of <study>" and "Best Value of <study>" and
+    # colours them by their place in the figure; each takes its study's colour here
+    # (an infeasible trial's grey stays).
+    colours = study_colours(comparison)
+    for name, colour in colours.items():
+        figure.update_traces(marker_color=colour, selector={"name": f"{metric} of {name}"})
+        figure.update_traces(line_color=colour, selector={"name": f"Best Value of {name}"})
+    return figure
 
 
 def _over_time(comparison: Comparison) -> Any:
@@ -69,6 +89,7 @@ def _over_time(comparison: Comparison) -> Any:
     if not _complete(comparison):
         return None
     pick = max if comparison.directions[0] == "maximize" else min
+    colours = study_colours(comparison)
     figure = go.Figure()
     for side in comparison.sides:
         trials = side.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -84,43 +105,62 @@ def _over_time(comparison: Comparison) -> Any:
             xs.append((t.datetime_complete - origin).total_seconds())
             ys.append(best)
         figure.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=side.name,
-                                    line={"shape": "hv"}))
+                                    line={"shape": "hv", "color": colours[side.name]},
+                                    marker_color=colours[side.name]))
     figure.update_layout(xaxis_title="seconds since the study's first trial",
                          yaxis_title=f"best {comparison.metrics[0]}")
     return figure
 
 
 def _distributions(comparison: Comparison) -> Any:
-    """A panel per parameter: each study's good trials as points over a box."""
+    """A panel per parameter: each study's good trials as points over a box. A panel
+    has a box only for the studies whose good trials have the parameter; its title says
+    which have none (a conditional parameter, or another model's), and a parameter
+    that none of them has gets no panel."""
     import plotly.graph_objects as go
-    from plotly.colors import qualitative
     from plotly.subplots import make_subplots
 
     maximize = comparison.directions[0] == "maximize"
     good = {s.name: good_trials(s, maximize) for s in comparison.sides}
     kinds = _param_kinds(comparison)
-    names = sorted(kinds)[:MAX_PARAMS]
-    if not names or not any(good.values()):
+    values = {name: {study: [t.params[name] for t in trials if name in t.params]
+                     for study, trials in good.items()} for name in kinds}
+    names = sorted(n for n in kinds if any(values[n].values()))[:MAX_PARAMS]
+    if not names:
         return None
     rows = math.ceil(len(names) / PANEL_COLUMNS)
-    figure = make_subplots(rows=rows, cols=PANEL_COLUMNS, subplot_titles=names,
+    figure = make_subplots(rows=rows, cols=PANEL_COLUMNS,
+                           subplot_titles=[_panel_title(n, values[n]) for n in names],
                            horizontal_spacing=0.08,
                            vertical_spacing=min(0.12, 0.9 / max(rows - 1, 1)))
+    colours, legend = study_colours(comparison), set()
     for i, name in enumerate(names):
         row, col = divmod(i, PANEL_COLUMNS)
-        for j, side in enumerate(comparison.sides):
-            values = [t.params[name] for t in good[side.name] if name in t.params]
+        for study, points in values[name].items():
+            if not points:
+                continue
             figure.add_trace(go.Box(
-                y=[str(v) for v in values] if kinds[name] == "categorical" else values,
-                name=side.name, legendgroup=side.name, showlegend=i == 0,
-                boxpoints="all", jitter=0.4, pointpos=0,
-                marker_color=qualitative.Plotly[j % len(qualitative.Plotly)]),
+                # One place on the x axis per study: a study without the parameter
+                # leaves no gap, and each box stands over its name.
+                x=[study] * len(points),
+                y=[str(v) for v in points] if kinds[name] == "categorical" else points,
+                name=study, legendgroup=study, showlegend=study not in legend,
+                boxpoints="all", jitter=0.4, pointpos=0, marker_color=colours[study]),
                 row=row + 1, col=col + 1)
+            legend.add(study)
         if kinds[name] == "log":
-            figure.update_yaxes(type="log", row=row + 1, col=col + 1)
-    figure.update_layout(height=max(320, 260 * rows), boxmode="group")
+            figure.update_yaxes(log_axis(v for p in values[name].values() for v in p),
+                                row=row + 1, col=col + 1)
+    figure.update_layout(height=max(320, 260 * rows))
     figure.update_xaxes(showticklabels=False)
     return figure
+
+
+def _panel_title(name: str, values: dict[str, list[Any]]) -> str:
+    missing = [study for study, points in values.items() if not points]
+    if not missing:
+        return name
+    return f"{name}<br><sup>not in the good trials of {', '.join(missing)}</sup>"
 
 
 def _param_kinds(comparison: Comparison) -> dict[str, str]:

@@ -32,20 +32,26 @@ class Plot:
 
     title: str
     spec: str = ""  # {"data": [...], "layout": {...}}
-    note: str = ""  # shown instead of the figure when spec is empty
+    note: str = ""  # shown under the figure, or instead of it when spec is empty
     height: int = 0  # pixels of the figure's box (its layout's own height, if it sets one)
+    # pixels the figure needs at least (its layout's width, if it sets one): a narrower
+    # page scrolls it sideways rather than squeezing its labels together
+    min_width: int = 0
 
 
 def plot_of(title: str, figure: Any) -> Plot:
     """A Plot from a plotly Figure, its floats rounded so that the page stays small."""
     spec = _rounded(json.loads(figure.to_json()))
+    # A width is a minimum here, not a fixed size: the figure still fills a wider page.
+    min_width = int(spec.get("layout", {}).pop("width", 0) or 0)
     text = json.dumps({"data": spec.get("data", []), "layout": spec.get("layout", {})},
                       separators=(",", ":"))
     # The spec sits in a <script> element: "</script" or "<!--" inside a string (a
     # study's parameter value, say) would end or change it. JSON reads \u003c as "<".
     layout_height = spec.get("layout", {}).get("height")
     return Plot(title, text.replace("<", "\\u003c"),
-                height=int(layout_height) if layout_height else DEFAULT_HEIGHT)
+                height=int(layout_height) if layout_height else DEFAULT_HEIGHT,
+                min_width=min_width)
 
 
 def _rounded(value: Any) -> Any:

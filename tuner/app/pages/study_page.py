@@ -14,6 +14,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.app.pages.html import render
+from tuner.app.pages.run_links import LOCAL_UI, run_link, tracking_url
 from tuner.app.pages.study_plots import study_plots
 from tuner.core import attrs
 from tuner.study.trials import best_trial, metric_names
@@ -21,7 +22,6 @@ from tuner.tracking.links import run_id_of
 
 TEMPLATE = "report.html.j2"
 LEADERBOARD_ROWS = 50  # rows in the report and the parent run's tags
-LOCAL_UI = "http://127.0.0.1:5000"  # where `tuner ui` serves a local store by default
 SHOWN_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
 
@@ -68,19 +68,6 @@ def _rows(study: optuna.Study, metrics: tuple[str, ...],
     return rows
 
 
-def tracking_url(tracking_uri: str) -> str:
-    """Where a person opens the MLflow UI for ``tracking_uri``: the server itself (with
-    no user or password: the page is shared and logged as an artifact), or `tuner ui` on
-    its default port for a local store."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    if not tracking_uri.startswith(("http://", "https://")):
-        return LOCAL_UI
-    parts = urlsplit(tracking_uri)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
-
-
 def render_study_report(study: optuna.Study, *, tracking_uri: str,
                         champion: Any = None) -> str:
     """The report page of ``study`` as HTML. ``champion``: the registry's champion, when
@@ -89,17 +76,21 @@ def render_study_report(study: optuna.Study, *, tracking_uri: str,
     rows = _rows(study, metrics, SHOWN_STATES)
     counts = {**trial_counts(study),
               "RUNNING": len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))}
+    shown = rows[:LEADERBOARD_ROWS]
     columns: list[str] = []
-    for row in rows[:LEADERBOARD_ROWS]:
+    for row in shown:
         columns += [c for c in row if c not in columns and c != "run_id"]
     url = tracking_url(tracking_uri)
+    # A trial whose run waits in the outbox ("pending:N") has no page in MLflow yet.
+    links = {row["trial"]: run_link(url, row["run_id"]) for row in shown
+             if row["run_id"] and not row["run_id"].startswith("pending")}
     return render(
         TEMPLATE, study=study.study_name, metrics=metrics,
         directions=[d.name.lower() for d in study.directions],
         counts=counts, n_trials=study.user_attrs.get(attrs.N_TRIALS_ATTR),
-        best=best_trial(study), champion=champion, rows=rows[:LEADERBOARD_ROWS],
+        best=best_trial(study), champion=champion, rows=shown,
         front=(sorted(row["trial"] for row in rows if row.get("pareto"))
                if len(study.directions) > 1 else None),
         more_rows=max(0, len(rows) - LEADERBOARD_ROWS), columns=columns,
-        run_link=f"{url}/#/runs/", local_ui=url == LOCAL_UI,
+        links=links, local_ui=url == LOCAL_UI,
         plots=study_plots(study, metrics))

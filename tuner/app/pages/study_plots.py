@@ -11,6 +11,7 @@ each slot or GPU was).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,9 +20,17 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.app.pages.html import Plot, duration, plot_of
+from tuner.app.pages.parallel import parallel_coordinates
 from tuner.core import attrs
 
 TOP_PARAMS = 3  # slices and contours show this many of the most important parameters
+# A slice or contour of a parameter (a contour: of both together) sampled in fewer
+# complete trials than this share, or than MIN_POINTS, is left out and said so: a
+# conditional parameter (momentum under sgd) sampled twice draws a whole contour surface
+# from two points.
+MIN_SAMPLED_SHARE = 0.5
+MIN_POINTS = 3
+LEFT_OUT_TITLE = "Slices and contours"
 STATE_COLOURS = {"COMPLETE": "#2e7d32", "PRUNED": "#ef8a00", "FAIL": "#c62828",
                  "RUNNING": "#1565c0"}
 
@@ -38,9 +47,13 @@ def study_plots(study: optuna.Study, metrics: tuple[str, ...], *,
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     if not complete:
         return []
-    plots = [_draw(title, draw, quiet)
-             for title, draw in _candidates(study, trials, metrics, quiet)]
-    return [p for p in plots if p is not None]
+    candidates, notes = _candidates(study, trials, metrics, quiet)
+    plots = [_draw(title, draw, quiet) for title, draw in candidates]
+    # A note goes under its figure (what the figure left out), or in its place.
+    plots = [p if p is not None or title not in notes else Plot(title)
+             for p, (title, _) in zip(plots, candidates, strict=True)]
+    return [dataclasses.replace(p, note=notes[p.title]) if p.title in notes else p
+            for p in plots if p is not None]
 
 
 @contextlib.contextmanager
@@ -67,7 +80,9 @@ def _draw(title: str, draw: Callable[[], Any], quiet: bool) -> Plot | None:
 
 
 def _candidates(study: optuna.Study, trials: list[FrozenTrial], metrics: tuple[str, ...],
-                quiet: bool) -> list[tuple[str, Callable[[], Any]]]:
+                quiet: bool) -> tuple[list[tuple[str, Callable[[], Any]]], dict[str, str]]:
+    """The plots to draw, (title, draw) in the report's order, and the notes shown under
+    some of them (title -> words)."""
     from optuna import visualization as vis
 
     # With several metrics the single-objective plots show the first; importances are
@@ -92,16 +107,64 @@ def _candidates(study: optuna.Study, trials: list[FrozenTrial], metrics: tuple[s
         candidates += [
             (f"Parameter importances for {metrics[0]}", lambda: vis.plot_param_importances(
                 study, **_importance_target(study, metrics))),
-            ("Parallel coordinates", lambda: vis.plot_parallel_coordinate(study, **target)),
-            (f"Slices of the top {len(top)} parameters",
-             lambda: vis.plot_slice(study, params=top, **target)),
-            (f"Contours of the top {min(len(top), 2)} parameters",
-             lambda: vis.plot_contour(study, params=top[:2], **target))]
-    elif top:
-        candidates.append((f"Slice of {top[0]}",
-                           lambda: vis.plot_slice(study, params=top, **target)))
+            ("Parallel coordinates", lambda: parallel_coordinates(study, target))]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    slices, notes = _slices_and_contours(study, complete, top, target)
+    candidates += slices
     candidates.append(("Timeline: trials per slot", lambda: slot_timeline(trials)))
-    return candidates
+    return candidates, notes
+
+
+def _slices_and_contours(study: optuna.Study, complete: list[FrozenTrial], top: list[str],
+                         target: dict[str, Any]
+                         ) -> tuple[list[tuple[str, Callable[[], Any]]], dict[str, str]]:
+    """Slices of the top parameters sampled in enough complete trials, a contour of the
+    first two of them when enough trials have both; a note names what was left out."""
+    from optuna import visualization as vis
+
+    sliced = [p for p in top if _sampled_enough(complete, [p])]
+    pair = sliced[:2] if len(sliced) > 1 and _sampled_enough(complete, sliced[:2]) else []
+    candidates: list[tuple[str, Callable[[], Any]]] = []
+    if len(sliced) > 1:
+        candidates.append((f"Slices of the top {len(sliced)} parameters",
+                           lambda: vis.plot_slice(study, params=sliced, **target)))
+    elif sliced:
+        candidates.append((f"Slice of {sliced[0]}",
+                           lambda: vis.plot_slice(study, params=sliced, **target)))
+    if pair:
+        candidates.append(("Contours of the top 2 parameters",
+                           lambda: vis.plot_contour(study, params=pair, **target)))
+    note = _left_out_note(complete, [p for p in top if p not in sliced],
+                          sliced[:2] if len(sliced) > 1 and not pair else [])
+    if not note:
+        return candidates, {}
+    if not candidates:  # nothing to hang the note under: it stands in their place
+        return [(LEFT_OUT_TITLE, lambda: None)], {LEFT_OUT_TITLE: note}
+    return candidates, {candidates[-1][0]: note}
+
+
+def _sampled_enough(complete: list[FrozenTrial], params: list[str]) -> bool:
+    return _sampled(complete, params) >= max(MIN_POINTS, MIN_SAMPLED_SHARE * len(complete))
+
+
+def _sampled(complete: list[FrozenTrial], params: list[str]) -> int:
+    return sum(all(p in t.params for p in params) for t in complete)
+
+
+def _left_out_note(complete: list[FrozenTrial], unsliced: list[str], no_pair: list[str]
+                   ) -> str:
+    """Words for what the slices and contours leave out, or "" when nothing."""
+    if not unsliced and not no_pair:
+        return ""
+    n = len(complete)
+    words = [f"{p} is left out: sampled in {_sampled(complete, [p])} of the {n} complete "
+             "trials." for p in unsliced]
+    if no_pair:
+        words.append(f"No contour: {' and '.join(no_pair)} were sampled together in "
+                     f"{_sampled(complete, no_pair)} of them.")
+    words.append(f"A slice is drawn for a parameter sampled in at least half of the complete "
+                 f"trials and {MIN_POINTS} or more, a contour for two sampled together so.")
+    return " ".join(words)
 
 
 def _importance_target(study: optuna.Study, metrics: tuple[str, ...]) -> dict[str, Any]:
@@ -129,9 +192,9 @@ def top_params(study: optuna.Study, quiet: bool = True) -> list[str]:
         return varied
     try:
         with _silenced(quiet):
-            # Over the parameters that every complete trial has (Optuna's default): a
-            # conditional one (momentum under sgd) is ranked with the others only when
-            # the study never left it out.
+            # Optuna 5 ranks a conditional parameter (momentum under sgd) with the
+            # others, over the trials that have it: the slices and contours check that
+            # enough trials do (_sampled_enough).
             ranked = optuna.importance.get_param_importances(
                 study, target=_first_metric_target(study))
         ranked_names = [k for k in ranked if k in varied]
