@@ -284,8 +284,9 @@ def orphan_trial(run_dir: Path, linked: bool = True):
     orphan.set_user_attr(attrs.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
     client = client_for(run_dir)
     experiment = client.get_experiment_by_name(study.study_name).experiment_id
-    run_id = client.create_run(experiment, tags={
-        tags.ROLE: "trial", tags.TRIAL_NUMBER: str(orphan.number)}).info.run_id
+    run_id = client.create_run(experiment, tags={  # the tags a trial's run is made with
+        tags.ROLE: "trial", tags.STUDY: study.study_name,
+        tags.TRIAL_NUMBER: str(orphan.number)}).info.run_id
     if linked:
         orphan.set_user_attr(attrs.RUN_ID_ATTR, run_id)
     return orphan, params, run_id
