@@ -273,6 +273,7 @@ def orphan_trial(run_dir: Path, linked: bool = True):
     import socket
 
     from tuner.core import attrs
+    from tuner.study.trial_attrs import set_trial_attrs
     from tuner.tracking import tags
 
     dead = mp.get_context("spawn").Process(target=int)
@@ -281,7 +282,7 @@ def orphan_trial(run_dir: Path, linked: bool = True):
     study = load_study(run_dir)
     orphan = study.ask()
     params = plan(f"run_dir={run_dir}", run_dir=run_dir).space.sample(orphan)
-    orphan.set_user_attr(attrs.OWNER_ATTR, f"{socket.gethostname()}:{dead.pid}")
+    set_trial_attrs(orphan, {attrs.OWNER_ATTR: f"{socket.gethostname()}:{dead.pid}"})
     client = client_for(run_dir)
     experiment = client.get_experiment_by_name(study.study_name).experiment_id
     run_id = client.create_run(experiment, tags={  # the tags a trial's run is made with

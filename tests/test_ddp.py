@@ -14,6 +14,7 @@ from tests.conftest import FIXTURE_CONF, client_for, load_study, sweep, trial_ru
 from tests.servers import free_port
 from tuner.core import attrs
 from tuner.data.batches import TensorBatches
+from tuner.study.trial_attrs import trial_attr
 from tuner.tracking import tags
 from tuner.tracking.registry import current_champion
 
@@ -47,7 +48,7 @@ def test_a_two_process_trial_is_one_trial_and_one_run_logged_by_rank_0(tmp_path)
     assert [r["rank"] for r in ranks] == [0, 1]
     assert {r["world_size"] for r in ranks} == {2}
     assert ranks[0]["global_step"] == ranks[1]["global_step"] > 0
-    kept = Path(trials[0].user_attrs[attrs.MODEL_WEIGHTS_ATTR])
+    kept = Path(trial_attr(trials[0], attrs.MODEL_WEIGHTS_ATTR))
     assert kept.parent == (run_dir / "trials" / "digits-mlp" / "0").resolve()
     assert not kept.exists()  # exported, so no longer kept
     [model] = client_for(run_dir).search_logged_models([run.info.experiment_id])

@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from tests.conftest import FIXTURE_CONF, MODELS, client_for, sweep, trial_runs
 from tuner.core import attrs
 from tuner.core.errors import SweepStopped
+from tuner.study.trial_attrs import trial_attr
 from tuner.tracking import tags
 
 
@@ -25,7 +26,7 @@ def test_a_nan_loss_prunes_a_trial_whose_accuracy_stays_finite(tmp_path):
         assert trial.user_attrs[attrs.PRUNED_REASON_ATTR] == (
             "the training loss became NaN or infinite in epoch 2")
         assert all(math.isfinite(v) for v in trial.intermediate_values.values())
-        assert attrs.MODEL_WEIGHTS_ATTR not in trial.user_attrs
+        assert trial_attr(trial, attrs.MODEL_WEIGHTS_ATTR) is None
     for run in trial_runs(run_dir, "digits-diverging_mlp"):
         assert run.data.tags[tags.PRUNED_AT_EPOCH] == "2"
         assert "training loss became NaN" in run.data.tags[tags.PRUNED_BECAUSE]

@@ -24,6 +24,7 @@ from tuner.launch.driver import Driver
 from tuner.launch.in_process import InProcessSlot
 from tuner.launch.run_writer import RecordFailed, RunWriter
 from tuner.launch.trial_runs import ENDED_BEFORE_ITS_RUN, new_run_of
+from tuner.study.trial_attrs import trial_attr
 from tuner.tracking import tags
 from tuner.tracking.runs import Tracker
 
@@ -115,7 +116,7 @@ def test_a_driven_trial_is_told_and_its_run_ended_with_its_metrics(tmp_path):
     assert run.info.status == "FINISHED"
     assert {"model.lr", "seed"} <= set(run.data.params)
     assert run.data.metrics["val_acc"] == trial.values[0]
-    assert attrs.LEASE_ATTR in trial.user_attrs and attrs.SEED_ATTR in trial.user_attrs
+    assert trial_attr(trial, attrs.LEASE_ATTR) is not None and attrs.SEED_ATTR in trial.user_attrs
 
 
 def test_a_trial_whose_run_the_store_refuses_fails_and_keeps_its_params_and_config(tmp_path):
@@ -124,7 +125,7 @@ def test_a_trial_whose_run_the_store_refuses_fails_and_keeps_its_params_and_conf
     assert "refused the run" in trial.user_attrs[attrs.FAIL_REASON_ATTR]
     assert runs == []
     assert trial.params  # sampled before the run was needed
-    assert attrs.CONFIG_ATTR in trial.user_attrs and attrs.SEED_ATTR in trial.user_attrs
+    assert trial_attr(trial, attrs.CONFIG_ATTR) is not None and attrs.SEED_ATTR in trial.user_attrs
 
 
 def test_a_trial_whose_params_the_store_refuses_still_trains_and_says_so(tmp_path, capfd):

@@ -23,11 +23,11 @@ def _dead_pid() -> int:
 
 
 def _running(owner: str, supervisor: str | None) -> optuna.trial.FrozenTrial:
-    user_attrs = {attrs.OWNER_ATTR: owner, attrs.LEASE_ATTR: time.time() + 60}
+    lease = {attrs.OWNER_ATTR: owner, attrs.LEASE_ATTR: time.time() + 60}
     if supervisor is not None:
-        user_attrs[attrs.SUPERVISOR_ATTR] = supervisor
+        lease[attrs.SUPERVISOR_ATTR] = supervisor
     return create_trial(state=TrialState.RUNNING, params={"x": 0.5},
-                        distributions={"x": FloatDistribution(0, 1)}, user_attrs=user_attrs)
+                        distributions={"x": FloatDistribution(0, 1)}, system_attrs=lease)
 
 
 def test_a_dead_slot_whose_driver_lives_is_left_to_its_driver():
@@ -54,23 +54,26 @@ def _journal(path) -> optuna.storages.JournalStorage:
 
 
 def test_a_trials_attributes_written_at_once_read_back_everywhere(tmp_path):
-    from tuner.study.user_attrs import set_trial_user_attrs, set_user_attrs
+    from tuner.study.trial_attrs import set_attrs, set_trial_attrs, trial_attr
 
     storage = _journal(tmp_path / "optuna.journal")
     study = optuna.create_study(study_name="s", storage=storage)
     trial = study.ask()
     before = (tmp_path / "optuna.journal").read_text().count("\n")
-    set_trial_user_attrs(trial, {"seed": 7, "config": "a: 1\n", "run_id": "abc"})
+    set_trial_attrs(trial, {"seed": 7, attrs.CONFIG_ATTR: "a: 1\n", "run_id": "abc"})
     # One line per attribute, as Optuna writes them, appended together.
     assert (tmp_path / "optuna.journal").read_text().count("\n") == before + 3
-    assert trial.user_attrs == {"seed": 7, "config": "a: 1\n", "run_id": "abc"}
-    # A fresh reader (another worker, the dashboard) replays them with stock Optuna.
+    assert trial.user_attrs == {"seed": 7, "run_id": "abc"}
+    # A fresh reader (another worker, the dashboard) replays them with stock Optuna:
+    # the config as a system attribute, which optuna-dashboard does not show.
     fresh = optuna.load_study(study_name="s", storage=_journal(tmp_path / "optuna.journal"))
-    assert fresh.trials[0].user_attrs == {"seed": 7, "config": "a: 1\n", "run_id": "abc"}
+    assert fresh.trials[0].user_attrs == {"seed": 7, "run_id": "abc"}
+    assert fresh.trials[0].system_attrs == {attrs.CONFIG_ATTR: "a: 1\n"}
+    assert trial_attr(fresh.trials[0], attrs.CONFIG_ATTR) == "a: 1\n"
 
     study.tell(trial, 1.0)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        set_user_attrs(storage, trial._trial_id, {"late": 1, "later": 2})
+        set_attrs(storage, trial._trial_id, {"late": 1, "later": 2})
     # Every line of the refused write was read back: no later call trips over them.
-    assert study.trials[0].user_attrs == {"seed": 7, "config": "a: 1\n", "run_id": "abc"}
+    assert study.trials[0].user_attrs == {"seed": 7, "run_id": "abc"}
     assert study.ask().number == 1

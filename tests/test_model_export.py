@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import MODELS, client_for, load_study, start, stop, sweep, tuner_here
 from tuner.core import attrs
+from tuner.study.trial_attrs import trial_attr
 from tuner.tracking.links import model_uri_of
 from tuner.tracking.registry import current_champion
 from tuner.trial.weights import drop_beaten
@@ -29,7 +30,7 @@ def _weights_left(run_dir: Path) -> list[Path]:
 def test_a_sweep_with_several_new_bests_exports_one_model(tmp_path):
     run_dir = tmp_path / "runs"
     study = sweep(*SEVERAL_BESTS, run_dir=run_dir).study
-    kept = [t.number for t in study.trials if attrs.MODEL_WEIGHTS_ATTR in t.user_attrs]
+    kept = [t.number for t in study.trials if trial_attr(t, attrs.MODEL_WEIGHTS_ATTR) is not None]
     assert len(kept) >= 2, kept  # each new best kept its weights as it ended
     client = client_for(run_dir)
     experiment = client.get_experiment_by_name("digits-mlp").experiment_id
@@ -58,7 +59,7 @@ def test_weights_left_by_a_killed_sweep_are_exported_by_tuner_sync(tmp_path):
     run_dir = tmp_path / "runs"
     study = load_study(run_dir)
     best = study.best_trial
-    weights = Path(best.user_attrs[attrs.MODEL_WEIGHTS_ATTR])
+    weights = Path(trial_attr(best, attrs.MODEL_WEIGHTS_ATTR))
     assert weights.is_file()  # beside the trial's checkpoint
     assert weights.parent == run_dir.resolve() / "trials" / "digits-mlp" / str(best.number)
     assert model_uri_of(best, study.user_attrs) is None
@@ -93,6 +94,6 @@ def test_only_weights_strictly_worse_than_the_best_are_deleted(tmp_path, directi
         kept.write_bytes(b"weights")
         files.append(kept)
         study.add_trial(optuna.trial.create_trial(
-            value=value, user_attrs={attrs.MODEL_WEIGHTS_ATTR: str(kept)}))
+            value=value, system_attrs={attrs.MODEL_WEIGHTS_ATTR: str(kept)}))
     drop_beaten(study)
     assert [f.exists() for f in files] == [False, True, True, False]

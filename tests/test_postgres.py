@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import FAST, MODELS, run_tuner, tuner_command
 from tuner.core import attrs
+from tuner.study.trial_attrs import trial_attr
 from tuner.tracking import tags
 
 SHARED = ("storage=postgres", "tracking=server", *FAST, MODELS, "trainer.max_epochs=1")
@@ -51,7 +52,7 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     assert len(finished) == 20
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     assert sorted(t.number for t in trials) == list(range(len(trials)))
-    owners = {t.user_attrs[attrs.OWNER_ATTR] for t in trials}
+    owners = {trial_attr(t, attrs.OWNER_ATTR) for t in trials}
     assert len(owners) >= 2, "the workers did not share the study"
 
     client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
@@ -70,7 +71,7 @@ def test_four_workers_on_one_postgres_study_finish_exactly_n_trials(
     for run in children[:3]:
         path = client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
         trial = by_number[int(run.data.tags[tags.TRIAL_NUMBER])]
-        assert Path(path).read_text() == trial.user_attrs[attrs.CONFIG_ATTR]
+        assert Path(path).read_text() == trial_attr(trial, attrs.CONFIG_ATTR)
     # The champion went through the server's registry and artifact proxy.
     server_log = mlflow_server.log_path.read_text(errors="replace")[-4000:]
     # Whichever command ended first exported the best model and promoted it (a worker,
@@ -98,7 +99,7 @@ def test_a_password_in_the_storage_url_appears_in_no_record(postgres, mlflow_ser
     study = load(postgres, database, "masked")
     for trial in study.trials:
         assert secret not in str(trial.user_attrs) + str(trial.params)
-        assert "tuner:***@" in trial.user_attrs[attrs.CONFIG_ATTR]
+        assert "tuner:***@" in trial_attr(trial, attrs.CONFIG_ATTR)
     assert secret not in str(study.user_attrs)
     client = MlflowClient(mlflow_server.url, registry_uri=mlflow_server.url)
     experiment = client.get_experiment_by_name("masked")
@@ -137,7 +138,7 @@ def test_embedded_storages_hold_four_local_slots(storage, tmp_path):
     trials = optuna.load_study(study_name="digits-mlp", storage=backend).trials
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 12
     assert len({t.number for t in trials}) == len(trials)
-    assert len({t.user_attrs[attrs.OWNER_ATTR] for t in trials}) >= 2
+    assert len({trial_attr(t, attrs.OWNER_ATTR) for t in trials}) >= 2
 
 
 def test_two_drivers_never_claim_at_once_on_postgres(postgres, pg_env, tmp_path, monkeypatch):

@@ -34,6 +34,7 @@ from tuner import PlainReporter, run_sweep
 from tuner.config.machine import SLOT_MEMORY, available_memory, cpu_cores, slot_specs
 from tuner.core import attrs
 from tuner.core.errors import ConfigError
+from tuner.study.trial_attrs import trial_attr
 from tuner.tracking import tags
 
 
@@ -58,7 +59,7 @@ def test_two_workers_finish_exactly_n_trials_with_one_run_each(tmp_path):
     assert all(len(v) == 1 for v in by_number.values())
     assert {r.info.status for r in runs} == {"FINISHED"}
     # Two processes trained: each trial records the slot process that owned it.
-    owners = {t.user_attrs[attrs.OWNER_ATTR] for t in outcome.study.trials}
+    owners = {trial_attr(t, attrs.OWNER_ATTR) for t in outcome.study.trials}
     assert len(owners) == 2
     assert all(o.startswith(socket.gethostname() + ":") for o in owners)
 
@@ -197,7 +198,7 @@ def test_the_default_sweep_trains_on_every_core(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     study = load_study(tmp_path / "runs", "digits-mlp")
     assert len(study.trials) == 6
-    assert len({t.user_attrs[attrs.OWNER_ATTR] for t in study.trials}) >= 2
+    assert len({trial_attr(t, attrs.OWNER_ATTR) for t in study.trials}) >= 2
     spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans)), \
         "no two trials trained at the same time"
@@ -266,6 +267,6 @@ def test_packed_gpu_slots_share_one_gpu_and_train_in_bf16(tmp_path, monkeypatch)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     outcome = sweep("trainer=gpu", "slots_per_gpu=2", "n_trials=6", run_dir=tmp_path / "runs")
     assert_budget_invariant(outcome.study, 6)
-    assert len({t.user_attrs[attrs.OWNER_ATTR] for t in outcome.study.trials}) == 2
-    config = OmegaConf.create(outcome.study.trials[0].user_attrs[attrs.CONFIG_ATTR])
+    assert len({trial_attr(t, attrs.OWNER_ATTR) for t in outcome.study.trials}) == 2
+    config = OmegaConf.create(trial_attr(outcome.study.trials[0], attrs.CONFIG_ATTR))
     assert config.trainer.precision == "bf16-mixed"

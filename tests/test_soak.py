@@ -23,6 +23,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import client_for, load_study, tuner_command
 from tuner.core import attrs
+from tuner.study.trial_attrs import trial_attr
 from tuner.tracking import tags
 
 N_PROCESSES = 8  # one sweep, then workers
@@ -71,7 +72,7 @@ def assert_nothing_lost_or_doubled(study: optuna.Study, client: MlflowClient,
         t.number: t.user_attrs.get(attrs.FAIL_REASON_ATTR) for t in trials
         if t.state == TrialState.FAIL}
     assert sorted(t.number for t in trials) == list(range(len(trials)))
-    owners = Counter(t.user_attrs[attrs.OWNER_ATTR] for t in trials)
+    owners = Counter(trial_attr(t, attrs.OWNER_ATTR) for t in trials)
     assert len(owners) >= 2, f"the processes did not share the study: {owners}"
     print(f"trials per slot process: {sorted(owners.values(), reverse=True)}")
 

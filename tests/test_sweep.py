@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 from tests.conftest import FIXTURE_CONF, MODELS, client_for, sweep, trial_runs
 from tuner.core import attrs
 from tuner.core.errors import SweepStopped
+from tuner.study.trial_attrs import trial_attr
 from tuner.study.trials import best_trial
 from tuner.tracking import tags
 from tuner.tracking.links import model_uri_of
@@ -291,7 +292,7 @@ def test_trial_seed_and_config_are_recorded(shared_run_dir):
     outcome = sweep("n_trials=2", "seed=7", "study_name=seeded", run_dir=shared_run_dir)
     for trial in outcome.study.trials:
         assert trial.user_attrs[attrs.SEED_ATTR] == 7 + trial.number
-        config = trial.user_attrs[attrs.CONFIG_ATTR]
+        config = trial_attr(trial, attrs.CONFIG_ATTR)
         assert f"lr: {trial.params['model.lr']}" in config
     assert not math.isnan(outcome.summary.best.values[0])
 
@@ -309,7 +310,7 @@ def test_a_tie_for_best_goes_to_the_trial_whose_model_was_logged(direction):
     assert best_trial(study).number == 4  # a strictly better value wins, model or not
     # Models are exported at the end, from a new best's kept weights: a tied trial that
     # kept none loses to one that did.
-    for user_attrs in [{}, {attrs.MODEL_WEIGHTS_ATTR: "/runs/trials/s/6/model.pt"}]:
+    for system_attrs in [{}, {attrs.MODEL_WEIGHTS_ATTR: "/runs/trials/s/6/model.pt"}]:
         study.add_trial(optuna.trial.create_trial(
-            value=0.95 if direction == "maximize" else 0.85, user_attrs=user_attrs))
+            value=0.95 if direction == "maximize" else 0.85, system_attrs=system_attrs))
     assert best_trial(study).number == 6

@@ -31,6 +31,7 @@ from optuna.trial import FrozenTrial
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
 from tuner.core.results import is_better, reason_of
+from tuner.study.trial_attrs import trial_attr
 from tuner.study.trials import best_trial
 from tuner.tracking.links import model_error_of, model_uri_of, run_id_of
 from tuner.tracking.registry import Champion, current_champion, register_champion
@@ -125,7 +126,7 @@ def no_model(best: FrozenTrial, study_attrs: dict) -> str:
     why = model_error_of(best, study_attrs)
     if why:
         return f"trial {best.number}'s model could not be exported: {why}"
-    kept = best.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    kept = trial_attr(best, attrs.MODEL_WEIGHTS_ATTR)
     if kept is not None:
         return (f"trial {best.number}'s model is not exported yet: its weights are kept at "
                 f"{kept} on the machine that trained it; `tuner sync` there exports them, "

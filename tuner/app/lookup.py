@@ -18,6 +18,7 @@ from tuner.config.compose import Composed
 from tuner.core import attrs
 from tuner.core.errors import ConfigError, Problem
 from tuner.study.storage import find_study_id, journal_path, open_storage, storage_file
+from tuner.study.trial_attrs import trial_attr
 from tuner.study.trials import best_trial, metric_names
 from tuner.tracking import tags
 from tuner.tracking.links import run_id_of
@@ -79,7 +80,7 @@ def best_report(composed: Composed) -> dict[str, Any]:
             "values": dict(zip(metrics, best.values, strict=True)),
             "params": best.params,
             "mlflow_run_id": run_id_of(best, study.user_attrs),
-            "config": best.user_attrs.get(attrs.CONFIG_ATTR, ""),
+            "config": trial_attr(best, attrs.CONFIG_ATTR, ""),
         }
     if len(study.directions) > 1:
         report["pareto_front"] = sorted(t.number for t in study.best_trials)

@@ -21,6 +21,7 @@ from tuner.app.champion import crown, sweep_contest
 from tuner.app.pages.study_page import leaderboard, render_study_report, trial_counts
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
+from tuner.study.trial_attrs import trial_attr
 from tuner.study.trials import best_trial
 from tuner.tracking import tags
 from tuner.tracking.registry import Champion
@@ -85,7 +86,7 @@ def _log_parent(plan: SweepPlan, tracker: Tracker, best: FrozenTrial | None,
         client.log_text(run_id, json.dumps({"trial": best.number, "values": best.values,
                                             "params": best.params}, indent=1, default=str),
                         "best.json")
-        client.log_text(run_id, best.user_attrs.get(attrs.CONFIG_ATTR, ""), "best_config.yaml")
+        client.log_text(run_id, trial_attr(best, attrs.CONFIG_ATTR, ""), "best_config.yaml")
 
 
 def _csv(rows: list[dict]) -> str:

@@ -1,4 +1,8 @@
-"""Names of the user attributes tuner keeps on Optuna trials and studies, in one place.
+"""Names of the attributes tuner keeps on Optuna trials and studies, in one place.
+
+Those a person reading the study needs are user attributes (optuna-dashboard shows
+them); those only tuner reads are system attributes (``SYSTEM_TRIAL_ATTRS``,
+``SYSTEM_STUDY_ATTRS``: tuner.study.trial_attrs writes and reads them).
 
 MLflow and Optuna point at each other: a trial's user attribute holds its MLflow run
 id (here), and the run's tags hold the study name and trial number
@@ -25,8 +29,14 @@ RESUME_ERROR_ATTR = "resume_error"  # why a repeat started over although a check
 # Epochs a trial trained, where it reports none to Optuna (a multi-objective study).
 EPOCHS_ATTR = "epochs_trained"
 
+# tuner's own, kept out of the dashboard's sight (system attributes)
+SYSTEM_TRIAL_ATTRS = frozenset({OWNER_ATTR, SUPERVISOR_ATTR, LEASE_ATTR, CONFIG_ATTR,
+                                MODEL_WEIGHTS_ATTR})
+
 # Study user attributes
 PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPACE_FINGERPRINT_ATTR = "search_space_fingerprint"
 SPACE_ATTR = "search_space"
 N_TRIALS_ATTR = "n_trials"
+
+SYSTEM_STUDY_ATTRS = frozenset({SPACE_FINGERPRINT_ATTR, SPACE_ATTR})

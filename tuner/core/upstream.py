@@ -48,25 +48,28 @@ CACHED_STORAGE_CALLS = ("_create_new_trial", "_get_best_trial_id", "_get_stale_t
                         "_get_trials", "_set_trial_param")
 
 
-def refresh_cached_user_attrs(trial: optuna.Trial, values: dict[str, Any]) -> None:
-    """``Trial._cached_frozen_trial``: what ``trial.user_attrs`` reads. Attributes
-    written around ``trial.set_user_attr`` (:func:`journal_append_user_attrs`) are put
-    there too, so the handle reads what the storage holds. Without it: the handle
-    shows the attributes as they were when it was asked."""
+def refresh_cached_attrs(trial: optuna.Trial, user: dict[str, Any],
+                         system: dict[str, Any]) -> None:
+    """``Trial._cached_frozen_trial``: what ``trial.user_attrs`` reads (and
+    ``FrozenTrial.system_attrs``). Attributes written around ``trial.set_user_attr``
+    (:func:`journal_append_attrs`) are put there too, so the handle reads what the
+    storage holds. Without it: the handle shows the attributes as they were when it was
+    asked."""
     cached = getattr(trial, "_cached_frozen_trial", None)
     if cached is not None:
-        cached.user_attrs.update(values)
+        cached.user_attrs.update(user)
+        cached.system_attrs.update(system)
 
 
-def journal_append_user_attrs(journal: JournalStorage, trial_id: int,
-                              values: dict[str, Any]) -> bool:
-    """Several ``set_trial_user_attr`` lines in one append (one lock, one fsync) on a
-    journal storage: the very lines Optuna writes, through the private parts of
-    ``JournalStorage`` (``_backend.append_logs``, ``_thread_lock``, ``_replay_result``,
-    ``_sync_with_backend``) and the private ``JournalOperation``. Returns False, writing
-    nothing, when a release moved any of them: the caller then sets each attribute in
-    a call of its own (slower, the same result). Raises UpdateFinishedTrialError as
-    Optuna does for a finished trial."""
+def journal_append_attrs(journal: JournalStorage, trial_id: int, user: dict[str, Any],
+                         system: dict[str, Any]) -> bool:
+    """Several ``set_trial_user_attr`` and ``set_trial_system_attr`` lines in one append
+    (one lock, one fsync) on a journal storage: the very lines Optuna writes, through the
+    private parts of ``JournalStorage`` (``_backend.append_logs``, ``_thread_lock``,
+    ``_replay_result``, ``_sync_with_backend``) and the private ``JournalOperation``.
+    Returns False, writing nothing, when a release moved any of them: the caller then
+    sets each attribute in a call of its own (slower, the same result). Raises
+    UpdateFinishedTrialError as Optuna does for a finished trial."""
     try:
         from optuna.storages.journal._storage import JournalOperation
     except ImportError:
@@ -78,7 +81,10 @@ def journal_append_user_attrs(journal: JournalStorage, trial_id: int,
         return False
     worker_id = journal._replay_result.worker_id
     logs = [{"op_code": JournalOperation.SET_TRIAL_USER_ATTR, "worker_id": worker_id,
-             "trial_id": trial_id, "user_attr": {key: value}} for key, value in values.items()]
+             "trial_id": trial_id, "user_attr": {key: value}} for key, value in user.items()]
+    logs += [{"op_code": JournalOperation.SET_TRIAL_SYSTEM_ATTR, "worker_id": worker_id,
+              "trial_id": trial_id, "system_attr": {key: value}}
+             for key, value in system.items()]
     with journal._thread_lock:
         journal._backend.append_logs(logs)
         _replay_all(journal, len(logs))

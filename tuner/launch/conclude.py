@@ -22,8 +22,8 @@ from tuner.core.errors import StorageUnavailable
 from tuner.core.results import TrialResult
 from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.run_writer import RunWriter
+from tuner.study.trial_attrs import set_attrs
 from tuner.study.trials import fail_running, tell
-from tuner.study.user_attrs import set_user_attrs
 from tuner.tracking.links import run_id_of
 from tuner.tracking.orphans import running_trial_runs
 from tuner.tracking.tags import SEED_PARAM
@@ -39,7 +39,7 @@ def conclude(plan: SweepPlan, study: optuna.Study, trial: optuna.Trial, result: 
     if result.reason and result.state in REASON_ATTR:
         own[REASON_ATTR[result.state]] = result.reason
     if own:
-        set_user_attrs(storage_of(study), trial_id_of(trial), own)
+        set_attrs(storage_of(study), trial_id_of(trial), own)
     if result.state == TrialState.COMPLETE:
         tell(study, trial, values=result.values)
     else:

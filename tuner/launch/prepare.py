@@ -31,8 +31,8 @@ from tuner.core.upstream import trial_id_of
 from tuner.launch.run_writer import RunWriter
 from tuner.launch.trial_runs import new_run_of, take_over_run
 from tuner.study.retries import root_of
+from tuner.study.trial_attrs import set_trial_attrs
 from tuner.study.trials import best_trial
-from tuner.study.user_attrs import set_trial_user_attrs
 from tuner.tracking.tags import SEED_PARAM
 from tuner.trial import resume
 from tuner.trial.order import Order
@@ -103,7 +103,7 @@ def order(plan: SweepPlan, study: optuna.Study, writer: RunWriter, trial: optuna
         config_yaml = mask(to_yaml(cfg))
         seed = plan.cfg.seed + first
         # The trial shows what it trains with, in one write (tuner.study.user_attrs).
-        set_trial_user_attrs(trial, {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml})
+        set_trial_attrs(trial, {attrs.SEED_ATTR: seed, attrs.CONFIG_ATTR: config_yaml})
         resume_from = None if new_run is not None else take_over_run(plan, trial, writer, runs)
         if resume_from is None:
             resume.discard(plan, trial)  # an older checkpoint is not its run's

@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial
 
 from tuner.core import attrs
-from tuner.study.user_attrs import set_user_attrs
+from tuner.study.trial_attrs import set_attrs, trial_attr
 
 LEASE_SECONDS = 60.0  # a trial is stale this long after its owner last renewed it
 
@@ -58,9 +58,9 @@ def _pid_alive(pid: int) -> bool:
 def stale_reason(trial: FrozenTrial, now: float | None = None) -> str | None:
     """Why a RUNNING trial is no longer being trained, or None if it may still be."""
     now = time.time() if now is None else now
-    owner = trial.user_attrs.get(attrs.OWNER_ATTR)
-    lease = trial.user_attrs.get(attrs.LEASE_ATTR)
-    if _died_here(owner) and not _alive_here(trial.user_attrs.get(attrs.SUPERVISOR_ATTR)):
+    owner = trial_attr(trial, attrs.OWNER_ATTR)
+    lease = trial_attr(trial, attrs.LEASE_ATTR)
+    if _died_here(owner) and not _alive_here(trial_attr(trial, attrs.SUPERVISOR_ATTR)):
         return f"its process ({owner}) died"
     if lease is not None and now > float(lease):
         return f"its lease ran out {now - float(lease):.0f} s ago (owner {owner})"
@@ -93,7 +93,7 @@ def _alive_here(process: str | None) -> bool:
 def take(storage: BaseStorage, trial_id: int, owner_pid: int) -> None:
     """Mark a freshly asked trial as trained by the slot process ``owner_pid`` and
     supervised by this process (its driver), with a fresh lease."""
-    set_user_attrs(storage, trial_id, {attrs.OWNER_ATTR: owner_id_of(owner_pid),
+    set_attrs(storage, trial_id, {attrs.OWNER_ATTR: owner_id_of(owner_pid),
                                        attrs.SUPERVISOR_ATTR: owner_id(),
                                        attrs.LEASE_ATTR: time.time() + LEASE_SECONDS})
 
@@ -130,7 +130,7 @@ class LeaseKeeper:
                 trials = list(self._trials)
             for trial_id in trials:
                 try:
-                    self.storage.set_trial_user_attr(trial_id, attrs.LEASE_ATTR,
+                    self.storage.set_trial_system_attr(trial_id, attrs.LEASE_ATTR,
                                                      time.time() + LEASE_SECONDS)
                 except UpdateFinishedTrialError:
                     self.release(trial_id)  # told (or reaped) meanwhile

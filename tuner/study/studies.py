@@ -41,8 +41,12 @@ def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
         load_if_exists=True)
     study.set_user_attr(attrs.N_TRIALS_ATTR, plan.cfg.n_trials)  # the budget last asked for
     if study_id is None:
-        study.set_user_attr(attrs.SPACE_FINGERPRINT_ATTR, plan.space.fingerprint())
-        study.set_user_attr(attrs.SPACE_ATTR, plan.space.to_json())
+        # tuner's own (a resume checks the fingerprint): system attributes, which
+        # optuna-dashboard does not show (tuner.study.trial_attrs says why).
+        created = storage.get_study_id_from_name(name)
+        storage.set_study_system_attr(created, attrs.SPACE_FINGERPRINT_ATTR,
+                                      plan.space.fingerprint())
+        storage.set_study_system_attr(created, attrs.SPACE_ATTR, plan.space.to_json())
         with warnings.catch_warnings():  # experimental since Optuna 3.2, still there in 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(plan.metrics))
@@ -114,7 +118,8 @@ def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
             f"{', '.join(plan.metrics)}, and mixing them would rank trials by different "
             "measures", f"start a new study ({new_name}) or restore metric="
                         f"{','.join(stored_metrics)}"))
-    fingerprint = storage.get_study_user_attrs(study_id).get(attrs.SPACE_FINGERPRINT_ATTR)
+    fingerprint = (storage.get_study_system_attrs(study_id).get(attrs.SPACE_FINGERPRINT_ATTR)
+                   or storage.get_study_user_attrs(study_id).get(attrs.SPACE_FINGERPRINT_ATTR))
     if fingerprint is not None and fingerprint != plan.space.fingerprint():
         raise ConfigError(Problem(
             plan.space.source, "search",

@@ -10,6 +10,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core import attrs
 from tuner.core.upstream import storage_of, trial_id_of
+from tuner.study.trial_attrs import trial_attr
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # what n_trials counts
 
@@ -41,7 +42,8 @@ def best_trial(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None
 
 
 def _has_model(trial: FrozenTrial) -> bool:
-    return attrs.MODEL_WEIGHTS_ATTR in trial.user_attrs or attrs.MODEL_URI_ATTR in trial.user_attrs
+    return (trial_attr(trial, attrs.MODEL_WEIGHTS_ATTR) is not None
+            or attrs.MODEL_URI_ATTR in trial.user_attrs)
 
 
 def tell(study: optuna.Study, trial: optuna.Trial, **outcome) -> None:

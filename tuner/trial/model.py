@@ -26,6 +26,7 @@ import optuna
 
 from tuner.core import attrs
 from tuner.core.results import reason_of
+from tuner.study.trial_attrs import trial_attr
 from tuner.study.trials import best_trial
 from tuner.tracking.links import late_attr, run_id_of
 from tuner.tracking.weights_file import load_weights, save_weights
@@ -82,7 +83,7 @@ def export_best(study: optuna.Study, tracker: Tracker) -> str | None:
         wait_for_other_export(best_trial(study))  # its model then is in the study's records
         drop_beaten(study)
         return None
-    config_yaml = best.user_attrs[attrs.CONFIG_ATTR]
+    config_yaml = trial_attr(best, attrs.CONFIG_ATTR)
     run_id = run_id_of(best, study.user_attrs)
     tracker.bind(run_id, best.number)  # a record that must wait joins its trial's
     try:

@@ -173,9 +173,9 @@ def record_resume(trial: optuna.Trial, point: ResumePoint) -> None:
     reported up to the checkpoint, so that the pruner judges it on the whole curve. The
     attributes come first: any attempt that points at an earlier attempt's run carries
     them."""
-    from tuner.study.user_attrs import set_trial_user_attrs
+    from tuner.study.trial_attrs import set_trial_attrs
 
-    set_trial_user_attrs(trial, {attrs.RESUMED_FROM_EPOCH_ATTR: point.epochs,
+    set_trial_attrs(trial, {attrs.RESUMED_FROM_EPOCH_ATTR: point.epochs,
                                  attrs.RUN_ID_ATTR: point.run_id})
     for step, value in sorted(point.reports.items()):
         if step <= point.epochs:

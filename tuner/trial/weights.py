@@ -17,6 +17,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.core import attrs
+from tuner.study.trial_attrs import trial_attr
 from tuner.study.trials import best_trial
 from tuner.tracking.links import model_error_of, model_uri_of
 
@@ -40,7 +41,7 @@ def waiting_weights(study: optuna.Study) -> FrozenTrial | None:
 def kept_file(trial: FrozenTrial) -> Path | None:
     """The trial's kept weights on this machine: the file itself, or the file that an
     export cut short (its process is gone) had claimed; None when this machine has none."""
-    kept = trial.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    kept = trial_attr(trial, attrs.MODEL_WEIGHTS_ATTR)
     if kept is None:
         return None
     path = Path(kept)
@@ -58,7 +59,7 @@ def wait_for_other_export(trial: FrozenTrial | None,
     """Wait while another live process on this machine exports ``trial``'s weights (a
     sweep and a worker ending together: one claimed them), at most ``timeout`` seconds,
     so that the caller's champion and report see the model it logs."""
-    kept = None if trial is None else trial.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    kept = None if trial is None else trial_attr(trial, attrs.MODEL_WEIGHTS_ATTR)
     if kept is None:
         return
     path = Path(kept)
@@ -94,7 +95,7 @@ def _alive(pid: int) -> bool:
 
 def drop_weights(trial: FrozenTrial) -> None:
     """Delete ``trial``'s kept weights, if this machine has them."""
-    kept = trial.user_attrs.get(attrs.MODEL_WEIGHTS_ATTR)
+    kept = trial_attr(trial, attrs.MODEL_WEIGHTS_ATTR)
     if kept is not None:
         Path(kept).unlink(missing_ok=True)
 

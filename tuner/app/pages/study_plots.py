@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.app.pages.html import Plot, duration, plot_of
 from tuner.app.pages.parallel import parallel_coordinates
 from tuner.core import attrs
+from tuner.study.trial_attrs import trial_attr
 
 TOP_PARAMS = 3  # slices and contours show this many of the most important parameters
 # A slice or contour of a parameter (a contour: of both together) sampled in fewer
@@ -249,7 +250,7 @@ def slot_timeline(trials: list[FrozenTrial]) -> Any:
             name=state, orientation="h", marker_color=colour,
             base=[t.datetime_start.isoformat() for t in rows],
             x=[s * 1000 for s in seconds],  # a date axis counts lengths in milliseconds
-            y=[t.user_attrs.get(attrs.OWNER_ATTR, "unknown slot") for t in rows],
+            y=[trial_attr(t, attrs.OWNER_ATTR, "unknown slot") for t in rows],
             text=[f"trial {t.number}" for t in rows], textposition="inside",
             # On a date axis %{x} is a date, not the bar's length: the length is written
             # out here, as a person reads it.
