@@ -325,7 +325,7 @@ def test_dashboard_shows_the_study_read_only_beside_a_running_sweep(two_studies,
         # The trials page fits the window: it shows a person's attributes (the run id,
         # the seed), not tuner's own (the one-line config made it 19,000 px wide; the
         # lease, the search space), which are Optuna system attributes it does not show.
-        for view in ("trials", "trial"):
+        for view in ("trials", "trialTable"):
             page.page.goto(f"{url}/{view}")
             page.page.get_by_text("mlflow_run_id").first.wait_for(timeout=60_000)
             page.page.wait_for_timeout(500)
