@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -339,6 +340,17 @@ def test_serve_answers_predictions_for_the_champion(default_sweep):
         assert not [line for line in lines if "Downloading artifacts" in line]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as answer:
             assert answer.status == 200  # it says it serves once it does
+        # It says what the model takes (its signature) and gives a request that works.
+        said = process.stdout.readline()
+        assert said.startswith('input: {"inputs": [...]}, rows of 64 float32 values'), said
+        example = process.stdout.readline()
+        assert example.startswith("try: curl -X POST"), example
+        body_file = Path(shlex.split(example)[-2].removeprefix("@"))
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=body_file.read_bytes(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert np.asarray(json.load(response)["predictions"]).shape == (2, 10)
         from sklearn.datasets import load_digits
 
         x, y = load_digits(return_X_y=True)

@@ -26,15 +26,14 @@ def test_storage_of_and_trial_id_of_reach_optunas_handles():
     assert upstream.storage_of(study).get_trial(upstream.trial_id_of(trial)).number == 0
 
 
-def test_refresh_cached_user_attrs_changes_what_the_handle_reads():
+def test_refresh_cached_attrs_changes_what_the_handle_reads():
     trial = optuna.create_study().ask()
-    upstream.refresh_cached_user_attrs(trial, {"seed": 7})
+    upstream.refresh_cached_attrs(trial, {"seed": 7}, {"config": "a: 1"})
     assert trial.user_attrs.get("seed") == 7, (
-        "refresh_cached_user_attrs: Trial no longer reads user_attrs from "
-        "_cached_frozen_trial")
+        "refresh_cached_attrs: Trial no longer reads user_attrs from _cached_frozen_trial")
 
 
-def test_journal_append_user_attrs_writes_what_optuna_reads_back(tmp_path):
+def test_journal_append_attrs_writes_what_optuna_reads_back(tmp_path):
     path = str(tmp_path / "optuna.journal")
 
     def journal():
@@ -44,17 +43,18 @@ def test_journal_append_user_attrs_writes_what_optuna_reads_back(tmp_path):
     study = optuna.create_study(storage=journal(), study_name="s")
     trial = study.ask()
     storage = upstream.storage_of(study)
-    assert upstream.journal_append_user_attrs(
-        storage, upstream.trial_id_of(trial), {"a": 1, "b": "two"}), (
-        "journal_append_user_attrs: a private part of JournalStorage moved; tuner now "
+    assert upstream.journal_append_attrs(
+        storage, upstream.trial_id_of(trial), {"a": 1, "b": "two"}, {"s": [1, 2]}), (
+        "journal_append_attrs: a private part of JournalStorage moved; tuner now "
         "writes one line per attribute")
-    assert storage.get_trial(upstream.trial_id_of(trial)).user_attrs == {"a": 1, "b": "two"}
+    stored = storage.get_trial(upstream.trial_id_of(trial))
+    assert stored.user_attrs == {"a": 1, "b": "two"} and stored.system_attrs == {"s": [1, 2]}
     again = optuna.load_study(study_name="s", storage=journal())  # another process's view
     assert again.trials[0].user_attrs == {"a": 1, "b": "two"}
+    assert again.trials[0].system_attrs == {"s": [1, 2]}
     study.tell(trial, 1.0)
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
-        upstream.journal_append_user_attrs(storage, upstream.trial_id_of(trial), {"c": 3,
-                                                                               "d": 4})
+        upstream.journal_append_attrs(storage, upstream.trial_id_of(trial), {"c": 3}, {"d": 4})
 
 
 def test_the_callback_plugin_scan_is_cached_and_trainers_still_build():

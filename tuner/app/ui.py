@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shlex
 import socket
 import sys
 from pathlib import Path
@@ -127,5 +128,22 @@ def serve_command(composed: Composed, host: str, port: int) -> tuple[list[str], 
     os.environ["MLFLOW_TRACKING_URI"] = uri
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri,
                "--env-manager", "local", "--host", host, "--port", str(port)]
-    return command, (f"serving {model_uri} at http://{host}:{port}/invocations "
-                     "(Ctrl-C to stop)")
+    url = f"http://{host}:{port}/invocations"
+    return command, f"serving {model_uri} at {url} (Ctrl-C to stop)" + _input_lines(
+        model_uri, url)
+
+
+def _input_lines(model_uri: str, url: str) -> str:
+    """What the served model takes, from the signature MLflow keeps beside it, and a
+    request that the model was logged with."""
+    from tuner.tracking.model_input import model_input
+
+    expected = model_input(model_uri)
+    if expected is None:
+        return ""
+    lines = (f"\ninput: {{\"inputs\": [...]}}, {expected.shape}, as the data module gives "
+             "them to the model in training (the server applies no scaling of its own)")
+    if expected.example is not None:
+        lines += (f"\ntry: curl -X POST -H 'Content-Type: application/json' "
+                  f"--data @{shlex.quote(expected.example)} {url}")
+    return lines

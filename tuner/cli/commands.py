@@ -215,7 +215,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if outcome.page is not None:
         print(f"page written: {outcome.page.resolve()}")
     if outcome.run_id is not None:
-        print(f"logged as MLflow run {outcome.run_id} in experiment {studies[0]} "
+        print(f"logged as MLflow run {outcome.run_id} beside study {studies[0]}'s runs "
               "(tag tuner.role=comparison); browse it: tuner ui" + _where_suffix(args, overrides))
     return 0
 

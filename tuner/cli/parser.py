@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     dashboard.add_argument("--host", default="127.0.0.1",
                            help="interface to bind; one other than loopback needs "
                                 "MLFLOW_AUTH_ADMIN_PASSWORD (basic-auth, user admin)")
-    dashboard.add_argument("--port", type=int, default=8080)
+    dashboard.add_argument("--port", type=int, default=8080,
+                           help="port to bind (default: 8080)")
     dashboard.set_defaults(func=cmd_dashboard, words="args")
 
     ui = command("ui", "Open the MLflow UI over the study records (loopback, or basic-auth).",
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("args", nargs="*", metavar="[STUDY] [OVERRIDE]",
                        help="the study whose champion to serve, then overrides")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")
-    serve.add_argument("--port", type=int, default=5001)
+    serve.add_argument("--port", type=int, default=5001, help="port to bind (default: 5001)")
     serve.set_defaults(func=cmd_serve, words="args")
 
     init = command("init", "Write a config folder for your own LightningModule and "
