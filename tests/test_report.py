@@ -237,3 +237,25 @@ def test_slices_and_contours_leave_out_a_parameter_sampled_in_few_trials():
     assert contour.note.startswith("momentum is left out: sampled in 2 of the 12 complete "
                                    "trials.")
     assert "momentum" not in json.dumps(json.loads(contour.spec)["layout"])
+
+
+def test_the_reports_slices_and_contours_label_a_log_axis_with_a_few_round_values():
+    """A learning rate over one decade: plotly labelled its log axis at every digit
+    (2, 3, ... 9 between the powers of ten), a smudge in a slice's small panel."""
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.set_metric_names(["m0"])
+    for _ in range(12):
+        trial = study.ask()
+        lr = trial.suggest_float("lr", 0.002, 0.02, log=True)
+        decay = trial.suggest_float("decay", 1e-5, 1e-2, log=True)
+        study.tell(trial, lr + decay)
+    plots = {p.title: p for p in study_plots(study, ("m0",))}
+    for title in ("Slices of the top 2 parameters", "Contours of the top 2 parameters"):
+        layout = json.loads(plots[title].spec)["layout"]
+        logs = {a["title"]["text"]: a for k, a in layout.items()
+                if k.startswith(("xaxis", "yaxis")) and a.get("type") == "log"}
+        assert set(logs) == {"lr", "decay"}, title
+        for name, axis in logs.items():
+            assert 2 <= len(axis["tickvals"]) <= 4, (title, name, axis["tickvals"])
+            assert axis["tickformat"] == "~g"

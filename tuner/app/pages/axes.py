@@ -9,7 +9,7 @@ values span two or more, else the 1-2-5 steps between, never more than ``MAX_TIC
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 MAX_TICKS = 4  # labels on a log axis of a small panel
@@ -39,3 +39,16 @@ def _round_ticks(low: float, high: float) -> list[float]:
     ticks = powers if len(powers) >= 2 else steps
     every = math.ceil(len(ticks) / MAX_TICKS) or 1
     return ticks[::every]
+
+
+def tidy_log_axes(figure: Any, values_of: Callable[[str], list[float]]) -> Any:
+    """Every log axis of an Optuna figure (a slice's, a contour's: each titled with its
+    parameter's name) gets :func:`log_axis` over that parameter's values."""
+    for name in list(figure.layout):
+        axis = figure.layout[name] if name.startswith(("xaxis", "yaxis")) else None
+        if axis is None or axis.type != "log" or not axis.title.text:
+            continue
+        settings = log_axis(values_of(axis.title.text))
+        settings.pop("type")
+        axis.update(settings)
+    return figure

@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.app.pages.axes import tidy_log_axes
 from tuner.app.pages.html import Plot, duration, plot_of
 from tuner.app.pages.parallel import parallel_coordinates
 from tuner.core import attrs
@@ -126,15 +127,17 @@ def _slices_and_contours(study: optuna.Study, complete: list[FrozenTrial], top: 
     sliced = [p for p in top if _sampled_enough(complete, [p])]
     pair = sliced[:2] if len(sliced) > 1 and _sampled_enough(complete, sliced[:2]) else []
     candidates: list[tuple[str, Callable[[], Any]]] = []
-    if len(sliced) > 1:
-        candidates.append((f"Slices of the top {len(sliced)} parameters",
-                           lambda: vis.plot_slice(study, params=sliced, **target)))
-    elif sliced:
-        candidates.append((f"Slice of {sliced[0]}",
-                           lambda: vis.plot_slice(study, params=sliced, **target)))
+    def values_of(param: str) -> list[float]:
+        return [t.params[param] for t in complete if isinstance(t.params.get(param), float)]
+
+    if sliced:
+        title = (f"Slices of the top {len(sliced)} parameters" if len(sliced) > 1
+                 else f"Slice of {sliced[0]}")
+        candidates.append((title, lambda: tidy_log_axes(
+            vis.plot_slice(study, params=sliced, **target), values_of)))
     if pair:
-        candidates.append(("Contours of the top 2 parameters",
-                           lambda: vis.plot_contour(study, params=pair, **target)))
+        candidates.append(("Contours of the top 2 parameters", lambda: tidy_log_axes(
+            vis.plot_contour(study, params=pair, **target), values_of)))
     note = _left_out_note(complete, [p for p in top if p not in sliced],
                           sliced[:2] if len(sliced) > 1 and not pair else [])
     if not note:
