@@ -70,8 +70,6 @@ def test_mlflow_hierarchy_and_links_both_ways(default_sweep):
     client = client_for(run_dir)
     study = load_study(run_dir, "digits-mlp")
     experiment = client.get_experiment_by_name("digits-mlp")
-    # MLflow's UI opens it in its model-training view, not the GenAI one it guessed.
-    assert experiment.tags[tags.EXPERIMENT_KIND] == tags.MODEL_TRAINING
     runs = client.search_runs([experiment.experiment_id], max_results=100)
     parents = [r for r in runs if r.data.tags.get(tags.ROLE) == "study"]
     children = [r for r in runs if r.data.tags.get(tags.ROLE) == "trial"]

@@ -40,8 +40,7 @@ def log_comparison(tracking_uri: str, studies: Sequence[str], best: Mapping[str,
     experiment = _experiment_of_run(client, first_parent_run) \
         or client.get_experiment_by_name(studies[0])
     if experiment is None:
-        experiment_id = client.create_experiment(
-            studies[0], tags={tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
+        experiment_id = client.create_experiment(studies[0])
     else:
         experiment_id = experiment.experiment_id
         if experiment.lifecycle_stage == "deleted":  # as a sweep does (tracking.runs)

@@ -148,15 +148,12 @@ class Tracker:
         if experiment is not None:
             if experiment.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment.experiment_id)
-            if tags.EXPERIMENT_KIND not in experiment.tags:  # made by an earlier tuner
-                self.client.set_experiment_tag(experiment.experiment_id, tags.EXPERIMENT_KIND,
-                                               tags.MODEL_TRAINING)
             return experiment.experiment_id
         location = None
         if self.tracking.artifact_location:
             location = (Path(self.tracking.artifact_location) / name).as_uri()
-        return self.client.create_experiment(name, artifact_location=location, tags={
-            tags.STUDY: self.study_name, tags.EXPERIMENT_KIND: tags.MODEL_TRAINING})
+        return self.client.create_experiment(name, artifact_location=location,
+                                             tags={tags.STUDY: self.study_name})
 
     def run_exists(self, run_id: str) -> bool:
         try:

@@ -10,11 +10,6 @@ SEED_PARAM = "seed"
 # MLflow run tags
 PARENT_RUN = "mlflow.parentRunId"  # MLflow's own tag: nests a run under another
 RUN_NAME = "mlflow.runName"  # MLflow's own tag: setting it renames the run
-# MLflow's own experiment tag: which of its UI's views an experiment opens in. Without it
-# MLflow 3 guesses, and showed tuner's experiments in its GenAI view (traces, judges,
-# prompts) with the training runs one click away.
-EXPERIMENT_KIND = "mlflow.experimentKind"
-MODEL_TRAINING = "custom_model_development"
 ROLE = "tuner.role"  # "study" for the parent run, "trial" for a child run, "comparison"
 STUDY = "tuner.study"
 TRIAL_NUMBER = "tuner.trial_number"
