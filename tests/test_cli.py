@@ -242,7 +242,11 @@ def test_ui_serves_the_study_on_loopback(default_sweep):
     process = start(["ui", "--port", str(port)], cwd)
     try:
         lines = said_ready(process, f"ready at http://127.0.0.1:{port}")
+        # The command's own lines, none of MLflow's or uvicorn's chatter (INFO lines,
+        # its middleware note, a library's deprecation warning).
+        assert lines == [lines[0], lines[-1]], lines
         assert lines[0].startswith("starting the MLflow UI")
+        assert "'Model training'" in process.stdout.readline()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
             assert answer.status == 200  # at once: no waiting after the line
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=50"

@@ -7,14 +7,21 @@ answer: the UI behind basic-auth answers 401), then prints the address. A server
 exits before that (a port taken meanwhile, a model that does not load) ends the command
 with its exit code. Ctrl-C reaches the server too (one process group) and SIGTERM is
 passed on; the command waits for the server to stop, so nothing is left running.
+
+The server's own lines pass through, but for its chatter at INFO level (each request
+it answered, its start-up steps, a deprecation warning of a library it imports, the note
+that its security middleware is on): a warning or an error still shows, with its
+traceback.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,14 +29,26 @@ from collections.abc import Sequence
 
 POLL = 0.5  # seconds between readiness checks
 STOP_WAIT = 15  # seconds a stopping server gets before it is killed
-# MLflow's download bars would fill the terminal while the model server starts.
-QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+# MLflow's download bars would fill the terminal while the model server starts; its INFO
+# lines (start-up steps) tell the user nothing the command does not say itself.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_LOGGING_LEVEL": "WARNING",
+             # A library the server imports warns of its own deprecations at every start.
+             "PYTHONWARNINGS": "ignore::DeprecationWarning,"
+                               "ignore:starlette.middleware.wsgi is deprecated"}
+CHATTER = re.compile(
+    r"^(\S+ \S+ )?INFO[: ]"  # uvicorn's and MLflow's INFO lines, each request among them
+    r"|^Registry store URI not provided"  # `mlflow ui` uses the backend store: as meant
+    r"|^\[MLflow\] Security middleware enabled with default settings")  # loopback: as meant
 
 
 def run_server(command: Sequence[str], ready_url: str, starting: str, ready: str) -> int:
     """Run ``command`` until it stops; its exit code (130 after Ctrl-C)."""
     print(starting, flush=True)
-    child = subprocess.Popen(list(command), env={**os.environ, **QUIET_ENV})
+    child = subprocess.Popen(list(command), env={**os.environ, **QUIET_ENV},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             bufsize=1)
+    relay = threading.Thread(target=_relay, args=(child.stdout,), daemon=True)
+    relay.start()
     signal.signal(signal.SIGTERM, lambda signum, frame: child.terminate())
     try:
         if _answers(child, ready_url):
@@ -43,6 +62,13 @@ def run_server(command: Sequence[str], ready_url: str, starting: str, ready: str
         print(f"error: the server exited with status {code} (its messages are above)",
               file=sys.stderr)
     return 0 if code == -signal.SIGTERM else code
+
+
+def _relay(lines) -> None:
+    """The server's lines to this command's stderr, but for its chatter (above)."""
+    for line in lines:
+        if not CHATTER.search(line):
+            print(line, end="", file=sys.stderr, flush=True)
 
 
 def _answers(child: subprocess.Popen, url: str) -> bool:

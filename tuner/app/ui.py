@@ -116,7 +116,11 @@ def ui_command(composed: Composed, host: str, port: int, workers: int = 1
     if composed.cfg.tracking.artifact_location:
         command += ["--default-artifact-root", composed.cfg.tracking.artifact_location]
     auth = " with basic-auth (user 'admin')" if public else ""
-    return command, f"MLflow UI for {uri} ready at http://{host}:{port}{auth} (Ctrl-C to stop)"
+    # MLflow 3's UI opens in its GenAI view (traces, judges, prompts) unless the browser
+    # chose otherwise: no server setting or experiment tag changes that (checked: 3.17).
+    return command, (f"MLflow UI for {uri} ready at http://{host}:{port}{auth} (Ctrl-C to "
+                     "stop)\nthe runs are under 'Model training' at the top of MLflow's "
+                     "sidebar (it opens on 'GenAI'; your browser keeps the choice)")
 
 
 def serve_command(composed: Composed, host: str, port: int) -> tuple[list[str], str]:
