@@ -97,3 +97,41 @@ def test_only_weights_strictly_worse_than_the_best_are_deleted(tmp_path, directi
             value=value, system_attrs={attrs.MODEL_WEIGHTS_ATTR: str(kept)}))
     drop_beaten(study)
     assert [f.exists() for f in files] == [False, True, True, False]
+
+
+@pytest.mark.parametrize("preset", ["model=mlp", "experiment=diabetes"])
+def test_the_served_model_takes_raw_values_and_answers_in_raw_units(tmp_path, preset):
+    """The data modules scale their data (digits' pixels / 16, diabetes standardised):
+    the exported model includes that scaling, so the model server takes the values a
+    person holds, and a regression answers in the target's own units."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from tests.conftest import compose
+    from tuner.trial.build import build_objects
+    from tuner.trial.served import for_serving, trained_weights
+
+    cfg = compose(preset, run_dir=tmp_path).cfg
+    config_yaml = OmegaConf.to_yaml(cfg)
+    datamodule, module = build_objects(cfg)
+    datamodule.setup("fit")
+    module.eval()
+    scaled = datamodule.val_tensors[0][:8]
+    served, (example,) = for_serving(config_yaml, module, (scaled,))
+    inputs, outputs = datamodule.serving_transforms()
+    raw = inputs.inverse(scaled)
+    assert torch.allclose(example, raw)  # MLflow's signature and example are raw values
+    with torch.no_grad():
+        trained = module(scaled)
+        answer = served(raw)
+    expected = trained if outputs is None else outputs(trained)
+    assert torch.allclose(answer, expected, atol=1e-5)
+    if preset == "model=mlp":  # the pixels as scikit-learn gives them: 0..16
+        from sklearn.datasets import load_digits
+
+        assert raw.max() <= 16 and set(torch.unique(raw).tolist()) <= set(
+            float(v) for v in load_digits().data.ravel())
+    else:  # the disease progression in its own units (25..346 in the data), not z-scores
+        assert answer.abs().mean() > 10
+    # A scheduled round re-validates the champion from the trained module's weights.
+    assert trained_weights(served.state_dict()).keys() == module.state_dict().keys()

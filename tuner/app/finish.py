@@ -42,12 +42,14 @@ if TYPE_CHECKING:
 DEFERRED_NOTE = "MLflow records still wait in the outbox; `tuner sync` registers it"
 
 
-def rebuild_module(config_yaml: str, state_dict: dict[str, Any]) -> torch.nn.Module:
+def rebuild_module(config_yaml: str, state_dict: dict[str, Any],
+                   example_input: tuple[torch.Tensor, ...]
+                   ) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     """A model that waited in the outbox, rebuilt to be logged. torch and Lightning are
     imported here, only when a model waited: the driver stays without them otherwise."""
-    from tuner.trial.build import rebuild_module as rebuild
+    from tuner.trial.served import rebuild_for_serving
 
-    return rebuild(config_yaml, state_dict)
+    return rebuild_for_serving(config_yaml, state_dict, example_input)
 
 
 def finish_records(plan: SweepPlan, study: optuna.Study, tracker: Tracker, status: str,

@@ -145,8 +145,7 @@ def _input_lines(model_uri: str, url: str) -> str:
     expected = model_input(model_uri)
     if expected is None:
         return ""
-    lines = (f"\ninput: {{\"inputs\": [...]}}, {expected.shape}, as the data module gives "
-             "them to the model in training (the server applies no scaling of its own)")
+    lines = f"\ninput: {{\"inputs\": [...]}}, {expected.shape}"
     if expected.example is not None:
         lines += (f"\ntry: curl -X POST -H 'Content-Type: application/json' "
                   f"--data @{shlex.quote(expected.example)} {url}")

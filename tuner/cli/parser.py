@@ -190,9 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "examples:\n  tuner serve\n  tuner serve digits-cnn --port 5002\n\n"
                     "Then: curl -X POST -H 'Content-Type: application/json' "
                     "-d '{\"inputs\": [[0.0, ...]]}' http://127.0.0.1:5001/invocations\n"
-                    "with one row per example, as the model was trained on it: for "
-                    "digits-mlp, 64 floats in [0, 1] (the 8x8 pixels divided by 16). The "
-                    "server applies no scaling of its own.")
+                    "with one row of raw values per example: for digits-mlp, the 64 pixels "
+                    "(0..16) of an 8x8 digit as scikit-learn's load_digits gives them. The "
+                    "model scales them as its data module did in training (a data module's "
+                    "serving_transforms); it prints what it takes, and a request that works, "
+                    "once it is ready.")
     serve.add_argument("args", nargs="*", metavar="[STUDY] [OVERRIDE]",
                        help="the study whose champion to serve, then overrides")
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (loopback only)")

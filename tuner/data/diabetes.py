@@ -14,15 +14,25 @@ from sklearn.datasets import load_diabetes
 from sklearn.model_selection import train_test_split
 
 from tuner.data.in_memory import InMemoryDataModule, check_fraction
+from tuner.data.serving import Affine
+
+
+@lru_cache(maxsize=8)
+def _raw_split(val_fraction: float, split_seed: int):
+    x, y = load_diabetes(return_X_y=True, scaled=False)
+    return train_test_split(x, y, test_size=val_fraction, random_state=split_seed)
+
+
+def _statistics(val_fraction: float, split_seed: int):
+    """The training rows' (x mean, x deviation, y mean, y deviation)."""
+    x_tr, _, y_tr, _ = _raw_split(val_fraction, split_seed)
+    return x_tr.mean(axis=0), x_tr.std(axis=0), y_tr.mean(), y_tr.std()
 
 
 @lru_cache(maxsize=8)
 def _split(val_fraction: float, split_seed: int):
-    x, y = load_diabetes(return_X_y=True, scaled=False)
-    x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=val_fraction,
-                                              random_state=split_seed)
-    x_mean, x_std = x_tr.mean(axis=0), x_tr.std(axis=0)
-    y_mean, y_std = y_tr.mean(), y_tr.std()
+    x_tr, x_va, y_tr, y_va = _raw_split(val_fraction, split_seed)
+    x_mean, x_std, y_mean, y_std = _statistics(val_fraction, split_seed)
 
     def tensors(xs, ys):
         xs = ((xs - x_mean) / x_std).astype(np.float32)
@@ -43,3 +53,9 @@ class DiabetesDataModule(InMemoryDataModule):
 
     def load(self):
         return _split(self.val_fraction, self.split_seed)
+
+    def serving_transforms(self):
+        """A served model takes the raw measurements and answers in the target's units."""
+        x_mean, x_std, y_mean, y_std = _statistics(self.val_fraction, self.split_seed)
+        return (Affine((1.0 / x_std).astype(np.float32), (-x_mean / x_std).astype(np.float32)),
+                Affine(float(y_std), float(y_mean)))

@@ -10,12 +10,15 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from tuner.data.in_memory import InMemoryDataModule, check_fraction
+from tuner.data.serving import Affine
+
+PIXEL_MAX = 16.0  # the bundled set's pixel intensities are 0..16
 
 
 @lru_cache(maxsize=8)  # trials in one process share the (read-only) tensors
 def _split(val_fraction: float, split_seed: int):
     x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)  # pixel intensities 0..16 -> [0, 1]
+    x = (x / PIXEL_MAX).astype(np.float32)  # pixel intensities 0..16 -> [0, 1]
     x_tr, x_va, y_tr, y_va = train_test_split(x, y, test_size=val_fraction, stratify=y,
                                               random_state=split_seed)
     as_tensors = (torch.from_numpy, lambda a: torch.from_numpy(a.astype(np.int64)))
@@ -39,3 +42,6 @@ class DigitsDataModule(InMemoryDataModule):
 
     def load(self):
         return _split(self.val_fraction, self.split_seed)
+
+    def serving_transforms(self):
+        return Affine(1.0 / PIXEL_MAX), None  # a served model takes the 0..16 pixels

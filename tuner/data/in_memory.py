@@ -30,6 +30,11 @@ class InMemoryDataModule(pl.LightningDataModule):
         """Return (training tensors, validation tensors); rows align within each."""
         raise NotImplementedError
 
+    def serving_transforms(self) -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
+        """Raw input -> the model's input, the model's output -> raw units, for a served
+        model (tuner.data.serving); None where the data is used as it comes."""
+        return None, None
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_tensors is None:
             self.train_tensors, self.val_tensors = self.load()

@@ -17,6 +17,9 @@ import torch
 
 from tuner.data.batches import TensorBatches
 from tuner.data.in_memory import InMemoryDataModule, check_fraction
+from tuner.data.serving import Affine
+
+PIXEL_MAX = 255.0  # IDX pixels are bytes
 
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
@@ -60,7 +63,7 @@ def _load_pair(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"data.path={folder}: {split} images {images.shape} and labels "
                          f"{labels.shape} do not match (expected N x H x W and N)")
-    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / 255.0)
+    x = torch.from_numpy(images.reshape(len(images), -1).astype(np.float32) / PIXEL_MAX)
     return x, torch.from_numpy(labels.astype(np.int64))
 
 
@@ -95,6 +98,9 @@ class MnistDataModule(InMemoryDataModule):
     def load(self):
         return _split(str(self.folder), self.val_fraction, self.split_seed,
                       self.max_train_samples)
+
+    def serving_transforms(self):
+        return Affine(1.0 / PIXEL_MAX), None  # a served model takes the 0..255 pixels
 
     def test_dataloader(self) -> TensorBatches:
         x, y = _load_pair(self.folder, "t10k")

@@ -23,7 +23,7 @@ then left for later, with the reason reported (``tuner sync`` shows it; a slot d
 try that file again); replay goes on with the other files.
 
 A model that waited is kept as weights and config; the caller passes ``rebuild``, which
-turns them back into the trained module (tuner.trial.build.rebuild_module). Tracking
+turns them back into the model as it is logged (tuner.trial.served.rebuild_for_serving). Tracking
 never builds models itself: that is the trial layer's, above this one.
 """
 
@@ -55,7 +55,10 @@ if TYPE_CHECKING:
 
 Finalize = Callable[[str], None]  # runs the end-of-sweep records and ends the parent run
 # (trial config YAML, state dict) -> the trained module, to log a model that waited
-Rebuild = Callable[[str, dict[str, Any]], "torch.nn.Module"]
+# A model that waited, as it is logged: (config, the trained module's weights, its example
+# input) -> (the model, its example input) (tuner.trial.served.rebuild_for_serving).
+Rebuild = Callable[[str, dict[str, Any], tuple["torch.Tensor", ...]],
+                   tuple["torch.nn.Module", tuple["torch.Tensor", ...]]]
 
 
 @dataclass
@@ -266,7 +269,7 @@ def _log_model(client: MlflowClient, outbox: Outbox, record: dict[str, Any], run
         from tuner.tracking.weights_file import load_weights
 
         state_dict, example_input = load_weights(outbox.file(record["weights"]))
-        module = rebuild(record["config"], state_dict)
+        module, example_input = rebuild(record["config"], state_dict, example_input)
         mlflow.set_experiment(experiment_id=experiment)  # logged models join the active one
         uri = log_trial_model(module, example_input, run_id)
     if record["trial"] is not None:

@@ -47,6 +47,10 @@ from tuner.tracking.server import is_server_uri
 if TYPE_CHECKING:
     import torch
 
+    # The model as it is logged, from (config, trained module, example input).
+    Serve = Callable[[str, torch.nn.Module, tuple[torch.Tensor, ...]],
+                     tuple[torch.nn.Module, tuple[torch.Tensor, ...]]]
+
 PENDING_PREFIX = "pending:"
 _TRIAL_NUMBER = tags.TRIAL_NUMBER
 
@@ -242,10 +246,13 @@ class ResilientClient:
         self._artifact_uris.pop(run_id, None)
 
     def log_model(self, run_id: str, module: torch.nn.Module,
-                  example_input: tuple[torch.Tensor, ...], config_yaml: str) -> str | None:
+                  example_input: tuple[torch.Tensor, ...], config_yaml: str,
+                  serve: Serve | None = None) -> str | None:
         """Log the trial's model (tuner.tracking.registry.log_trial_model) and return its
         URI; or keep its weights in the outbox (then None), to be logged on replay by
-        rebuilding the module from the trial's config."""
+        rebuilding the module from the trial's config. ``serve``: the model as it is
+        logged, from the trained module (tuner.trial.served); the outbox keeps the
+        trained module's weights, which the replay rebuilds and serves the same way."""
         from tuner.tracking.registry import log_trial_model
         from tuner.tracking.weights_file import save_weights
 
@@ -254,7 +261,12 @@ class ResilientClient:
             save_weights(path, module, example_input)
             return {"op": "log_model", "weights": relative, "config": config_yaml}
 
-        return self._write(run_id, keep, lambda: log_trial_model(module, example_input, run_id))
+        def log() -> str:
+            logged, example = ((module, example_input) if serve is None
+                               else serve(config_yaml, module, example_input))
+            return log_trial_model(logged, example, run_id)
+
+        return self._write(run_id, keep, log)
 
 
 def end_run(client: MlflowClient, run_id: str, run_tags: Sequence[RunTag], status: str,

@@ -52,6 +52,8 @@ from tuner.tracking.resilient import is_pending, resilient_client
 if TYPE_CHECKING:
     import torch
 
+    from tuner.tracking.resilient import Serve
+
 MAX_TAG_VALUE = 5000  # MLflow accepts 8000 characters; keep reasons readable
 MAX_PARAM_VALUE = 6000
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit on params in one log_batch
@@ -245,10 +247,12 @@ class Tracker:
         self.client.log_artifact(run_id, local_path)
 
     def log_model(self, run_id: str, module: torch.nn.Module,
-                  example_input: tuple[torch.Tensor, ...], config_yaml: str) -> str | None:
-        """Log a trained module as the run's model (tuner.tracking.registry); its URI, or
-        None when it waits in the outbox (tuner.tracking.resilient)."""
-        return self.client.log_model(run_id, module, example_input, config_yaml)
+                  example_input: tuple[torch.Tensor, ...], config_yaml: str,
+                  serve: Serve | None = None) -> str | None:
+        """Log a trained module as the run's model (tuner.tracking.registry), as
+        ``serve`` makes it; its URI, or None when it waits in the outbox
+        (tuner.tracking.resilient)."""
+        return self.client.log_model(run_id, module, example_input, config_yaml, serve)
 
     def end_trial(self, run_id: str, state: optuna.trial.TrialState, *,
                   reason: str | None = None, pruned_at: int | None = None,

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tuner.core.floats import as_computed
 from tuner.core.quiet import quiet_lightning
 from tuner.trial.build import build_objects, build_trainer
+from tuner.trial.served import trained_weights
 
 
 def validate_weights(model_config_yaml: str, state_dict: dict[str, Any],
@@ -49,4 +50,4 @@ def logged_weights(model_uri: str) -> dict[str, Any]:
     """The weights of a model tuner logged (MLflow ``pt2``), by parameter name."""
     import mlflow.pytorch
 
-    return dict(mlflow.pytorch.load_model(model_uri).state_dict())
+    return trained_weights(dict(mlflow.pytorch.load_model(model_uri).state_dict()))

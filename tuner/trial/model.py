@@ -33,6 +33,7 @@ from tuner.tracking.weights_file import load_weights, save_weights
 from tuner.trial.build import example_input, rebuild_module
 from tuner.trial.divergence import finite_weights
 from tuner.trial.fit import Fitted
+from tuner.trial.served import for_serving
 from tuner.trial.weights import (
     WEIGHTS_FILE,
     claim,
@@ -89,7 +90,7 @@ def export_best(study: optuna.Study, tracker: Tracker) -> str | None:
     try:
         state_dict, example_input = load_weights(kept_at)
         module = rebuild_module(config_yaml, state_dict)
-        uri = tracker.log_model(run_id, module, example_input, config_yaml)
+        uri = tracker.log_model(run_id, module, example_input, config_yaml, for_serving)
     except Exception as error:
         why = reason_of(error)
         study.set_user_attr(late_attr(attrs.MODEL_ERROR_ATTR, best.number), why)
