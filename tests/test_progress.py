@@ -71,3 +71,23 @@ def test_reporter_follows_the_stream():
             return True
 
     assert isinstance(make_reporter(FakeTerminal()), RichReporter)
+
+
+def test_after_the_last_trial_the_bar_says_each_step_and_ends_on_the_best():
+    """The export, the champion and the report take seconds after the last trial: the
+    bar says what it does meanwhile, and is left on the screen with the best value."""
+    reporter = RichReporter(Console(file=io.StringIO(), force_terminal=True, width=120))
+    reporter.start("digits-mlp", Tally(done=5, total=5, best="val_acc=0.97"))
+
+    def shown() -> str:
+        table = Console(width=120, record=True, file=io.StringIO())
+        table.print(reporter.progress.make_tasks_table(reporter.progress.tasks))
+        return table.export_text()
+
+    reporter.phase("choosing the champion")
+    assert "5/5" in shown() and "choosing the champion..." in shown()
+    reporter.stop()
+    assert "best val_acc=0.97" in shown() and "champion" not in shown()
+    plain = io.StringIO()
+    PlainReporter(plain).phase("writing the report")
+    assert plain.getvalue() == "writing the report...\n"  # a line in a log

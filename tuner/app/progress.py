@@ -88,21 +88,23 @@ class RichReporter(PlainReporter):
                        table_column=Column(no_wrap=True)),
             console=self.console, transient=False)
         self.task = None
+        self._status_text = ""  # the best value(s) and counts, which a phase replaces
 
     def print(self, text: str) -> None:
         self.console.print(mask(text), highlight=False, markup=False)
 
     def start(self, study_name: str, tally: Tally) -> None:
         self.progress.start()
+        self._status_text = self._status(study_name, tally)
         self.task = self.progress.add_task(study_name, total=tally.total, completed=tally.done,
-                                           status=self._status(study_name, tally))
+                                           status=self._status_text)
 
     def trial_done(self, result: TrialResult, metrics: tuple[str, ...], tally: Tally) -> None:
         if result.state == TrialState.FAIL:
             self.print(f"trial {result.number} FAIL {result.reason}")
         name = self.progress.tasks[0].description if self.progress.tasks else ""
-        self.progress.update(self.task, completed=tally.done,
-                             status=self._status(name, tally))
+        self._status_text = self._status(name, tally)
+        self.progress.update(self.task, completed=tally.done, status=self._status_text)
 
     def phase(self, text: str) -> None:
         """In the bar's status, where the best value was: the bar stays at its count."""
@@ -118,6 +120,10 @@ class RichReporter(PlainReporter):
         return text if len(text) <= room else text[:room - 1] + "…"
 
     def stop(self) -> None:
+        """The bar stays on the screen as it ended: with the best value(s), not the last
+        phase's words."""
+        if self.task is not None:
+            self.progress.update(self.task, status=self._status_text)
         self.progress.stop()
 
 
