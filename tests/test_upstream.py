@@ -159,3 +159,43 @@ def test_trainer_arguments_are_lightnings_own_list():
     assert sorted(TRAINER_ARGUMENTS) == sorted(lightning_has), (
         "TRAINER_ARGUMENTS: add " + str(sorted(set(lightning_has) - set(TRAINER_ARGUMENTS)))
         + ", drop " + str(sorted(set(TRAINER_ARGUMENTS) - set(lightning_has))))
+
+
+def _sleep() -> None:
+    import time
+
+    time.sleep(60)
+
+
+def test_two_threads_read_a_killed_slots_exit_code_through_the_guard():
+    """python/cpython#130895: two threads reading a dead forkserver child's exit code at
+    once, one of them recorded 255 over the right code (18 times in 100 unguarded, on
+    this project's machines). tuner.launch.reaping takes one lock for every such read
+    and every start of a process."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import threading
+    from multiprocessing.connection import wait
+
+    from tuner.launch import reaping
+
+    context = mp.get_context("forkserver")
+
+    def read(barrier, how, process):
+        barrier.wait()
+        how(process)
+
+    for _ in range(40):
+        process = context.Process(target=_sleep)
+        reaping.start(process)
+        os.kill(process.pid, signal.SIGKILL)
+        wait([process.sentinel])
+        barrier = threading.Barrier(3)
+        threads = [threading.Thread(target=read, args=(barrier, how, process)) for how in (
+            reaping.exit_code, reaping.alive, lambda p: reaping.wait_for_exit(p, 1))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert reaping.exit_code(process) == -signal.SIGKILL

@@ -30,6 +30,7 @@ from tuner.config.plan import SweepPlan
 from tuner.core.errors import SweepInterrupted
 from tuner.core.exits import INTERRUPTED_EXIT, STOP_GRACE, exit_reason
 from tuner.core.results import TrialResult
+from tuner.launch import reaping
 from tuner.launch.protocol import (
     DONE,
     EXPORT,
@@ -72,7 +73,7 @@ class ProcessSlot:
         self.process = self._context.Process(
             target=slot_main, args=(self.plan, self.spec, theirs, dict(os.environ), os.getpid()),
             name=f"tuner-slot-{self.spec.index}", daemon=True)
-        self.process.start()
+        reaping.start(self.process)
         theirs.close()  # ours is the only driver end: EOF on it means the slot is gone
         self.conn = ours
         self._received = 0  # metric batches it sent
@@ -121,7 +122,7 @@ class ProcessSlot:
         timer.start()
 
     def kill(self) -> None:
-        if self.process.is_alive():
+        if reaping.alive(self.process):
             self.process.kill()
 
     # -- reading ------------------------------------------------------------------------
@@ -140,9 +141,9 @@ class ProcessSlot:
                     continue
             except (EOFError, OSError):
                 pass
-            if not self.process.is_alive():
-                self.process.join()
-                raise SlotDied(self.process.exitcode, self._error)
+            if not reaping.alive(self.process):
+                reaping.wait_for_exit(self.process)
+                raise SlotDied(reaping.exit_code(self.process), self._error)
 
 
 class SlotPool:
@@ -190,7 +191,7 @@ class SlotPool:
             self._starting.join()
         for slot in self._slots:
             slot.kill()
-            slot.process.join()
+            reaping.wait_for_exit(slot.process)
             slot.conn.close()
 
     def preflight(self) -> None:
@@ -215,7 +216,7 @@ class SlotPool:
             slot.stop_now()
         deadline = time.monotonic() + STOP_GRACE
         for slot in self._slots:
-            slot.process.join(max(0.0, deadline - time.monotonic()))
+            reaping.wait_for_exit(slot.process, max(0.0, deadline - time.monotonic()))
             slot.kill()
 
     def finish(self, export: bool) -> str | None:
@@ -225,7 +226,7 @@ class SlotPool:
         (tuner.trial.model); the others are told they are done. Returns what the
         export did, in a line; None when nothing was exported here (the weights then
         stay for the next run of the study or ``tuner sync``)."""
-        up = sorted((s for s in self._slots if s.process.is_alive()),
+        up = sorted((s for s in self._slots if reaping.alive(s.process)),
                     key=lambda s: s.idle_since if s.idle_since is not None else float("inf"))
         exporter = up[0] if export and up else None
         for slot in up:
