@@ -169,8 +169,8 @@ def _sleep() -> None:
 
 def test_two_threads_read_a_killed_slots_exit_code_through_the_guard():
     """python/cpython#130895: two threads reading a dead forkserver child's exit code at
-    once, one of them recorded 255 over the right code (18 times in 100 unguarded, on
-    this project's machines). tuner.launch.reaping takes one lock for every such read
+    once, one of them recorded 255 over the right code now and then; the same race fails
+    this test without the guard. tuner.launch.reaping takes one lock for every such read
     and every start of a process."""
     import multiprocessing as mp
     import os

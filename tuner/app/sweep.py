@@ -68,17 +68,18 @@ def run_sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool | None = 
     written), and KeyboardInterrupt / SweepInterrupted after recording the running
     trials as interrupted."""
     pool = pool if pool is not None else start_slots(plan)
-    cut_short: list[int] = []  # the trials an interruption stops while they train
     try:
-        return _sweep(plan, reporter, pool, prepare, cut_short)
+        return _sweep(plan, reporter, pool, prepare)
     except BaseException as error:
-        error.trials_cut_short = cut_short  # for the interruption's message (tuner.cli)
+        # For the interruption's message (tuner.cli): the trials it stopped while they
+        # trained; none when it came before the driver started any.
+        if not hasattr(error, "trials_cut_short"):
+            error.trials_cut_short = []
         raise
 
 
 def _sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool,
-           prepare: Callable[[optuna.Study, Tracker], None] | None, cut_short: list[int]
-           ) -> SweepOutcome:
+           prepare: Callable[[optuna.Study, Tracker], None] | None) -> SweepOutcome:
     with pool, sigterm_raises():
         warmup = warm_driver_in_background(plan.cfg.tracking.tracking_uri,
                                            plan.cfg.tracking.report)
@@ -91,11 +92,11 @@ def _sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool,
         tracker = Tracker(plan.cfg.tracking, plan.study_name)
         tracker.open(study, plan.study_params())
         watch = TrialWatch(plan, study, reporter)
+        driver = None
         try:
             if prepare is not None:
                 prepare(study, tracker)
             driver = Driver(plan, study, tracker, watch.on_finished, deadline_of(plan), say=say)
-            driver.cut_short = cut_short
             watch.start()
             try:
                 reasons = driver.run(pool.slots)
@@ -104,10 +105,11 @@ def _sweep(plan: SweepPlan, reporter: PlainReporter, pool: SlotPool,
             if plan.cfg.tracking.log_models and waiting_weights(study) is not None:
                 reporter.phase("exporting the best model")
             pool.finish(export=plan.cfg.tracking.log_models)
-        except BaseException:
+        except BaseException as error:
             reporter.stop()
             pool.interrupt()
             tracker.close("KILLED")
+            error.trials_cut_short = list(driver.cut_short) if driver is not None else []
             raise
     stop_reason = watch.stop_reason(reasons)
     try:

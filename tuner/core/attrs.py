@@ -1,8 +1,9 @@
 """Names of the attributes tuner keeps on Optuna trials and studies, in one place.
 
 Those a person reading the study needs are user attributes (optuna-dashboard shows
-them); those only tuner reads are system attributes (``SYSTEM_TRIAL_ATTRS``,
-``SYSTEM_STUDY_ATTRS``: tuner.study.trial_attrs writes and reads them).
+them); those only tuner reads are system attributes: a trial's ``SYSTEM_TRIAL_ATTRS``
+(tuner.study.trial_attrs writes and reads them) and the study's search space and its
+fingerprint (tuner.study.studies).
 
 MLflow and Optuna point at each other: a trial's user attribute holds its MLflow run
 id (here), and the run's tags hold the study name and trial number
@@ -38,5 +39,3 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPACE_FINGERPRINT_ATTR = "search_space_fingerprint"
 SPACE_ATTR = "search_space"
 N_TRIALS_ATTR = "n_trials"
-
-SYSTEM_STUDY_ATTRS = frozenset({SPACE_FINGERPRINT_ATTR, SPACE_ATTR})

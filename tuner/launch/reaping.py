@@ -3,9 +3,8 @@
 CPython's forkserver ``Popen.poll`` is not thread-safe (python/cpython#130895, open for
 3.11 to 3.14): when two threads read a dead child's exit code at once, one reads it from
 the fork server and the other finds the pipe at its end and records 255 instead, over the
-right code. A slot killed by SIGKILL then read "exited with status 255" now and then (once
-in five full test runs; 18 times in 100 with two threads reading on purpose, none with this
-lock). The driver reads its slots from one thread each, the pool from another, and
+right code: a slot killed by SIGKILL read "exited with status 255" now and then. The
+driver reads its slots from one thread each, the pool from another, and
 ``Process.start`` polls every child too (``multiprocessing.process._cleanup``), so every
 such read and every start of a slot process takes this one lock. Blocking waits are made
 on the process's sentinel outside it, so no thread waits long for the lock.

@@ -55,17 +55,19 @@ class BuildError(Exception):
 
 def build_objects(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """Instantiate ``cfg.data`` and ``cfg.model`` from their ``_target_``."""
-    built = []
-    for group in ("data", "model"):
-        try:
-            built.append(instantiate_flat(cfg[group]))
-        except Exception as error:
-            raise BuildError(group, error) from error
-    datamodule, module = built
+    datamodule, module = build_group(cfg, "data"), build_group(cfg, "model")
     if not isinstance(module, pl.LightningModule):
         raise BuildError("model", TypeError(f"it builds a {type(module).__name__}, not a "
                                             "lightning.pytorch.LightningModule"))
     return datamodule, module
+
+
+def build_group(cfg: DictConfig, group: str) -> Any:
+    """Instantiate ``cfg[group]``; a BuildError names the group when that fails."""
+    try:
+        return instantiate_flat(cfg[group])
+    except Exception as error:
+        raise BuildError(group, error) from error
 
 
 # Keys by which a config asks Hydra for more than "call _target_ with these arguments".

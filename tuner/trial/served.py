@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import OmegaConf
 
-from tuner.trial.build import BuildError, instantiate_flat, rebuild_module
+from tuner.trial.build import build_group, rebuild_module
 
 TRAINED = "tuner_trained"  # the trained module's name inside a ServedModel
 
@@ -28,23 +28,19 @@ class ServedModel(torch.nn.Module):
     def __init__(self, trained: torch.nn.Module, inputs: torch.nn.Module | None,
                  outputs: torch.nn.Module | None):
         super().__init__()
-        self.add_module(TRAINED, trained)
+        self.tuner_trained = trained  # named TRAINED in the state dict
         self.tuner_input = inputs if inputs is not None else torch.nn.Identity()
         self.tuner_output = outputs if outputs is not None else torch.nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tuner_output(getattr(self, TRAINED)(self.tuner_input(x)))
+        return self.tuner_output(self.tuner_trained(self.tuner_input(x)))
 
 
 def for_serving(config_yaml: str, module: torch.nn.Module,
                 example_input: tuple[torch.Tensor, ...]
                 ) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
     """``module`` as it is exported and served, and its input example, raw."""
-    cfg = OmegaConf.create(config_yaml)
-    try:
-        datamodule = instantiate_flat(cfg.data)
-    except Exception as error:
-        raise BuildError("data", error) from error
+    datamodule = build_group(OmegaConf.create(config_yaml), "data")
     transforms = getattr(datamodule, "serving_transforms", None)
     inputs, outputs = transforms() if callable(transforms) else (None, None)
     if (inputs is None and outputs is None) or len(example_input) != 1:

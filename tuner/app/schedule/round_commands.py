@@ -12,7 +12,7 @@ import re
 import sys
 from pathlib import Path
 
-from tuner.app.schedule.jobs import check_round_setting, load_schedule
+from tuner.app.schedule.jobs import Job, Schedule, check_round_setting, load_schedule
 from tuner.core.errors import ConfigError, Problem
 
 ROUND_HELP = ("Run one round of a job now: a study of its own (<job>-r<N>), warm-started "
@@ -163,7 +163,7 @@ def _champion_change(before: str | None, after: str | None) -> str:
     return f"v{after} kept" if after == before else f"v{before} -> v{after}"
 
 
-def _warn_of_local_files(job, schedule) -> None:
+def _warn_of_local_files(job: Job, schedule: Schedule) -> None:
     """A pod's files go with it: a job whose records are files keeps nothing from one
     round to the next (no history, no warm start, no champion to beat) unless its
     working directory is a persistent volume. Said, not refused: the user may mount one."""

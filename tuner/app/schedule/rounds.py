@@ -59,9 +59,7 @@ def run_round(schedule_path: Path, name: str, say: Callable[[str], None],
     schedule = load_schedule(schedule_path)
     job = find_job(schedule, name)
     due = due or due_from_env() or now()
-    config_dir = project_config_dir(job.config_dir, schedule.project_dir, schedule.where,
-                                    f"jobs.{name}.config_dir")
-    check_overrides(job.overrides, config_dir, schedule.where, f"jobs.{name}.overrides")
+    config_dir = _checked_config_dir(schedule, job)
     with (sigterm_raises(), contextlib.chdir(schedule.project_dir),
           scoped_env(SCHEDULED_FOR_ENV, stamp(due))):
         probe = _plan(job, config_dir, 0)  # bad input is refused before the lock exists
@@ -81,8 +79,7 @@ def local_files(schedule: Schedule, job: Job) -> list[str]:
     from tuner.study.storage import storage_file
     from tuner.tracking.server import is_server_uri
 
-    config_dir = project_config_dir(job.config_dir, schedule.project_dir, schedule.where,
-                                    f"jobs.{job.name}.config_dir")
+    config_dir = _checked_config_dir(schedule, job)
     with contextlib.chdir(schedule.project_dir):
         cfg = _plan(job, config_dir, 0).cfg
     found = []
@@ -92,6 +89,15 @@ def local_files(schedule: Schedule, job: Job) -> list[str]:
     if not is_server_uri(cfg.tracking.tracking_uri):
         found.append(f"MLflow ({cfg.tracking.tracking_uri})")
     return found
+
+
+def _checked_config_dir(schedule: Schedule, job: Job) -> Path | None:
+    """The job's config folder, inside the project, and its overrides checked against it
+    (configs are code: README, scheduled jobs)."""
+    config_dir = project_config_dir(job.config_dir, schedule.project_dir, schedule.where,
+                                    f"jobs.{job.name}.config_dir")
+    check_overrides(job.overrides, config_dir, schedule.where, f"jobs.{job.name}.overrides")
+    return config_dir
 
 
 def find_job(schedule: Schedule, name: str) -> Job:
