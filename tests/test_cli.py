@@ -410,7 +410,7 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     # had a run ends it KILLED.
     with_runs = [t for t in interrupted if attrs.RUN_ID_ATTR in t.user_attrs]
     assert with_runs
-    assert all(statuses[str(t.number)] == "KILLED" for t in with_runs), statuses
+    assert all(statuses[str(t.number)] == "KILLED" for t in with_runs), (statuses, output)
     assert set(statuses) <= {"parent"} | {str(t.number) for t in study.trials}
     assert statuses["parent"] == "KILLED"
     assert "RUNNING" not in statuses.values()

@@ -42,3 +42,33 @@ def test_a_run_left_running_by_an_ended_trial_is_ended_when_the_next_sweep_start
     finished = [r for r in client_for(run_dir).search_runs(
         [run.info.experiment_id]) if r.data.tags.get(tags.ROLE) == "trial"]
     assert "RUNNING" not in {r.info.status for r in finished}
+
+
+def test_a_linked_run_whose_recorder_died_is_ended_at_once_and_a_living_ones_is_left(tmp_path):
+    """A trial told how it ended by a process killed before it ended the trial's run
+    (a reaper, a driver): the next sweep ends the run at once, as the trial ended. A
+    trial whose recorder still lives is left to it: it ends its run itself."""
+    import os
+    import socket
+
+    from tuner.study.trial_attrs import set_trial_attrs, trial_attr
+
+    run_dir = tmp_path / "runs"
+    sweep("n_trials=1", run_dir=run_dir)
+    dead_ones, _, dead_run = orphan_trial(run_dir, linked=True)
+    living_ones, _, living_run = orphan_trial(run_dir, linked=True)
+    study = load_study(run_dir)
+    reason = "abandoned: its process died"
+    dead = trial_attr(study.trials[dead_ones.number], attrs.OWNER_ATTR)  # an exited pid
+    for trial, recorder in ((dead_ones, dead),
+                            (living_ones, f"{socket.gethostname()}:{os.getpid()}")):
+        set_trial_attrs(trial, {attrs.SUPERVISOR_ATTR: recorder,
+                                attrs.FAIL_REASON_ATTR: reason})
+        study.tell(trial.number, state=TrialState.FAIL)  # told; its run not ended yet
+
+    sweep("n_trials=3", run_dir=run_dir)
+    client = client_for(run_dir)
+    ended = client.get_run(dead_run)
+    assert ended.info.status == "KILLED"
+    assert ended.data.tags[tags.FAIL_REASON] == reason
+    assert client.get_run(living_run).info.status == "RUNNING"

@@ -12,6 +12,7 @@ the repeat), and its run's last records and end, through the run writer.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
@@ -22,6 +23,8 @@ from tuner.core.errors import StorageUnavailable
 from tuner.core.results import TrialResult
 from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.run_writer import RunWriter
+from tuner.study.leases import supervisor_died
+from tuner.study.retries import cut_short
 from tuner.study.trial_attrs import set_attrs
 from tuner.study.trials import fail_running, tell
 from tuner.tracking.links import run_id_of
@@ -29,6 +32,9 @@ from tuner.tracking.orphans import running_trial_runs
 from tuner.tracking.tags import SEED_PARAM
 from tuner.trial import resume
 from tuner.trial.weights import drop_beaten
+
+if TYPE_CHECKING:
+    from tuner.tracking.runs import Tracker
 
 REASON_ATTR = {TrialState.FAIL: attrs.FAIL_REASON_ATTR, TrialState.PRUNED: attrs.PRUNED_REASON_ATTR}
 
@@ -97,9 +103,10 @@ STALE_AFTER_S = 300.0  # a finished trial's run still RUNNING this long after: i
 def end_orphaned_runs(study: optuna.Study, writer: RunWriter) -> None:
     """End the study's trial runs that a crash left RUNNING (tuner.tracking.orphans): a
     run its trial does not name (made just before its process died), and the run of a
-    trial that ended minutes ago (its process died before it ended the run). A RUNNING
-    trial's run is left to the trial's own end, or to whoever reaps it. The runs are
-    read before the trials: a run exists only once its trial is RUNNING."""
+    finished trial whose recorder died before it ended the run (its driver or its
+    reaper: a process of this host that is gone; elsewhere, a trial that ended minutes
+    ago). A RUNNING trial's run is left to the trial's own end, or to whoever reaps it.
+    The runs are read before the trials: a run exists only once its trial is RUNNING."""
     tracker = writer.tracker
     runs = running_trial_runs(tracker.client, tracker.experiment_id, tracker.study_name)
     if not runs:
@@ -111,12 +118,22 @@ def end_orphaned_runs(study: optuna.Study, writer: RunWriter) -> None:
         if trial is None or trial.state == TrialState.RUNNING:
             continue
         linked = run_id_of(trial, study.user_attrs)
-        ended_long_ago = (trial.datetime_complete is not None
-                          and now - trial.datetime_complete.timestamp() > STALE_AFTER_S)
+        unrecorded = supervisor_died(trial) or (
+            trial.datetime_complete is not None
+            and now - trial.datetime_complete.timestamp() > STALE_AFTER_S)
         for run_id in run_ids:
             tracker.client.bind(run_id, number)
             if run_id != linked:
                 tracker.end_trial(run_id, TrialState.FAIL, reason=ORPHANED, interrupted=True,
                                   only_if_running=True)
-            elif ended_long_ago:
-                tracker.end_trial(run_id, trial.state, only_if_running=True, number=number)
+            elif unrecorded:
+                _end_as_told(tracker, run_id, trial)
+
+
+def _end_as_told(tracker: Tracker, run_id: str, trial: optuna.trial.FrozenTrial) -> None:
+    """End a finished trial's run as its trial ended (a FAIL with its reason, KILLED
+    when it was cut short)."""
+    failed = trial.state == TrialState.FAIL
+    reason = trial.user_attrs.get(attrs.FAIL_REASON_ATTR) if failed else None
+    tracker.end_trial(run_id, trial.state, reason=reason, only_if_running=True,
+                      interrupted=failed and cut_short(trial), number=trial.number)

@@ -32,6 +32,7 @@ from tuner.core.upstream import trial_id_of
 from tuner.study import leases
 from tuner.study.retries import next_retry
 from tuner.study.storage import advisory_key
+from tuner.study.trial_attrs import set_attrs
 from tuner.study.trials import FINISHED, grid_all_started, grid_exhausted, tell
 
 
@@ -142,6 +143,10 @@ def reap_stale(study: optuna.Study, storage: BaseStorage, reap: Reaper,
 def _reap(study: optuna.Study, storage: BaseStorage, trial: FrozenTrial, reason: str,
           reap: Reaper) -> None:
     text = f"abandoned: {reason}"
-    storage.set_trial_user_attr(trial_id_of(trial), attrs.FAIL_REASON_ATTR, text)
+    # The reaper becomes the trial's supervisor: it ends the trial's run from here on,
+    # and if it dies before it could, the next command sees that no one will
+    # (tuner.launch.conclude.end_orphaned_runs).
+    set_attrs(storage, trial_id_of(trial), {attrs.FAIL_REASON_ATTR: text,
+                                            attrs.SUPERVISOR_ATTR: leases.owner_id()})
     tell(study, trial.number, state=TrialState.FAIL, skip_if_finished=True)
     reap(trial, text)

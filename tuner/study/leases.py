@@ -72,6 +72,13 @@ def stale_reason(trial: FrozenTrial, now: float | None = None) -> str | None:
     return None
 
 
+def supervisor_died(trial: FrozenTrial) -> bool:
+    """Whether the process that records the trial (its driver, or the reaper that
+    ended it) was a process of this host that no longer exists: whatever it had yet to
+    record of the trial, no one will."""
+    return _died_here(trial_attr(trial, attrs.SUPERVISOR_ATTR))
+
+
 def _here(process: str | None) -> int | None:
     """The pid in a ``host:pid`` of this host, else None."""
     if process is None:
