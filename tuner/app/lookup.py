@@ -14,6 +14,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from tuner.app.lineage import winner_schedule
 from tuner.config.compose import Composed
 from tuner.core import attrs
 from tuner.core.errors import ConfigError, Problem
@@ -82,6 +83,9 @@ def best_report(composed: Composed) -> dict[str, Any]:
             "mlflow_run_id": run_id_of(best, study.user_attrs),
             "config": trial_attr(best, attrs.CONFIG_ATTR, ""),
         }
+        schedule = winner_schedule(trials, best)
+        if schedule:  # strategy=pbt: the values the winner followed, segment by segment
+            report["best"]["schedule"] = schedule
     if len(study.directions) > 1:
         report["pareto_front"] = sorted(t.number for t in study.best_trials)
     return report

@@ -10,7 +10,7 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import optuna
@@ -18,6 +18,7 @@ from mlflow.entities import Metric, RunTag
 from optuna.trial import FrozenTrial
 
 from tuner.app.champion import crown, sweep_contest
+from tuner.app.lineage import winner_schedule
 from tuner.app.pages.study_page import leaderboard, render_study_report, trial_counts
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
@@ -35,6 +36,7 @@ class Summary:
     champion_note: str  # why there is no champion, or ""
     counts: dict[str, int]  # trials per state name
     pending: int = 0  # MLflow records still waiting in the outbox (tuner sync writes them)
+    schedule: list[dict] = field(default_factory=list)  # strategy=pbt: the best's lineage
 
 
 def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
@@ -57,7 +59,9 @@ def finalize(plan: SweepPlan, study: optuna.Study, tracker: Tracker,
         html = render_study_report(study, tracking_uri=plan.cfg.tracking.tracking_uri,
                                    champion=champion)
         tracker.client.log_text(tracker.parent_run_id, html, "report.html")
-    return Summary(best, champion, note, counts)
+    schedule = ([] if best is None or plan.population is None
+                else winner_schedule(study.get_trials(deepcopy=False), best))
+    return Summary(best, champion, note, counts, schedule=schedule)
 
 
 def _log_parent(plan: SweepPlan, tracker: Tracker, best: FrozenTrial | None,

@@ -32,6 +32,7 @@ import optuna
 
 from tuner.app.champion import describe_champion
 from tuner.app.finish import finish_records
+from tuner.app.lineage import schedule_lines
 from tuner.app.progress import PlainReporter, format_values
 from tuner.app.report import Summary
 from tuner.app.warmup import warm_driver_in_background
@@ -140,6 +141,7 @@ def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:
     lines = [f"best trial {best.number}: {format_values(plan.metrics, best.values)}"]
     lines += [f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}"
               for k, v in best.params.items()]
+    lines += schedule_lines(summary.schedule)
     champion = summary.champion
     if champion is not None:
         lines.append(describe_champion(champion))

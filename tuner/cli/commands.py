@@ -155,6 +155,10 @@ def cmd_best(args: argparse.Namespace) -> int:
     print(f"best trial {best['number']}: {values}")
     for key, value in best["params"].items():
         print(f"  {key} = {value}")
+    from tuner.app.lineage import schedule_lines
+
+    for line in schedule_lines(best.get("schedule", [])):
+        print(line)
     if best.get("mlflow_run_id"):
         print(f"MLflow run: {best['mlflow_run_id']}")
     if report.get("pareto_front"):

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from tuner.config import checks, trainer_checks
 from tuner.config.compose import Composed
 from tuner.config.machine import nodes
+from tuner.config.population import Population, population_of, use_population
 from tuner.config.space import SearchSpace
 from tuner.config.space_parse import parse
 from tuner.core.errors import ConfigError, Problem
@@ -39,6 +40,7 @@ class SweepPlan:
     space: SearchSpace
     nodes: int = 1  # machines one trial spans (more than one only under torchrun)
     notes: tuple[str, ...] = ()  # what tuner does differently from the config, said once
+    population: Population | None = None  # strategy=pbt; None: the sampler's search
 
     @property
     def cfg(self) -> DictConfig:
@@ -94,7 +96,7 @@ class SweepPlan:
         return {
             "metric": ",".join(self.metrics), "direction": ",".join(self.directions),
             **{f"{group}": choices.get(group) for group in
-               ("model", "data", "search", "sampler", "pruner", "storage")},
+               ("model", "data", "search", "sampler", "pruner", "strategy", "storage")},
             "search_space_fingerprint": self.space.fingerprint(),
         }
 
@@ -128,8 +130,11 @@ def make_plan(composed: Composed) -> SweepPlan:
     except ConfigError as error:
         problems.extend(error.problems)
         space = None
+    population = population_of(composed, space, problems)
+    if population is not None:
+        use_population(composed, population)
     if space is not None:  # the sampler needs the space (grid), the checks need both
         problems.extend(checks.sampler_and_pruner(composed, space, len(metrics)))
     if problems:
         raise ConfigError(problems)
-    return SweepPlan(composed, metrics, directions, space, nodes(), tuple(notes))
+    return SweepPlan(composed, metrics, directions, space, nodes(), tuple(notes), population)

@@ -187,6 +187,7 @@ class SweepSchema:
     search: dict[str, Any] = MISSING
     sampler: Any = MISSING
     pruner: Any = MISSING
+    strategy: Any = MISSING  # search | pbt (tuner.config.population)
     storage: Any = MISSING
     tracking: TrackingSchema = field(default_factory=TrackingSchema)
     study_name: str | None = MISSING

@@ -29,6 +29,15 @@ RESUMED_FROM_EPOCH_ATTR = "resumed_from_epoch"  # a repeat that resumed: epochs 
 RESUME_ERROR_ATTR = "resume_error"  # why a repeat started over although a checkpoint was there
 # Epochs a trial trained, where it reports none to Optuna (a multi-objective study).
 EPOCHS_ATTR = "epochs_trained"
+# Population-based training (tuner.study.population): a segment's place in the population.
+PBT_MEMBER_ATTR = "pbt.member"  # which member of the population (0 .. population-1)
+PBT_GENERATION_ATTR = "pbt.generation"
+PBT_EPOCHS_ATTR = "pbt.epochs"  # [start, end): the epochs the segment trains
+PBT_PARENT_ATTR = "pbt.parent"  # the trial whose checkpoint it continues; absent in generation 0
+PBT_OP_ATTR = "pbt.op"  # keep | perturb | resample (how its values came from its parent's)
+PBT_CHECKPOINT_ATTR = "pbt.checkpoint"  # the parent's checkpoint it starts from
+PBT_CHECKPOINT_SHA_ATTR = "pbt.checkpoint_sha256"  # what that file must hash to
+PBT_END_SHA_ATTR = "pbt.end_checkpoint_sha256"  # its own checkpoint at its end, once saved
 
 # tuner's own, kept out of the dashboard's sight (system attributes)
 SYSTEM_TRIAL_ATTRS = frozenset({OWNER_ATTR, SUPERVISOR_ATTR, LEASE_ATTR, CONFIG_ATTR,

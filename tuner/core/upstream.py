@@ -110,6 +110,14 @@ def _replay_all(journal: JournalStorage, count: int) -> None:
         raise error
 
 
+def enqueued_params(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """The params ``study.enqueue_trial`` fixed for a trial (Optuna keeps them in the
+    trial's ``fixed_params`` system attribute until it is sampled): what a PBT decision
+    gave a segment that was cut short before it sampled them. Without it: its repeat
+    would sample values of its own, which its parent's checkpoint may not fit."""
+    return dict(trial.system_attrs.get("fixed_params") or {})
+
+
 # -- Lightning -----------------------------------------------------------------------------
 
 HOOK_NAME_ATTRIBUTE = "_current_fx_name"  # LightningModule: the hook Lightning is in
@@ -151,6 +159,18 @@ def launched_rank_processes(trainer: Any) -> list[Any]:
     returns at once, and its slot may read the trial's files a moment early."""
     launcher = getattr(trainer.strategy, "launcher", None)
     return list(getattr(launcher, "procs", []) or [])
+
+
+def fresh_optimizers(module: Any) -> tuple[list[Any], list[Any]]:
+    """``lightning.pytorch.core.optimizer._init_optimizers_and_lr_schedulers``: what the
+    module's ``configure_optimizers`` builds, in Lightning's normal form (optimizers, and
+    scheduler configs), whatever shape the module returned. A PBT child reads its own
+    hyperparameters off it, to set them on the optimizer and schedule Lightning restored
+    from its parent (tuner.trial.segment). Without it: a child would train with its
+    parent's learning rate."""
+    from lightning.pytorch.core.optimizer import _init_optimizers_and_lr_schedulers
+
+    return _init_optimizers_and_lr_schedulers(module)
 
 
 # -- MLflow --------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ from tuner.core.upstream import storage_of, trial_id_of
 from tuner.launch.conclude import conclude, conclude_interrupted, end_orphaned_runs
 from tuner.launch.prepare import Ready, claim_ahead, make_ready
 from tuner.launch.run_writer import RunWriter
-from tuner.launch.strategy import Search, Strategy
+from tuner.launch.strategy import Strategy, strategy_for
 from tuner.launch.training_slot import MetricWrite, SlotDied, TrainingSlot
 from tuner.study.leases import LeaseKeeper
 from tuner.trial.order import Order
@@ -72,7 +72,7 @@ class Driver:
         self.on_finished, self.deadline = on_finished, deadline
         self.say = say or (lambda text: print(f"tuner: {text}", file=sys.stderr, flush=True))
         self.writer = RunWriter(tracker, study)
-        self.strategy = strategy or Search(plan, study, self._end_abandoned)
+        self.strategy = strategy or strategy_for(plan, study, self._end_abandoned)
         self.leases = LeaseKeeper(storage_of(study))
         # Runs a crash left RUNNING, off the trials' path (tuner.launch.conclude).
         self.writer.later(end_orphaned_runs, study, self.writer)
@@ -188,7 +188,7 @@ class Driver:
 
     def _sample(self, ready: Ready) -> Ready:
         try:
-            return make_ready(self.plan, self.study, self.writer, ready)
+            return make_ready(self.plan, self.study, self.writer, ready, self.strategy.segment)
         except BaseException:  # Ctrl-C while it was readied
             self.release(ready, "interrupted (while it was readied)")
             raise

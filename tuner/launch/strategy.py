@@ -10,7 +10,8 @@ from another's checkpoint (population-based training) never does it twice.
 
 :class:`Search` is the default: the config's sampler proposes (a repeat of a failed
 trial first, when one is due: tuner.study.retries), and its pruner stops trials from
-inside their slots.
+inside their slots. ``strategy=pbt`` is population-based training
+(tuner.launch.population): one trial per member and segment of epochs.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tuner.core.results import TrialResult
 from tuner.core.upstream import storage_of
 from tuner.study.budget import Claim, Reaper, claim, claim_lock
 from tuner.study.storage import journal_path, open_storage, outage_seconds, patience
+from tuner.trial.order import SegmentOrder
 
 
 class Strategy(Protocol):
@@ -35,9 +37,23 @@ class Strategy(Protocol):
         neither (wait: the budget is taken, but a running trial may still fail)."""
         ...
 
+    def segment(self, trial: optuna.Trial) -> SegmentOrder | None:
+        """What part of training a claimed trial does (population-based training: a
+        segment of epochs from a parent's checkpoint); None: the config's whole fit."""
+        ...
+
     def finished(self, result: TrialResult) -> None:
         """A trial this strategy handed out has ended, and Optuna knows how."""
         ...
+
+
+def strategy_for(plan: SweepPlan, study: optuna.Study, reap: Reaper) -> Strategy:
+    """The config's strategy: ``search``, or ``pbt`` (tuner.launch.population)."""
+    if plan.population is not None:
+        from tuner.launch.population import Population
+
+        return Population(plan, study, reap)
+    return Search(plan, study, reap)
 
 
 class Search:
@@ -62,6 +78,9 @@ class Search:
             return self.patience.wait_out(
                 "claim", claim, self.study, self.storage, self.plan.cfg.n_trials, self.lock,
                 self.reap, owner_pid, self.plan.cfg.retry_failed, self.grid_points)
+
+    def segment(self, trial: optuna.Trial) -> SegmentOrder | None:
+        return None  # every trial trains the config's epochs
 
     def finished(self, result: TrialResult) -> None:
         pass  # the sampler reads the study itself

@@ -27,6 +27,13 @@ JOB = "tuner.job"  # on a scheduled round's parent run: the job it is a round of
 ROUND = "tuner.round"  # ... and its number (1, 2, ...)
 DECISION = "tuner.decision"  # ... and what it did with the champion: promoted, kept, none
 DECISION_WHY = "tuner.decision_why"
+PBT_MEMBER = "tuner.pbt.member"  # population-based training: a segment's member ...
+PBT_GENERATION = "tuner.pbt.generation"  # ... its generation ...
+PBT_EPOCHS = "tuner.pbt.epochs"  # ... the epochs it trained ("5-6": its 5th and 6th) ...
+PBT_OP = "tuner.pbt.op"  # ... how its values came from its parent's (keep, perturb, resample)
+PBT_PARENT_TRIAL = "tuner.pbt.parent_trial"  # ... the segment it continues ...
+PBT_PARENT_RUN = "tuner.pbt.parent_run"  # ... and that segment's run
+HP_PREFIX = "hp/"  # a mutable hyperparameter as a metric at each epoch: one curve per member
 COMPARED_STUDIES = "tuner.compared_studies"  # on a comparison run: the studies, comma-separated
 
 # Model registry

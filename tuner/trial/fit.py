@@ -44,6 +44,7 @@ class FitInputs:
     checkpoint: ResumeCheckpoint | None = None  # saves the training state now and then
     resume_from: Path | None = None  # such a checkpoint to continue from
     trainer_overrides: Mapping[str, Any] = field(default_factory=dict)
+    callbacks: tuple[pl.Callback, ...] = ()  # more of tuner's (a PBT child's, tuner.trial.segment)
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,8 @@ def fit(inputs: FitInputs) -> Fitted:
     divergence = DivergenceStop()
     # The config's own callbacks first, tuner's after: tuner's read what the epoch left.
     callbacks = [*build_callbacks(inputs.cfg, str(inputs.root_dir)).values(),
-                 *(c for c in (pruning, divergence, inputs.checkpoint) if c is not None)]
+                 *(c for c in (pruning, divergence, inputs.checkpoint) if c is not None),
+                 *inputs.callbacks]
     trainer = build_trainer(inputs.cfg.trainer, callbacks=callbacks, logger=inputs.logger,
                             root_dir=str(inputs.root_dir), **inputs.trainer_overrides)
     logger = inputs.logger

@@ -26,6 +26,18 @@ class ResumeFrom:
 
 
 @dataclass(frozen=True)
+class SegmentOrder:
+    """A segment of population-based training (tuner.study.population): epochs
+    [start_epoch, end_epoch) of a member, from its parent's checkpoint (copied into the
+    trial's folder by the driver; None in generation 0), saved at its end."""
+
+    start_epoch: int
+    end_epoch: int
+    end_checkpoint: Path
+    start_checkpoint: Path | None = None
+
+
+@dataclass(frozen=True)
 class Order:
     trial_id: int  # Optuna's id: the slot rebuilds the trial from the storage by it
     number: int
@@ -41,6 +53,7 @@ class Order:
     # trial's last records itself (tuner.launch.orphan).
     experiment_id: str | None = None
     parent_run_id: str | None = None
+    segment: SegmentOrder | None = None  # strategy=pbt: the epochs it trains, and from where
 
     def beats_best(self, value: float, direction: str) -> bool:
         from tuner.core.results import is_better

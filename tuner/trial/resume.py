@@ -91,7 +91,7 @@ def commit(checkpoint: Path, epochs: int) -> None:
     """Make ``checkpoint`` (whole, on disk) the chain's resume point: write its record,
     then delete the checkpoints it replaces."""
     record = {"file": checkpoint.name, "epochs": epochs, "bytes": checkpoint.stat().st_size,
-              "sha256": _sha256(checkpoint)}
+              "sha256": sha256_of(checkpoint)}
     folder = checkpoint.parent
     written = partial_path(folder / RECORD_FILE)
     with written.open("w") as out:
@@ -104,7 +104,8 @@ def commit(checkpoint: Path, epochs: int) -> None:
             old.unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """A file's SHA-256, read in blocks (checkpoints are large)."""
     digest = hashlib.sha256()
     with path.open("rb") as data:
         while block := data.read(1 << 20):
@@ -130,7 +131,7 @@ def last_checkpoint(folder: Path) -> tuple[Path | None, int, str | None]:
         return path, epochs, f"{path.name} is missing"
     if path.stat().st_size != size:
         return path, epochs, f"{path.name} has {path.stat().st_size} bytes, not the {size} saved"
-    if _sha256(path) != expected:
+    if sha256_of(path) != expected:
         return path, epochs, f"{path.name} changed since it was saved (SHA-256 differs)"
     return path, epochs, None
 

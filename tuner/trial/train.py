@@ -20,6 +20,7 @@ import time
 import traceback
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -33,6 +34,7 @@ from tuner.trial.fit import FitInputs, fit
 from tuner.trial.metrics_logger import BatchLogger
 from tuner.trial.model import keep_weights
 from tuner.trial.order import Order
+from tuner.trial.segment import AdoptHyperparameters, SegmentEnd
 
 # Where a trial's metric batches go: (trial number, rows). One way: nothing answers.
 MetricSink = Callable[[int, list[MetricRow]], None]
@@ -64,19 +66,20 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
               ) -> TrialResult:
     trial = optuna.trial.Trial(study, order.trial_id)
     logger = trial_logger(plan, order, send_metrics)
-    checkpoint = (None if order.checkpoint_dir is None else
-                  ResumeCheckpoint(order.checkpoint_dir, plan.cfg.resume_checkpoint_s))
+    checkpoint, resume_from, more = _state_inputs(plan, order)
     try:
         fitted = fit(FitInputs(
             order.cfg, order.seed, plan.metrics, plan.reports_epochs, order.trial_dir,
-            trial=trial, logger=logger, checkpoint=checkpoint,
-            resume_from=None if order.resume is None else order.resume.checkpoint))
+            trial=trial, logger=logger, checkpoint=checkpoint, resume_from=resume_from,
+            callbacks=more))
     finally:
         logger.flush()  # what it logged before an error or an interruption reaches the run
     outcome = fitted.outcome
     result = TrialResult(order.number, outcome.state, outcome.values,
                          pruned_at=outcome.pruned_at, reason=outcome.reason,
                          run_id=order.run_id, params=logger.hyperparams)
+    if isinstance(checkpoint, SegmentEnd) and checkpoint.sha256 is not None:
+        result.attrs[attrs.PBT_END_SHA_ATTR] = checkpoint.sha256  # its children check it
     if not plan.reports_epochs:  # Optuna holds no epoch of it: the leaderboard reads this
         result.attrs[attrs.EPOCHS_ATTR] = fitted.trainer.current_epoch
     if (outcome.state == TrialState.COMPLETE
@@ -84,6 +87,20 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
         kept, result.error_text = keep_weights(fitted, order.trial_dir)
         result.attrs.update(kept)
     return result
+
+
+def _state_inputs(plan: SweepPlan, order: Order
+                  ) -> tuple[ResumeCheckpoint | None, Path | None, tuple]:
+    """Where the fit saves its state, what it resumes from, and the callbacks that go
+    with them: a repeat's resume checkpoint, or a PBT segment's (tuner.trial.segment)."""
+    segment = order.segment
+    if segment is not None:
+        start = segment.start_checkpoint
+        return (SegmentEnd(segment), start,
+                (AdoptHyperparameters(),) if start is not None else ())
+    checkpoint = (None if order.checkpoint_dir is None else
+                  ResumeCheckpoint(order.checkpoint_dir, plan.cfg.resume_checkpoint_s))
+    return checkpoint, None if order.resume is None else order.resume.checkpoint, ()
 
 
 def trial_logger(plan: SweepPlan, order: Order, send_metrics: MetricSink) -> BatchLogger:
