@@ -52,7 +52,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tuner.app.sweep import describe_best, run_sweep
 
     reporter = make_reporter()
-    reporter.print(f"study {plan.study_name}: {plan.cfg.n_trials} trials of "
+    population = plan.population
+    shape = ("" if population is None else
+             f" (a population of {population.size}, {population.generations} segments of "
+             f"{population.interval} epochs each)")
+    reporter.print(f"study {plan.study_name}: {plan.cfg.n_trials} trials{shape} of "
                    f"{composed.choices.get('model')} on {composed.choices.get('data')}, "
                    f"optimising {', '.join(plan.metrics)} ({', '.join(plan.directions)}); "
                    f"records in {plan.run_dir}")
@@ -61,8 +65,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     said = (f"{counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
             f"{counts['FAIL']} failed")
     if outcome.stop_reason == "budget" and not outcome.trained:
+        more = ("raise n_trials to run more" if population is None else
+                "its population has trained every segment; a larger population or more "
+                "epochs is a new study (study_name=...)")
         reporter.print(f"nothing to run: the study has its {plan.cfg.n_trials} trials already "
-                       f"({said}); raise n_trials to run more")
+                       f"({said}); {more}")
     else:
         reporter.print(f"done ({outcome.stop_reason}): {said}")
     for line in describe_best(plan, outcome.summary):

@@ -48,3 +48,4 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPACE_FINGERPRINT_ATTR = "search_space_fingerprint"
 SPACE_ATTR = "search_space"
 N_TRIALS_ATTR = "n_trials"
+STRATEGY_ATTR = "strategy"  # "search", or PBT's population settings (a system attribute)

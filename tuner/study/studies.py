@@ -47,6 +47,7 @@ def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
         storage.set_study_system_attr(created, attrs.SPACE_FINGERPRINT_ATTR,
                                       plan.space.fingerprint())
         storage.set_study_system_attr(created, attrs.SPACE_ATTR, plan.space.to_json())
+        storage.set_study_system_attr(created, attrs.STRATEGY_ATTR, _strategy(plan))
         with warnings.catch_warnings():  # experimental since Optuna 3.2, still there in 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(plan.metrics))
@@ -118,6 +119,13 @@ def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
             f"{', '.join(plan.metrics)}, and mixing them would rank trials by different "
             "measures", f"start a new study ({new_name}) or restore metric="
                         f"{','.join(stored_metrics)}"))
+    strategy = storage.get_study_system_attrs(study_id).get(attrs.STRATEGY_ATTR, "search")
+    if strategy != _strategy(plan):
+        raise ConfigError(Problem(
+            plan.locate("strategy.name"), "strategy",
+            f"study '{name}' was run with {strategy}; this config asks for {_strategy(plan)}, "
+            "and its trials would not fit together",
+            f"start a new study ({new_name}) or restore the original strategy settings"))
     fingerprint = (storage.get_study_system_attrs(study_id).get(attrs.SPACE_FINGERPRINT_ATTR)
                    or storage.get_study_user_attrs(study_id).get(attrs.SPACE_FINGERPRINT_ATTR))
     if fingerprint is not None and fingerprint != plan.space.fingerprint():
@@ -128,3 +136,13 @@ def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
             "different spaces",
             f"start a new study with {new_name} (or another name), or restore the original "
             "search space to resume"))
+
+
+def _strategy(plan: SweepPlan) -> str:
+    """How the study's trials are decided, as a resume compares it: "search", or the
+    population's shape (its members, segments and what they mutate)."""
+    p = plan.population
+    if p is None:
+        return "search"
+    return (f"pbt (population {p.size}, {p.generations} segments of {p.interval} epochs, "
+            f"mutable {', '.join(p.mutable)})")
