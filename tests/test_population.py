@@ -231,12 +231,21 @@ def _segments(run_dir):
     return [t for t in load_study(run_dir).trials if attrs.PBT_MEMBER_ATTR in t.user_attrs]
 
 
-def test_a_population_of_four_over_three_generations_records_its_lineage(tmp_path):
-    result = run_tuner("sweep", *PBT, cwd=tmp_path)
+@pytest.fixture(scope="module")
+def population(tmp_path_factory):
+    """One PBT sweep (4 members x 3 generations), its report written: its folder and
+    the command's output."""
+    cwd = tmp_path_factory.mktemp("population")
+    result = run_tuner("sweep", *PBT, cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "study digits-mlp: 12 trials" in result.stdout
-    assert "schedule (the winner's lineage, generation 0 first):" in result.stdout
-    run_dir = tmp_path / "runs"
+    return cwd, result.stdout
+
+
+def test_a_population_of_four_over_three_generations_records_its_lineage(population):
+    cwd, output = population
+    assert "study digits-mlp: 12 trials (a population of 4, 3 segments of 2 epochs" in output
+    assert "schedule (the winner's lineage, generation 0 first):" in output
+    run_dir = cwd / "runs"
     trials = load_study(run_dir).trials
     assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
     places = sorted((t.user_attrs[attrs.PBT_GENERATION_ATTR], t.user_attrs[attrs.PBT_MEMBER_ATTR])
@@ -280,7 +289,9 @@ def test_a_population_of_four_over_three_generations_records_its_lineage(tmp_pat
     best = load_study(run_dir).best_trial
     assert [p.relative_to(run_dir).as_posix() for p in left] == [
         f"trials/digits-mlp/{best.number}/segment.ckpt"]
-    shown = tuner_here("best", cwd=tmp_path)
+    assert f"champion: promoted to models:/digits-mlp@champion (version 1, trial {best.number})" \
+        in output
+    shown = tuner_here("best", cwd=cwd)
     assert shown.returncode == 0, shown.stderr
     assert f"best trial {best.number}:" in shown.stdout
     lines = shown.stdout.split("schedule (the winner's lineage, generation 0 first):\n")[1]
@@ -288,6 +299,44 @@ def test_a_population_of_four_over_three_generations_records_its_lineage(tmp_pat
     assert len(steps) == best.user_attrs[attrs.PBT_GENERATION_ATTR] + 1
     assert steps[-1].startswith(f"  epochs {2 * len(steps) - 1}-{2 * len(steps)}: "
                                 f"trial {best.number} ")
+
+
+def test_the_replay_of_the_winners_lineage_reaches_the_sweeps_values_exactly(population):
+    cwd, _ = population
+    run_dir = cwd / "runs"
+    best = load_study(run_dir).best_trial
+    result = run_tuner("replay", cwd=cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    generations = best.user_attrs[attrs.PBT_GENERATION_ATTR] + 1
+    assert f"replaying trial {best.number}'s lineage: {generations} segment(s)" in result.stdout
+    assert result.stdout.count(", the same)") == generations, result.stdout
+    assert (f"trial {best.number} replayed: {best.value:.6g}; the sweep recorded "
+            f"{best.value:.6g}: reproduced exactly") in result.stdout
+    refused = run_tuner("replay", "--trial", "99", cwd=cwd)
+    assert refused.returncode == 2 and "the study has no trial 99" in refused.stderr
+
+
+def test_the_report_draws_the_population_with_the_winners_lineage(population):
+    from tests.browser import WatchedPage, chromium, wait_for_plots
+
+    cwd, _ = population
+    result = tuner_here("report", "--out", "report.html", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    with chromium() as browser:
+        page = WatchedPage(browser, width=1100)
+        page.page.goto((cwd / "report.html").as_uri())
+        assert wait_for_plots(page.page) != "error", page.errors
+        figure = page.page.locator(
+            "figure:has(figcaption:has-text('Population: who copied whom'))")
+        assert figure.count() == 1
+        figure.scroll_into_view_if_needed()
+        # 12 segments, the three lines' legend entries, the winner's line drawn
+        assert figure.locator(".scatterlayer .point").count() == 12
+        legend = figure.locator(".legendtext").all_text_contents()
+        assert {"continued", "the winner"} <= set(legend), legend
+        figure.screenshot(path=str(page.screenshot("pbt-population").with_name(
+            "pbt-population-figure.png")))
+        assert not page.errors, page.errors
 
 
 def test_a_sweep_killed_mid_generation_finishes_on_rerun_with_nothing_trained_twice(tmp_path):

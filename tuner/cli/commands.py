@@ -175,6 +175,21 @@ def cmd_best(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from tuner.app.lineage_replay import replay_lineage
+
+    study, overrides = _study_and_overrides(args.args)
+    replayed = replay_lineage(_compose(args.config_dir, overrides, study), args.trial,
+                              lambda line: print(line, flush=True))
+    last = replayed[-1]
+    verdict = ("reproduced exactly" if last.replayed == last.recorded else
+               f"{last.replayed - last.recorded:+.6g} from it (not the same machine, thread "
+               "count or kernels: GPU kernels are not deterministic)")
+    print(f"trial {last.trial.number} replayed: {last.replayed:.6g}; the sweep recorded "
+          f"{last.recorded:.6g}: {verdict}")
+    return 0
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from tuner.app.ui import check_ui_host, local_url, ui_command
 

@@ -14,6 +14,7 @@ from tuner.cli.commands import (
     cmd_compare,
     cmd_dashboard,
     cmd_init,
+    cmd_replay,
     cmd_report,
     cmd_serve,
     cmd_sweep,
@@ -133,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
                            "overrides that locate the storage, e.g. run_dir=... storage=sqlite")
     best.add_argument("--json", action="store_true", help="print JSON instead of text")
     best.set_defaults(func=cmd_best, words="args")
+
+    replay = command("replay", "Train a population's winner (strategy=pbt) again along its "
+                               "lineage, and compare each segment with the sweep's value.",
+                     "examples:\n  tuner replay\n  tuner replay digits-mlp --trial 38\n"
+                     "On CPU, with the thread count its slot had (recorded), it reaches the "
+                     "sweep's values exactly.")
+    replay.add_argument("args", nargs="*", metavar="[STUDY] [OVERRIDE]",
+                        help="the study name (default: the one the config composes to), "
+                             "then overrides that locate the storage, e.g. run_dir=...")
+    replay.add_argument("--trial", type=int, metavar="N",
+                        help="the segment whose lineage to replay (default: the best)")
+    replay.set_defaults(func=cmd_replay, words="args")
 
     report = command("report", "Write a study's report: one self-contained HTML page with "
                                "interactive plots (also while the sweep runs).",

@@ -38,6 +38,7 @@ PBT_OP_ATTR = "pbt.op"  # keep | perturb | resample (how its values came from it
 PBT_CHECKPOINT_ATTR = "pbt.checkpoint"  # the parent's checkpoint it starts from
 PBT_CHECKPOINT_SHA_ATTR = "pbt.checkpoint_sha256"  # what that file must hash to
 PBT_END_SHA_ATTR = "pbt.end_checkpoint_sha256"  # its own checkpoint at its end, once saved
+PBT_THREADS_ATTR = "pbt.threads"  # torch threads its slot trained with (a replay uses as many)
 
 # tuner's own, kept out of the dashboard's sight (system attributes)
 SYSTEM_TRIAL_ATTRS = frozenset({OWNER_ATTR, SUPERVISOR_ATTR, LEASE_ATTR, CONFIG_ATTR,

@@ -162,7 +162,7 @@ def _repeat(trial: FrozenTrial) -> Segment:
     and values (those its decision fixed, when it was cut short before it sampled them;
     none for a generation-0 member cut short so early: the sampler draws)."""
     kept = {k: v for k, v in trial.user_attrs.items() if k.startswith("pbt.")
-            and k != attrs.PBT_END_SHA_ATTR}
+            and k not in (attrs.PBT_END_SHA_ATTR, attrs.PBT_THREADS_ATTR)}
     params = dict(trial.params) or enqueued_params(trial)
     return Segment(params, {**kept, attrs.RETRY_OF_ATTR: root_of(trial),
                             attrs.ATTEMPT_ATTR: attempt_of(trial) + 1})

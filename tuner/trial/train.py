@@ -23,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 import optuna
+import torch
 from optuna.trial import TrialState
 
 from tuner.config.plan import SweepPlan
@@ -80,6 +81,7 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
                          run_id=order.run_id, params=logger.hyperparams)
     if isinstance(checkpoint, SegmentEnd) and checkpoint.sha256 is not None:
         result.attrs[attrs.PBT_END_SHA_ATTR] = checkpoint.sha256  # its children check it
+        result.attrs[attrs.PBT_THREADS_ATTR] = torch.get_num_threads()  # tuner replay's
     if not plan.reports_epochs:  # Optuna holds no epoch of it: the leaderboard reads this
         result.attrs[attrs.EPOCHS_ATTR] = fitted.trainer.current_epoch
     if (outcome.state == TrialState.COMPLETE

@@ -21,9 +21,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.app.pages.axes import tidy_log_axes
 from tuner.app.pages.html import Plot, duration, plot_of
+from tuner.app.pages.lineage_plot import population_figure
 from tuner.app.pages.parallel import parallel_coordinates
 from tuner.core import attrs
 from tuner.study.trial_attrs import trial_attr
+from tuner.study.trials import best_trial
 
 TOP_PARAMS = 3  # slices and contours show this many of the most important parameters
 # A slice or contour of a parameter (a contour: of both together) sampled in fewer
@@ -102,6 +104,9 @@ def _candidates(study: optuna.Study, trials: list[FrozenTrial], metrics: tuple[s
     history = (f"Optimisation history of {metrics[0]}" if several_metrics
                else "Optimisation history (best so far)")
     candidates.append((history, lambda: vis.plot_optimization_history(study, **target)))
+    if any(attrs.PBT_MEMBER_ATTR in t.user_attrs for t in trials):
+        candidates.append(("Population: who copied whom, the winner's lineage in green",
+                           lambda: population_figure(trials, best_trial(study), metrics[0])))
     if any(t.intermediate_values for t in trials):
         candidates.append(("Learning curves, pruned trials dashed",
                            lambda: learning_curves(study, metrics[0])))
