@@ -379,6 +379,23 @@ def test_a_sweep_killed_mid_generation_finishes_on_rerun_with_nothing_trained_tw
     assert "RUNNING" not in {r.info.status for r in runs}
 
 
+def test_a_ddp_member_hands_its_checkpoint_to_the_next_generation(tmp_path):
+    """Each segment trains on two DDP processes (gloo on CPU); every rank saves and
+    resumes the segment's state."""
+    result = run_tuner("sweep", "strategy=pbt", "strategy.population=2", "strategy.interval=1",
+                       "trainer.max_epochs=2", "devices_per_trial=2", "trainer.accelerator=cpu",
+                       "tracking.report=false", "tracking.log_models=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = load_study(tmp_path / "runs").trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert all(t.user_attrs[attrs.WORLD_SIZE_ATTR] == 2 for t in trials)
+    for child in trials[2:]:
+        parent = trials[child.user_attrs[attrs.PBT_PARENT_ATTR]]
+        assert child.user_attrs[attrs.PBT_CHECKPOINT_SHA_ATTR] == parent.user_attrs[
+            attrs.PBT_END_SHA_ATTR]
+        assert sorted(child.intermediate_values) == [2]  # its one epoch: the second
+
+
 def test_bad_pbt_settings_are_refused_before_anything_is_written(tmp_path):
     bad = ("strategy=pbt", "strategy.population=1", "strategy.quantile=0.6",
            "strategy.interval=3", "trainer.max_epochs=10", "n_trials=20",

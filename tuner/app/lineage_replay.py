@@ -54,6 +54,9 @@ def replay_lineage(composed: Composed, number: int | None,
     metric = metric_names(study)[0]
     say(f"replaying trial {target.number}'s lineage: {len(chain)} segment(s) from generation "
         f"0, on {threads} thread(s) as its slot had")
+    if any(int(t.user_attrs.get(attrs.WORLD_SIZE_ATTR, 1)) > 1 for t in chain):
+        say("  (it trained with DDP on several processes; the replay trains on one, so its "
+            "values will differ)")
     done: list[Replayed] = []
     with tempfile.TemporaryDirectory(prefix="tuner-replay-") as folder:
         start = None

@@ -130,7 +130,7 @@ def make_plan(composed: Composed) -> SweepPlan:
     except ConfigError as error:
         problems.extend(error.problems)
         space = None
-    population = population_of(composed, space, problems)
+    population = population_of(composed, space, problems, nodes())
     if population is not None:
         use_population(composed, population)
     if space is not None:  # the sampler needs the space (grid), the checks need both

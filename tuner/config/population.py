@@ -46,9 +46,9 @@ class Population:
 
 
 def population_of(composed: Composed, space: SearchSpace | None,
-                  problems: list[Problem]) -> Population | None:
+                  problems: list[Problem], machines: int = 1) -> Population | None:
     """The population ``strategy=pbt`` asks for (None for ``search``), with every problem
-    of its settings added to ``problems``."""
+    of its settings added to ``problems``. ``machines``: the nodes one trial spans."""
     cfg = composed.cfg
     strategy = cfg.get("strategy") or {}
     name = strategy.get("name", "search")
@@ -91,10 +91,10 @@ def population_of(composed: Composed, space: SearchSpace | None,
            cfg.resume_checkpoint_s is not None,
            "is null, but PBT copies members through their checkpoints",
            "leave resume_checkpoint_s at a number (the default 60) for strategy=pbt")
-    _check(problems, composed.locate("devices_per_trial"), "devices_per_trial",
-           cfg.devices_per_trial == 1,
-           "strategy=pbt trains each member on one device (a DDP member's checkpoint "
-           "hand-over is not built yet)", "devices_per_trial=1; more slots train more members")
+    _check(problems, "torchrun", "strategy", machines == 1,
+           f"a member spans {machines} machines, whose other nodes cannot read the "
+           "checkpoints rank 0 writes", "run strategy=pbt with one node per trial "
+           "(DDP on one machine's devices works: devices_per_trial)")
     metric = cfg.metric
     _check(problems, composed.locate("metric"), "metric",
            isinstance(metric, str) or len(metric) == 1,

@@ -109,6 +109,12 @@ def rank_spec(plan: SweepPlan, order: Order) -> dict[str, Any]:
         "resume": None if order.resume is None else {
             "checkpoint": str(order.resume.checkpoint),
             "logged_steps": order.resume.logged_steps},
+        # A PBT segment (tuner.trial.segment): its epochs, where it starts and saves.
+        "segment": None if order.segment is None else {
+            "start_epoch": order.segment.start_epoch, "end_epoch": order.segment.end_epoch,
+            "end_checkpoint": str(order.segment.end_checkpoint),
+            "start_checkpoint": (None if order.segment.start_checkpoint is None
+                                 else str(order.segment.start_checkpoint))},
     }
 
 

@@ -68,7 +68,6 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
     from omegaconf import OmegaConf
 
     from tuner.trial.build import prepare_process
-    from tuner.trial.checkpoints import ResumeCheckpoint
     from tuner.trial.fit import FitInputs, fit
     from tuner.trial.metrics_logger import BatchLogger
 
@@ -86,15 +85,12 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
         logger = BatchLogger(rows or _pipe_writer(spec["metrics_fd"]), spec["flush_interval"],
                              None if resume is None else resume["logged_steps"],
                              run_id=spec["run_id"], tracking_uri=spec["tracking_uri"])
-    checkpoint = None
-    if spec.get("checkpoint_dir") is not None:
-        checkpoint = ResumeCheckpoint(Path(spec["checkpoint_dir"]), spec["checkpoint_every_s"])
+    checkpoint, resume_from, more = _state_inputs(spec)
     try:
         fitted = fit(FitInputs(
             OmegaConf.create(spec["config"]), spec["seed"], tuple(spec["metrics"]),
             spec["reports_epochs"], root, trial=trial, logger=logger, checkpoint=checkpoint,
-            resume_from=None if resume is None else Path(resume["checkpoint"]),
-            trainer_overrides=trainer_overrides))
+            resume_from=resume_from, trainer_overrides=trainer_overrides, callbacks=more))
     finally:
         logger.flush()
     trainer, outcome = fitted.trainer, fitted.outcome
@@ -108,11 +104,38 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
     result = {"state": outcome.state.name, "values": outcome.values,
               "pruned_at": outcome.pruned_at, "reason": outcome.reason,
               "params": logger.hyperparams, "epochs": trainer.current_epoch}
+    result["attrs"] = {}
     if outcome.values is not None and _beats_best(spec, outcome.values[0]):
         from tuner.trial.model import keep_weights
 
         result["attrs"], result["model_error_text"] = keep_weights(fitted, root)
+    if getattr(checkpoint, "sha256", None) is not None:  # a PBT segment's, for its children
+        from tuner.core import attrs
+
+        result["attrs"].update({attrs.PBT_END_SHA_ATTR: checkpoint.sha256,
+                                attrs.PBT_THREADS_ATTR: spec["threads"]})
     _write(root / RESULT_FILE, result)
+
+
+def _state_inputs(spec: dict) -> tuple[Any, Path | None, tuple]:
+    """Where the ranks save their state and what they resume from (as a slot's
+    tuner.trial.train does): a repeat's resume checkpoint, or a PBT segment's."""
+    from tuner.trial.checkpoints import ResumeCheckpoint
+
+    segment = spec.get("segment")
+    if segment is not None:
+        from tuner.trial.order import SegmentOrder
+        from tuner.trial.segment import AdoptHyperparameters, SegmentEnd
+
+        start = None if segment["start_checkpoint"] is None else Path(segment["start_checkpoint"])
+        order = SegmentOrder(segment["start_epoch"], segment["end_epoch"],
+                             Path(segment["end_checkpoint"]), start)
+        return SegmentEnd(order), start, (AdoptHyperparameters(),) if start else ()
+    checkpoint = None
+    if spec.get("checkpoint_dir") is not None:
+        checkpoint = ResumeCheckpoint(Path(spec["checkpoint_dir"]), spec["checkpoint_every_s"])
+    resume = spec.get("resume")
+    return checkpoint, None if resume is None else Path(resume["checkpoint"]), ()
 
 
 def _optuna_trial(spec: dict, storage):
