@@ -165,6 +165,45 @@ def test_a_generation_half_enqueued_is_completed_and_the_last_one_stops():
     assert _decide(study).stop == "budget"
 
 
+def test_two_drivers_deciding_at_once_fork_each_member_once(tmp_path):
+    """Two machines' drivers (two strategies over one study, claiming from threads at
+    once): each generation is decided once, under the study's lock."""
+    import threading
+
+    from tuner.launch.population import Population as Strategy
+    from tuner.study.storage import open_storage
+    from tuner.study.studies import open_study
+
+    sweep = plan(*PBT, run_dir=tmp_path / "runs")
+    sweep.run_dir.mkdir(parents=True)
+    study = open_study(sweep, open_storage(sweep.cfg.storage))
+    distributions = {p.path: p.distribution for p in sweep.space.params}
+    for member in range(4):  # generation 0 has ended
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, value=0.5 + member / 10,
+            params={"model.lr": 0.01}, distributions={"model.lr": distributions["model.lr"]},
+            user_attrs={**place(member, 0, sweep.population),
+                        attrs.PBT_END_SHA_ATTR: f"sha-{member}"}))
+    drivers = [Strategy(sweep, open_study(sweep, open_storage(sweep.cfg.storage)),
+                        lambda trial, reason: None) for _ in range(2)]
+    claims: list = []
+
+    def claim(driver) -> None:
+        for _ in range(3):
+            claims.append(driver.next_trial(os.getpid()))
+
+    threads = [threading.Thread(target=claim, args=(d,)) for d in drivers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    taken = [c.trial for c in claims if c.trial is not None]
+    assert len(taken) == 4 and sum(c.wait for c in claims) == 2  # then: wait for them
+    children = [t for t in load_study(sweep.run_dir).trials
+                if t.user_attrs.get(attrs.PBT_GENERATION_ATTR) == 1]
+    assert sorted(t.user_attrs[attrs.PBT_MEMBER_ATTR] for t in children) == [0, 1, 2, 3]
+
+
 # -- the learning rate a child trains with ----------------------------------------------------
 
 
