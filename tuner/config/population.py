@@ -83,7 +83,7 @@ def population_of(composed: Composed, space: SearchSpace | None,
            "into whole segments", f"pick a divisor of {max_epochs}, e.g. "
            f"strategy.interval={_divisor(max_epochs)}, or change trainer.max_epochs")
     _check(problems, composed.locate("n_trials"), "n_trials",
-           composed.locate("n_trials").endswith("sweep.yaml"),
+           not composed.locate("n_trials").startswith("command line"),
            "has no meaning under strategy=pbt: the budget is population x generations "
            "(trainer.max_epochs / strategy.interval segments per member)",
            "leave n_trials out; size the sweep with strategy.population and trainer.max_epochs")
