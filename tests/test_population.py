@@ -66,8 +66,10 @@ def test_explore_perturbs_or_resamples_only_the_mutable_keys():
     values = {"lr": 0.01, "opt": "adam", "width": 64}
     ops = Counter()
     for seed in range(200):
-        out, op = explore(values, space, ["lr"], random.Random(seed), (0.8, 1.2), 0.25)
+        out, op, how = explore(values, space, ["lr"], random.Random(seed), (0.8, 1.2), 0.25)
         ops[op] += 1
+        assert how == {"lr": "resampled" if op == "resample" else
+                       ("x0.8" if out["lr"] < 0.01 else "x1.2")}
         assert out["opt"] == "adam" and out["width"] == 64
         if op == "perturb":
             assert out["lr"] == pytest.approx(0.008) or out["lr"] == pytest.approx(0.012)
@@ -118,6 +120,7 @@ def test_the_bottom_member_copies_a_top_one_and_the_rest_keep_their_own():
     assert copied.user_attrs[attrs.PBT_CHECKPOINT_ATTR] == "ckpt/0"
     assert copied.user_attrs[attrs.PBT_CHECKPOINT_SHA_ATTR] == "sha-0-0"
     assert copied.user_attrs[attrs.PBT_OP_ATTR] == "perturb"
+    assert copied.user_attrs[attrs.PBT_EXPLORED_ATTR] in ({"lr": "x0.8"}, {"lr": "x1.2"})
     assert copied.params["lr"] in (pytest.approx(0.008), pytest.approx(0.012))
     assert copied.user_attrs[attrs.PBT_EPOCHS_ATTR] == [2, 4]
     assert decision == _decide(study)  # the same study: the same decision
@@ -375,6 +378,9 @@ def test_the_report_draws_the_population_with_the_winners_lineage(population):
         assert {"continued", "the winner"} <= set(legend), legend
         figure.screenshot(path=str(page.screenshot("pbt-population").with_name(
             "pbt-population-figure.png")))
+        best = load_study(cwd / "runs").best_trial
+        rows = page.page.locator("li:has-text('Schedule') table tr")
+        assert rows.count() == best.user_attrs[attrs.PBT_GENERATION_ATTR] + 2  # and a header
         assert not page.errors, page.errors
 
 

@@ -35,6 +35,7 @@ PBT_GENERATION_ATTR = "pbt.generation"
 PBT_EPOCHS_ATTR = "pbt.epochs"  # [start, end): the epochs the segment trains
 PBT_PARENT_ATTR = "pbt.parent"  # the trial whose checkpoint it continues; absent in generation 0
 PBT_OP_ATTR = "pbt.op"  # keep | perturb | resample (how its values came from its parent's)
+PBT_EXPLORED_ATTR = "pbt.explored"  # what exploring did to each key: {"model.lr": "x1.2"}
 PBT_CHECKPOINT_ATTR = "pbt.checkpoint"  # the parent's checkpoint it starts from
 PBT_CHECKPOINT_SHA_ATTR = "pbt.checkpoint_sha256"  # what that file must hash to
 PBT_END_SHA_ATTR = "pbt.end_checkpoint_sha256"  # its own checkpoint at its end, once saved

@@ -7,14 +7,16 @@ member's parent and values decided and enqueued at once), or a generation-0 memb
 sampled by the study's sampler; else wait, or stop when the last generation has ended.
 
 When a segment is readied for its slot, its parent's checkpoint is copied into its own
-folder and checked against the hash its parent recorded (:meth:`Population.segment`):
-the slot resumes from a file no one else writes or deletes. A parent's checkpoint is
-deleted once no segment can need it: when the generation after its children is decided,
-every child has ended. At the end, only the best segment's checkpoint stays.
+folder (a hard link where it can be) and checked against the hash its parent recorded
+(:meth:`Population.segment`): the slot resumes from a file no one else writes or
+deletes. A parent's checkpoint is deleted once no segment can need it: when the
+generation after its children is decided, every child has ended. The best segment's
+stays; at the end, only it.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from contextlib import suppress
@@ -68,7 +70,7 @@ class Population:
                 decision = decide(trials, self.population, self.distributions,
                                   self.plan.directions[0] == "maximize", self.plan.cfg.seed,
                                   lambda number: str(self.end_checkpoint(number)))
-                self._drop(decision.done_with, trials, keep_best=decision.stop is not None)
+                self._drop(decision.done_with, trials)
                 if decision.stop is not None:
                     return Claim(stop=decision.stop)
                 for segment in decision.enqueue:
@@ -104,17 +106,17 @@ class Population:
                 raise FileNotFoundError(f"the checkpoint of trial {user[attrs.PBT_PARENT_ATTR]}"
                                         f" ({source}) is gone; its member re-forks next "
                                         "generation")
-            shutil.copyfile(source, copy)
+            _link_or_copy(source, copy)
             if sha256_of(copy) != user[attrs.PBT_CHECKPOINT_SHA_ATTR]:
                 copy.unlink()
                 raise ValueError(f"{source} does not match the hash trial "
                                  f"{user[attrs.PBT_PARENT_ATTR]} recorded: it changed")
         return SegmentOrder(start, end, folder / END_CHECKPOINT, copy)
 
-    def _drop(self, numbers: list[int], trials: list[FrozenTrial], keep_best: bool) -> None:
-        """Delete the checkpoints of segments no one can need any more (at the end: all
-        but the best segment's)."""
-        best = best_trial(self.study, trials) if keep_best else None
+    def _drop(self, numbers: list[int], trials: list[FrozenTrial]) -> None:
+        """Delete the checkpoints of segments no one can need any more, but the best
+        segment's end (the state a person may want to train on from)."""
+        best = best_trial(self.study, trials) if numbers else None
         for number in numbers:
             folder = self.plan.trial_dir(number)
             with suppress(FileNotFoundError):
@@ -122,3 +124,14 @@ class Population:
             if best is None or number != best.number:
                 with suppress(FileNotFoundError):
                     (folder / END_CHECKPOINT).unlink()
+
+
+def _link_or_copy(source: Path, copy: Path) -> None:
+    """``copy`` holds ``source``'s bytes for good: a hard link where the file system
+    allows (instant; a committed checkpoint is never written again, and the parent's
+    name going away leaves the link whole), else a copy."""
+    copy.unlink(missing_ok=True)  # a repeat's leftover
+    try:
+        os.link(source, copy)
+    except OSError:
+        shutil.copyfile(source, copy)

@@ -34,20 +34,22 @@ PERTURB, RESAMPLE = "perturb", "resample"
 
 def explore(values: Mapping[str, Any], distributions: Mapping[str, BaseDistribution],
             mutable: Sequence[str], rng: random.Random, factors: Sequence[float],
-            resample: float) -> tuple[dict[str, Any], str]:
+            resample: float) -> tuple[dict[str, Any], str, dict[str, str]]:
     """``values`` with each key of ``mutable`` that they hold explored; the operation
-    ("perturb" or "resample")."""
+    ("perturb" or "resample"), and what happened to each key ("x1.2", "resampled")."""
     op = RESAMPLE if rng.random() < resample else PERTURB
     out = dict(values)
+    how: dict[str, str] = {}
     for key in mutable:
         if key not in out:  # a conditional key this member does not sample
             continue
         d = distributions[key]
         if op == RESAMPLE or isinstance(d, CategoricalDistribution):
-            out[key] = draw(d, rng)
+            out[key], how[key] = draw(d, rng), "resampled"
         else:
-            out[key] = perturb(out[key], d, rng.choice(list(factors)))
-    return out, op
+            factor = rng.choice(list(factors))
+            out[key], how[key] = perturb(out[key], d, factor), f"x{factor:g}"
+    return out, op, how
 
 
 def perturb(value: float, d: BaseDistribution, factor: float) -> float | int:

@@ -129,15 +129,17 @@ def _next_generation(latest: dict[tuple[int, int], FrozenTrial], generation: int
     for member in members:
         own = latest.get((member, generation))
         rng = random.Random(f"{seed}:{child}:{member}")
+        how: dict[str, str] = {}
         if own is not None and _usable(own) and own.number not in bottom:
             parent, params, op = own, dict(own.params), KEEP
         else:
             parent = rng.choice(top or scored[:1])
-            params, op = explore(parent.params, distributions, population.mutable, rng,
-                                 population.factors, population.resample)
+            params, op, how = explore(parent.params, distributions, population.mutable, rng,
+                                      population.factors, population.resample)
         enqueue.append(Segment(params, {
             **place(member, child, population), attrs.PBT_PARENT_ATTR: parent.number,
-            attrs.PBT_OP_ATTR: op, attrs.PBT_CHECKPOINT_ATTR: checkpoint_of(parent.number),
+            attrs.PBT_OP_ATTR: op, **({attrs.PBT_EXPLORED_ATTR: how} if how else {}),
+            attrs.PBT_CHECKPOINT_ATTR: checkpoint_of(parent.number),
             attrs.PBT_CHECKPOINT_SHA_ATTR: parent.user_attrs[attrs.PBT_END_SHA_ATTR]}))
     # The generation before the parents' is done with: every parent segment has ended.
     done_with = [t.number for (m, g), t in latest.items() if g < generation]

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.app.lineage import winner_schedule
 from tuner.app.pages.html import render
 from tuner.app.pages.run_links import LOCAL_UI, run_link, tracking_url
 from tuner.app.pages.study_plots import study_plots
@@ -81,6 +82,7 @@ def render_study_report(study: optuna.Study, *, tracking_uri: str,
     for row in shown:
         columns += [c for c in row if c not in columns and c != "run_id"]
     url = tracking_url(tracking_uri)
+    best = best_trial(study)
     # A trial whose run waits in the outbox ("pending:N") has no page in MLflow yet.
     links = {row["trial"]: run_link(url, row["run_id"]) for row in shown
              if row["run_id"] and not row["run_id"].startswith("pending")}
@@ -88,7 +90,8 @@ def render_study_report(study: optuna.Study, *, tracking_uri: str,
         TEMPLATE, study=study.study_name, metrics=metrics,
         directions=[d.name.lower() for d in study.directions],
         counts=counts, n_trials=study.user_attrs.get(attrs.N_TRIALS_ATTR),
-        best=best_trial(study), champion=champion, rows=shown,
+        best=best, champion=champion, rows=shown,
+        schedule=[] if best is None else winner_schedule(study.get_trials(deepcopy=False), best),
         front=(sorted(row["trial"] for row in rows if row.get("pareto"))
                if len(study.directions) > 1 else None),
         more_rows=max(0, len(rows) - LEADERBOARD_ROWS), columns=columns,
