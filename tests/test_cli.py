@@ -392,7 +392,7 @@ def test_ctrl_c_marks_the_running_trial_and_a_rerun_resumes(tmp_path):
     assert "run the same command again to resume" in output
     run_dir = tmp_path / "runs"
     study = load_study(run_dir, "digits-mlp")
-    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING], output
     # Every slot's running trial (slots=auto: one slot per core) is cut short.
     interrupted = [t for t in study.trials if t.state == optuna.trial.TrialState.FAIL]
     assert interrupted

@@ -215,3 +215,25 @@ def test_the_next_trial_is_claimed_ahead_but_sampled_with_every_result_known(tmp
         [tracker.experiment_id]) if tags.TRIAL_NUMBER in r.data.tags}
     assert sorted(runs) == ["0", "1", "2"]
     assert all(r.info.status == "FINISHED" for r in runs.values())
+
+
+def test_a_trial_the_driver_still_holds_when_its_slots_stop_is_ended_not_left_running(tmp_path):
+    """The guard after an interruption: a trial this driver claimed (its lease kept)
+    that no slot thread ended, as a claimed-ahead trial once was (a full test run saw
+    one RUNNING after Ctrl-C), ends FAIL as not started, with its run."""
+    from types import SimpleNamespace
+
+    from tuner.launch.driver import NOT_STARTED
+
+    sweep, study, tracker = _opened(tmp_path, "n_trials=3")
+    driver = Driver(sweep, study, tracker, lambda result: False)
+    ready = driver.claim(SimpleNamespace(pid=123), ahead=True)  # claimed, its run on the way
+    run_id = ready.new_run.result(timeout=60)
+    assert study.trials[0].state == TrialState.RUNNING
+    driver._release_leftovers()
+    driver.close()
+    left = study.trials[0]
+    assert left.state == TrialState.FAIL
+    assert left.user_attrs[attrs.FAIL_REASON_ATTR] == NOT_STARTED
+    assert tracker.client.get_run(run_id).info.status == "KILLED"
+    assert driver.leases.held() == []

@@ -108,8 +108,10 @@ class Driver:
             self.interrupt(f"interrupted ({_signal_name(error)})", slots)
             for thread in threads:
                 thread.join()
+            self._release_leftovers()
             raise
         if self._errors:
+            self._release_leftovers()
             raise self._errors[0]
         return [reasons[slot.index] for slot in slots if slot.index in reasons]
 
@@ -262,6 +264,22 @@ class Driver:
                                  ready.run_id)
         finally:
             self.leases.release(trial_id_of(ready.trial))
+
+    def _release_leftovers(self) -> None:
+        """Once every slot's thread is done after an interruption: a trial this driver
+        still holds a lease on was claimed and never ended (its thread's own release is
+        the rule; this is the guard): FAIL as not started, its run ended, so that nothing
+        is left RUNNING for the next command to wait out."""
+        held = set(self.leases.held())
+        if not held:
+            return
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial_id_of(trial) not in held:
+                continue
+            if trial.state == TrialState.RUNNING:
+                reason = (self._interrupted or "interrupted") if trial.params else NOT_STARTED
+                conclude_interrupted(self.study, trial.number, self.writer, reason)
+            self.leases.release(trial_id_of(trial))
 
     def _metrics_writer(self, order: Order) -> MetricWrite:
         def write(rows: list[MetricRow], done: Callable[[], None] | None) -> None:

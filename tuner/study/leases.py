@@ -127,6 +127,11 @@ class LeaseKeeper:
         with self._lock:
             self._trials.discard(trial_id)
 
+    def held(self) -> list[int]:
+        """The trials whose leases are kept now."""
+        with self._lock:
+            return sorted(self._trials)
+
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
