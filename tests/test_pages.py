@@ -74,7 +74,15 @@ def test_sweep_logs_the_interactive_report_on_its_parent_run(two_studies):
     client = client_for(run_dir)
     report = Path(client.download_artifacts(study.user_attrs[attrs.PARENT_RUN_ATTR],
                                             "report.html")).read_text()
-    assert figure_titles(report) == REPORT_PLOTS
+    # Which parameters get slices and contours depends on the sweep's own trials (two
+    # slots: which trial ends first decides what TPE samples): a conditional parameter
+    # sampled in too few trials is left out, and said so (tuner.app.pages.study_plots).
+    titles = figure_titles(report)
+    varying = [t for t in titles if t.startswith(("Slices of the top", "Contours of the top"))]
+    assert [t for t in titles if t not in varying] == [
+        t for t in REPORT_PLOTS if not t.startswith(("Slices", "Contours"))]
+    assert varying and all(re.fullmatch(r"(Slices|Contours) of the top [1-3] parameters?", t)
+                           for t in varying), varying
     assert "Champion: registered model <code>digits-mlp-b</code>" in report
 
 
