@@ -173,7 +173,7 @@ def test_two_drivers_deciding_at_once_fork_each_member_once(tmp_path):
     once): each generation is decided once, under the study's lock."""
     import threading
 
-    from tuner.launch.population import Population as Strategy
+    from tuner.launch.population import PopulationStrategy
     from tuner.study.storage import open_storage
     from tuner.study.studies import open_study
 
@@ -187,7 +187,7 @@ def test_two_drivers_deciding_at_once_fork_each_member_once(tmp_path):
             params={"model.lr": 0.01}, distributions={"model.lr": distributions["model.lr"]},
             user_attrs={**place(member, 0, sweep.population),
                         attrs.PBT_END_SHA_ATTR: f"sha-{member}"}))
-    drivers = [Strategy(sweep, open_study(sweep, open_storage(sweep.cfg.storage)),
+    drivers = [PopulationStrategy(sweep, open_study(sweep, open_storage(sweep.cfg.storage)),
                         lambda trial, reason: None) for _ in range(2)]
     claims: list = []
 

@@ -93,13 +93,14 @@ def _train(segment: FrozenTrial, metric: str, folder: Path, start: Path | None
     checkpoint it saved."""
     from tuner.trial.fit import FitInputs, fit
     from tuner.trial.order import SegmentOrder
-    from tuner.trial.segment import AdoptHyperparameters, SegmentEnd
+    from tuner.trial.segment import segment_inputs
 
     first, last = segment.user_attrs[attrs.PBT_EPOCHS_ATTR]
     order = SegmentOrder(first, last, folder / f"{segment.number}.ckpt", start)
+    end, resume_from, more = segment_inputs(order)
     cfg = OmegaConf.create(trial_attr(segment, attrs.CONFIG_ATTR))
     fitted = fit(FitInputs(
         cfg, int(trial_attr(segment, attrs.SEED_ATTR)), (metric,), False,
-        folder / str(segment.number), checkpoint=SegmentEnd(order), resume_from=start,
-        callbacks=(AdoptHyperparameters(),) if start is not None else ()))
+        folder / str(segment.number), checkpoint=end, resume_from=resume_from,
+        callbacks=more))
     return fitted.outcome.values[0], order.end_checkpoint

@@ -8,7 +8,7 @@ sampled by the study's sampler; else wait, or stop when the last generation has 
 
 When a segment is readied for its slot, its parent's checkpoint is copied into its own
 folder (a hard link where it can be) and checked against the hash its parent recorded
-(:meth:`Population.segment`): the slot resumes from a file no one else writes or
+(:meth:`PopulationStrategy.segment`): the slot resumes from a file no one else writes or
 deletes. A parent's checkpoint is deleted once no segment can need it: when the
 generation after its children is decided, every child has ended. The best segment's
 stays; at the end, only it.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 from contextlib import suppress
 from pathlib import Path
 
@@ -27,11 +26,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
-from tuner.core.upstream import storage_of, trial_id_of
+from tuner.core.upstream import trial_id_of
+from tuner.launch.strategy import Claims
 from tuner.study import leases
-from tuner.study.budget import Claim, Reaper, claim_lock, reap_stale
+from tuner.study.budget import Claim, Reaper, reap_stale
 from tuner.study.population import decide, place
-from tuner.study.storage import journal_path, open_storage, outage_seconds, patience
 from tuner.study.trial_attrs import set_trial_attrs
 from tuner.study.trials import best_trial
 from tuner.trial.order import SegmentOrder
@@ -41,26 +40,14 @@ END_CHECKPOINT = "segment.ckpt"  # a segment's state at its end, which its child
 START_CHECKPOINT = "start.ckpt"  # the copy of its parent's, which it resumes from
 
 
-class Population:
+class PopulationStrategy(Claims):
     """The PBT strategy (tuner.launch.strategy.Strategy)."""
 
     def __init__(self, plan: SweepPlan, study: optuna.Study, reap: Reaper):
         assert plan.population is not None
-        self.plan, self.study, self.reap = plan, study, reap
+        super().__init__(plan, study, reap)
         self.population = plan.population
-        self.storage = storage_of(study)
-        self.patience = patience(outage_seconds(plan.cfg.storage))
-        self.lock = claim_lock(open_storage(plan.cfg.storage), plan.study_name,
-                               journal_path(plan.cfg.storage))
         self.distributions = {p.path: p.distribution for p in plan.space.params}
-        self._here = threading.Lock()
-
-    def next_trial(self, owner_pid: int) -> Claim:
-        with self._here:
-            return self.patience.wait_out("claim", self._claim, owner_pid)
-
-    def finished(self, result) -> None:
-        pass  # the next claim reads the study
 
     def _claim(self, owner_pid: int) -> Claim:
         with self.lock():

@@ -125,12 +125,12 @@ def _state_inputs(spec: dict) -> tuple[Any, Path | None, tuple]:
     segment = spec.get("segment")
     if segment is not None:
         from tuner.trial.order import SegmentOrder
-        from tuner.trial.segment import AdoptHyperparameters, SegmentEnd
+        from tuner.trial.segment import segment_inputs
 
-        start = None if segment["start_checkpoint"] is None else Path(segment["start_checkpoint"])
-        order = SegmentOrder(segment["start_epoch"], segment["end_epoch"],
-                             Path(segment["end_checkpoint"]), start)
-        return SegmentEnd(order), start, (AdoptHyperparameters(),) if start else ()
+        start = segment["start_checkpoint"]
+        return segment_inputs(SegmentOrder(segment["start_epoch"], segment["end_epoch"],
+                                           Path(segment["end_checkpoint"]),
+                                           None if start is None else Path(start)))
     checkpoint = None
     if spec.get("checkpoint_dir") is not None:
         checkpoint = ResumeCheckpoint(Path(spec["checkpoint_dir"]), spec["checkpoint_every_s"])

@@ -50,14 +50,17 @@ class Strategy(Protocol):
 def strategy_for(plan: SweepPlan, study: optuna.Study, reap: Reaper) -> Strategy:
     """The config's strategy: ``search``, or ``pbt`` (tuner.launch.population)."""
     if plan.population is not None:
-        from tuner.launch.population import Population
+        from tuner.launch.population import PopulationStrategy
 
-        return Population(plan, study, reap)
+        return PopulationStrategy(plan, study, reap)
     return Search(plan, study, reap)
 
 
-class Search:
-    """Sampler and pruner from the config; ``n_trials`` COMPLETE + PRUNED in all."""
+class Claims:
+    """What every strategy shares: one claim at a time across this driver's threads,
+    made under the study's claim lock, an outage waited out for the whole claim
+    (tuner.study.outage: the lock reaches the database around Optuna's calls). A
+    strategy says what a claim is (:meth:`_claim`)."""
 
     def __init__(self, plan: SweepPlan, study: optuna.Study, reap: Reaper):
         self.plan, self.study, self.reap = plan, study, reap
@@ -67,20 +70,30 @@ class Search:
         # configured: Optuna hands the study an RDB storage wrapped in a cache.
         self.lock = claim_lock(open_storage(plan.cfg.storage), plan.study_name,
                                journal_path(plan.cfg.storage))
-        self.grid_points = (math.prod(len(values) for values in plan.space.grid().values())
-                            if target_of(plan.cfg.sampler) == GRID_SAMPLER else None)
         self._here = threading.Lock()  # across this driver's threads, whatever the storage
 
     def next_trial(self, owner_pid: int) -> Claim:
-        # The claim's lock reaches the database around Optuna's calls: an outage is waited
-        # out for the whole claim (tuner.study.outage).
         with self._here:
-            return self.patience.wait_out(
-                "claim", claim, self.study, self.storage, self.plan.cfg.n_trials, self.lock,
-                self.reap, owner_pid, self.plan.cfg.retry_failed, self.grid_points)
+            return self.patience.wait_out("claim", self._claim, owner_pid)
+
+    def _claim(self, owner_pid: int) -> Claim:
+        raise NotImplementedError
 
     def segment(self, trial: optuna.Trial) -> SegmentOrder | None:
-        return None  # every trial trains the config's epochs
+        return None  # the config's whole fit
 
     def finished(self, result: TrialResult) -> None:
-        pass  # the sampler reads the study itself
+        pass  # the next claim reads the study
+
+
+class Search(Claims):
+    """Sampler and pruner from the config; ``n_trials`` COMPLETE + PRUNED in all."""
+
+    def __init__(self, plan: SweepPlan, study: optuna.Study, reap: Reaper):
+        super().__init__(plan, study, reap)
+        self.grid_points = (math.prod(len(values) for values in plan.space.grid().values())
+                            if target_of(plan.cfg.sampler) == GRID_SAMPLER else None)
+
+    def _claim(self, owner_pid: int) -> Claim:
+        return claim(self.study, self.storage, self.plan.cfg.n_trials, self.lock, self.reap,
+                     owner_pid, self.plan.cfg.retry_failed, self.grid_points)

@@ -18,6 +18,7 @@ its module, data and trainer are built.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import lightning.pytorch as pl
 
@@ -52,6 +53,14 @@ class SegmentEnd(ResumeCheckpoint):
                 os.fsync(written.fileno())
             os.replace(partial, path)
             self.sha256 = sha256_of(path)
+
+
+def segment_inputs(segment: SegmentOrder
+                   ) -> tuple[SegmentEnd, Path | None, tuple[pl.Callback, ...]]:
+    """What a fit of ``segment`` takes (tuner.trial.fit.FitInputs): the callback that ends
+    and saves it, the checkpoint it resumes from, and the child's own callbacks."""
+    start = segment.start_checkpoint
+    return SegmentEnd(segment), start, (AdoptHyperparameters(),) if start is not None else ()
 
 
 class AdoptHyperparameters(pl.Callback):

@@ -35,7 +35,7 @@ from tuner.trial.fit import FitInputs, fit
 from tuner.trial.metrics_logger import BatchLogger
 from tuner.trial.model import keep_weights
 from tuner.trial.order import Order
-from tuner.trial.segment import AdoptHyperparameters, SegmentEnd
+from tuner.trial.segment import SegmentEnd, segment_inputs
 
 # Where a trial's metric batches go: (trial number, rows). One way: nothing answers.
 MetricSink = Callable[[int, list[MetricRow]], None]
@@ -95,11 +95,8 @@ def _state_inputs(plan: SweepPlan, order: Order
                   ) -> tuple[ResumeCheckpoint | None, Path | None, tuple]:
     """Where the fit saves its state, what it resumes from, and the callbacks that go
     with them: a repeat's resume checkpoint, or a PBT segment's (tuner.trial.segment)."""
-    segment = order.segment
-    if segment is not None:
-        start = segment.start_checkpoint
-        return (SegmentEnd(segment), start,
-                (AdoptHyperparameters(),) if start is not None else ())
+    if order.segment is not None:
+        return segment_inputs(order.segment)
     checkpoint = (None if order.checkpoint_dir is None else
                   ResumeCheckpoint(order.checkpoint_dir, plan.cfg.resume_checkpoint_s))
     return checkpoint, None if order.resume is None else order.resume.checkpoint, ()
