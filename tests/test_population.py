@@ -152,6 +152,24 @@ def test_a_round_never_hangs_on_a_dead_or_failed_member():
     assert [by_member[m].user_attrs[attrs.PBT_OP_ATTR] for m in (0, 2)] == ["keep", "keep"]
 
 
+def test_a_segment_killed_while_it_sampled_is_repeated_with_all_its_decided_values():
+    """Killed after sampling one of its values: the repeat gets the rest from its
+    decision (a value drawn afresh, a width say, would not fit its parent's weights)."""
+    study = optuna.create_study(direction="maximize")
+    for member, value in enumerate([0.9, 0.5, 0.7, 0.2]):
+        _segment(study, member, 0, value)
+    space = {**SPACE, "width": IntDistribution(32, 256, step=32)}
+    study.add_trial(create_trial(
+        state=TrialState.FAIL, params={"lr": 0.02}, distributions={"lr": SPACE["lr"]},
+        system_attrs={"fixed_params": {"lr": 0.02, "width": 128}},
+        user_attrs={**place(1, 1, POP), attrs.PBT_PARENT_ATTR: 0,
+                    attrs.FAIL_REASON_ATTR: "abandoned: its process died"}))
+    [repeat] = decide(study.get_trials(deepcopy=False), POP, space, True, 0,
+                      lambda n: f"ckpt/{n}").enqueue
+    assert repeat.params == {"lr": 0.02, "width": 128}
+    assert repeat.user_attrs[attrs.PBT_PARENT_ATTR] == 0
+
+
 def test_a_generation_half_enqueued_is_completed_and_the_last_one_stops():
     study = optuna.create_study(direction="maximize")
     for member, value in enumerate([0.9, 0.5, 0.7, 0.2]):

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
 from tuner.core.upstream import trial_id_of
-from tuner.launch.strategy import Claims
+from tuner.launch.claims import Claims
 from tuner.study import leases
 from tuner.study.budget import Claim, Reaper, reap_stale
 from tuner.study.population import decide, place

@@ -17,7 +17,6 @@ inside their slots. ``strategy=pbt`` is population-based training
 from __future__ import annotations
 
 import math
-import threading
 from typing import Protocol
 
 import optuna
@@ -25,9 +24,9 @@ import optuna
 from tuner.config.plan import SweepPlan
 from tuner.config.samplers import GRID_SAMPLER, target_of
 from tuner.core.results import TrialResult
-from tuner.core.upstream import storage_of
-from tuner.study.budget import Claim, Reaper, claim, claim_lock
-from tuner.study.storage import journal_path, open_storage, outage_seconds, patience
+from tuner.launch.claims import Claims
+from tuner.launch.population import PopulationStrategy
+from tuner.study.budget import Claim, Reaper, claim
 from tuner.trial.order import SegmentOrder
 
 
@@ -50,40 +49,8 @@ class Strategy(Protocol):
 def strategy_for(plan: SweepPlan, study: optuna.Study, reap: Reaper) -> Strategy:
     """The config's strategy: ``search``, or ``pbt`` (tuner.launch.population)."""
     if plan.population is not None:
-        from tuner.launch.population import PopulationStrategy
-
         return PopulationStrategy(plan, study, reap)
     return Search(plan, study, reap)
-
-
-class Claims:
-    """What every strategy shares: one claim at a time across this driver's threads,
-    made under the study's claim lock, an outage waited out for the whole claim
-    (tuner.study.outage: the lock reaches the database around Optuna's calls). A
-    strategy says what a claim is (:meth:`_claim`)."""
-
-    def __init__(self, plan: SweepPlan, study: optuna.Study, reap: Reaper):
-        self.plan, self.study, self.reap = plan, study, reap
-        self.storage = storage_of(study)
-        self.patience = patience(outage_seconds(plan.cfg.storage))  # this process's
-        # The lock is the database's (tuner.study.budget.claim_lock), on the storage as
-        # configured: Optuna hands the study an RDB storage wrapped in a cache.
-        self.lock = claim_lock(open_storage(plan.cfg.storage), plan.study_name,
-                               journal_path(plan.cfg.storage))
-        self._here = threading.Lock()  # across this driver's threads, whatever the storage
-
-    def next_trial(self, owner_pid: int) -> Claim:
-        with self._here:
-            return self.patience.wait_out("claim", self._claim, owner_pid)
-
-    def _claim(self, owner_pid: int) -> Claim:
-        raise NotImplementedError
-
-    def segment(self, trial: optuna.Trial) -> SegmentOrder | None:
-        return None  # the config's whole fit
-
-    def finished(self, result: TrialResult) -> None:
-        pass  # the next claim reads the study
 
 
 class Search(Claims):

@@ -161,11 +161,13 @@ def _settled(latest: dict[tuple[int, int], FrozenTrial], generation: int, size: 
 
 def _repeat(trial: FrozenTrial) -> Segment:
     """A segment cut short, to train again: same member, generation, parent checkpoint
-    and values (those its decision fixed, when it was cut short before it sampled them;
-    none for a generation-0 member cut short so early: the sampler draws)."""
+    and values (those its decision fixed, when it was cut short before it sampled them
+    all; none for a generation-0 member cut short so early: the sampler draws)."""
     kept = {k: v for k, v in trial.user_attrs.items() if k.startswith("pbt.")
             and k not in (attrs.PBT_END_SHA_ATTR, attrs.PBT_THREADS_ATTR)}
-    params = dict(trial.params) or enqueued_params(trial)
+    # A segment killed while it sampled holds some of its values: the rest are its
+    # decision's, which Optuna keeps until they are all sampled.
+    params = {**enqueued_params(trial), **trial.params}
     return Segment(params, {**kept, attrs.RETRY_OF_ATTR: root_of(trial),
                             attrs.ATTEMPT_ATTR: attempt_of(trial) + 1})
 
