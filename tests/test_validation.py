@@ -33,6 +33,22 @@ BAD_INPUTS = [
     (["model.width=0"], "model", "cannot be built"),
     (["model.input_dim=10"], "", "training one batch failed"),
     (["run_dir=/proc/tuner-cannot-write-here"], "run_dir", "cannot write"),
+    # compress (tuner.config.compression; the model's layers: the preflight)
+    (["compress.method=int4"], "compress.method", "unknown compression method"),
+    (["compress=prune", "compress.amount=1.5"], "compress.amount", "must be in (0, 1)"),
+    (["compress=prune", "compress.amount=0"], "compress.amount", "must be in (0, 1)"),
+    (["compress=qat", "trainer.max_epochs=3", "compress.qat_start_epoch=3"],
+     "compress.qat_start_epoch", "would never start"),
+    (["metric=compressed/val_acc"], "metric", "but compress.method is none"),
+    (["compress=int8", "metric=[val_acc,model/speed]", "direction=[maximize,minimize]"],
+     "metric", "not a measure tuner takes"),
+    (["compress=int8", "compress.latency_runs=0"], "compress.latency_runs", "at least 1"),
+    (["+search.compress.method={type:categorical,choices:[int8,int3]}"],
+     "search.compress.method", "'int3' is not a compression method"),
+    (["compress=prune", "+search.compress.amount={type:float,low:0.5,high:1.0}"],
+     "search.compress.amount", "inside (0, 1)"),
+    (["model=conv_only", "search=lr_only", "compress=int8"],
+     "compress.method", "has no layer that compress=int8 compresses"),
 ]
 
 

@@ -14,6 +14,7 @@ import optuna
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
+from tuner.app.compression import compression_record
 from tuner.app.lineage import winner_schedule
 from tuner.config.compose import Composed
 from tuner.core import attrs
@@ -83,6 +84,9 @@ def best_report(composed: Composed) -> dict[str, Any]:
             "mlflow_run_id": run_id_of(best, study.user_attrs),
             "config": trial_attr(best, attrs.CONFIG_ATTR, ""),
         }
+        compression = compression_record(best, metrics)
+        if compression is not None:  # compress=...: the compressed model's figures
+            report["best"]["compressed"] = compression
         schedule = winner_schedule(trials, best)
         if schedule:  # strategy=pbt: the values the winner followed, segment by segment
             report["best"]["schedule"] = schedule

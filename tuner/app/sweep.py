@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import optuna
 
 from tuner.app.champion import describe_champion
+from tuner.app.compression import compression_lines
 from tuner.app.finish import finish_records
 from tuner.app.lineage import schedule_lines
 from tuner.app.progress import PlainReporter, format_values
@@ -141,6 +142,7 @@ def describe_best(plan: SweepPlan, summary: Summary) -> list[str]:
     lines = [f"best trial {best.number}: {format_values(plan.metrics, best.values)}"]
     lines += [f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}"
               for k, v in best.params.items()]
+    lines += compression_lines(best, plan.metrics)
     lines += schedule_lines(summary.schedule)
     champion = summary.champion
     if champion is not None:

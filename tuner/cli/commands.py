@@ -162,6 +162,8 @@ def cmd_best(args: argparse.Namespace) -> int:
     print(f"best trial {best['number']}: {values}")
     for key, value in best["params"].items():
         print(f"  {key} = {value}")
+    if best.get("compressed"):
+        print(best["compressed"]["said"])
     from tuner.app.lineage import schedule_lines
 
     for line in schedule_lines(best.get("schedule", [])):

@@ -25,11 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from tuner.config import checks, trainer_checks
 from tuner.config.compose import Composed
+from tuner.config.compression import Compression, compression_of
 from tuner.config.machine import nodes
 from tuner.config.population import Population, population_of, use_population
 from tuner.config.space import SearchSpace
 from tuner.config.space_parse import parse
 from tuner.core.errors import ConfigError, Problem
+from tuner.core.measures import float_metric
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class SweepPlan:
     nodes: int = 1  # machines one trial spans (more than one only under torchrun)
     notes: tuple[str, ...] = ()  # what tuner does differently from the config, said once
     population: Population | None = None  # strategy=pbt; None: the sampler's search
+    compression: Compression | None = None  # compress=...; None: models are not measured
 
     @property
     def cfg(self) -> DictConfig:
@@ -71,8 +74,15 @@ class SweepPlan:
     @property
     def reports_epochs(self) -> bool:
         """Trials report each epoch's metric to Optuna (for pruning and learning curves);
-        Optuna takes intermediate values for single-objective studies only."""
-        return not self.multi_objective
+        Optuna takes intermediate values for single-objective studies only, and a size or
+        latency has no training curve."""
+        return not self.multi_objective and self.epoch_metric is not None
+
+    @property
+    def epoch_metric(self) -> str | None:
+        """What each epoch reports: the objective, or the float metric a compressed one
+        is named after (the pruner reads the float training curve)."""
+        return float_metric(self.metrics[0])
 
     def locate(self, key: str) -> str:
         return self.composed.locate(key)
@@ -130,6 +140,7 @@ def make_plan(composed: Composed) -> SweepPlan:
     except ConfigError as error:
         problems.extend(error.problems)
         space = None
+    compression = compression_of(composed, space, metrics, problems)
     population = population_of(composed, space, problems, nodes())
     if population is not None:
         use_population(composed, population)
@@ -137,4 +148,5 @@ def make_plan(composed: Composed) -> SweepPlan:
         problems.extend(checks.sampler_and_pruner(composed, space, len(metrics)))
     if problems:
         raise ConfigError(problems)
-    return SweepPlan(composed, metrics, directions, space, nodes(), tuple(notes), population)
+    return SweepPlan(composed, metrics, directions, space, nodes(), tuple(notes), population,
+                     compression)

@@ -179,6 +179,19 @@ class TrackingSchema:
 
 
 @dataclass
+class CompressSchema:
+    """What ``compress`` holds (tuner.config.compression checks the values)."""
+
+    method: str = MISSING  # none | int8 | prune | qat
+    amount: float = MISSING
+    structured: bool = MISSING
+    qat_start_epoch: int = MISSING
+    latency_runs: int = MISSING
+    latency_warmup: int = MISSING
+    latency_threads: int = MISSING
+
+
+@dataclass
 class SweepSchema:
     model: Any = MISSING
     data: Any = MISSING
@@ -190,6 +203,7 @@ class SweepSchema:
     strategy: Any = MISSING  # search | pbt (tuner.config.population)
     storage: Any = MISSING
     tracking: TrackingSchema = field(default_factory=TrackingSchema)
+    compress: CompressSchema = field(default_factory=CompressSchema)
     study_name: str | None = MISSING
     n_trials: int = MISSING
     timeout: float | None = MISSING
@@ -217,6 +231,7 @@ _SCHEMAS: dict[tuple[str | None, str], type] = {
     ("data", "diabetes_schema"): DiabetesSchema,
     ("data", "char_corpus_schema"): CharCorpusSchema,
     ("tracking", "tracking_schema"): TrackingSchema,
+    ("compress", "compress_schema"): CompressSchema,
 }
 
 SCHEMA_NAMES = frozenset(name for _, name in _SCHEMAS)

@@ -40,7 +40,7 @@ from optuna.distributions import (
 
 from tuner.core.errors import ConfigError, Problem, first_line
 
-SEARCHABLE_ROOTS = ("model", "data", "trainer")
+SEARCHABLE_ROOTS = ("model", "data", "trainer", "compress")
 _ABSENT = object()
 
 

@@ -29,6 +29,9 @@ RESUMED_FROM_EPOCH_ATTR = "resumed_from_epoch"  # a repeat that resumed: epochs 
 RESUME_ERROR_ATTR = "resume_error"  # why a repeat started over although a checkpoint was there
 # Epochs a trial trained, where it reports none to Optuna (a multi-objective study).
 EPOCHS_ATTR = "epochs_trained"
+# compress=...: the compressed model's figures, {"compressed/val_acc": .., "model/size_mb": ..}
+MEASURED_ATTR = "measured"
+COMPRESSED_WITH_ATTR = "compressed_with"  # the method those figures are of: int8, prune, ...
 # Population-based training (tuner.study.population): a segment's place in the population.
 PBT_MEMBER_ATTR = "pbt.member"  # which member of the population (0 .. population-1)
 PBT_GENERATION_ATTR = "pbt.generation"

@@ -47,3 +47,11 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"The `srun` command is available")
     # Per-epoch logging is tuner's design (tuner.models.base.EpochMeans), not a mistake.
     warnings.filterwarnings("ignore", message=r".*smaller than the logging interval.*")
+
+
+def quiet_torchao() -> None:
+    """torchao logs, at its import, each of its GPU-only kernels that a CPU build of torch
+    cannot load, and torch warns once about an enum torchao registers the old way: noise
+    for a CPU user, and nothing a user of tuner can act on. Call it before the import."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)

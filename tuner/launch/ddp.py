@@ -97,6 +97,7 @@ def rank_spec(plan: SweepPlan, order: Order) -> dict[str, Any]:
         "study_name": plan.study_name, "trial_id": order.trial_id,
         "pruner": OmegaConf.to_container(cfg.pruner, resolve=True),
         "metrics": list(plan.metrics), "reports_epochs": plan.reports_epochs,
+        "measures": plan.compression is not None,
         "flush_interval": cfg.tracking.flush_interval,
         "run_id": order.run_id, "tracking_uri": cfg.tracking.tracking_uri,
         "root_dir": str(order.trial_dir),

@@ -90,7 +90,8 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
         fitted = fit(FitInputs(
             OmegaConf.create(spec["config"]), spec["seed"], tuple(spec["metrics"]),
             spec["reports_epochs"], root, trial=trial, logger=logger, checkpoint=checkpoint,
-            resume_from=resume_from, trainer_overrides=trainer_overrides, callbacks=more))
+            resume_from=resume_from, trainer_overrides=trainer_overrides, callbacks=more,
+            measures=spec.get("measures", False)))
     finally:
         logger.flush()
     trainer, outcome = fitted.trainer, fitted.outcome
@@ -105,10 +106,16 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
               "pruned_at": outcome.pruned_at, "reason": outcome.reason,
               "params": logger.hyperparams, "epochs": trainer.current_epoch}
     result["attrs"] = {}
+    if fitted.measured:
+        from tuner.core import attrs
+
+        result["attrs"][attrs.MEASURED_ATTR] = fitted.measured
+        result["attrs"][attrs.COMPRESSED_WITH_ATTR] = spec["config"]["compress"]["method"]
     if outcome.values is not None and _beats_best(spec, outcome.values[0]):
         from tuner.trial.model import keep_weights
 
-        result["attrs"], result["model_error_text"] = keep_weights(fitted, root)
+        kept, result["model_error_text"] = keep_weights(fitted, root)
+        result["attrs"].update(kept)
     if getattr(checkpoint, "sha256", None) is not None:  # a PBT segment's, for its children
         from tuner.core import attrs
 

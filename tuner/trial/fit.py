@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from tuner.core.floats import as_computed
+from tuner.core.measures import compressed, float_metric
 from tuner.trial.build import build_callbacks, build_objects, build_trainer
 from tuner.trial.checkpoints import ResumeCheckpoint
 from tuner.trial.divergence import DivergenceStop
@@ -45,6 +46,7 @@ class FitInputs:
     resume_from: Path | None = None  # such a checkpoint to continue from
     trainer_overrides: Mapping[str, Any] = field(default_factory=dict)
     callbacks: tuple[pl.Callback, ...] = ()  # more of tuner's (a PBT child's, tuner.trial.segment)
+    measures: bool = False  # compress the model once it completes, and measure it
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Fitted:
     trainer: pl.Trainer
     module: pl.LightningModule
     datamodule: pl.LightningDataModule
+    measured: dict[str, float] = field(default_factory=dict)  # its compressed self's figures
 
 
 def fit(inputs: FitInputs) -> Fitted:
@@ -79,12 +82,13 @@ def fit(inputs: FitInputs) -> Fitted:
     pl.seed_everything(inputs.seed, workers=True, verbose=False)
     datamodule, module = build_objects(inputs.cfg)
     metrics = inputs.metrics
-    pruning = OptunaPruning(inputs.trial, metrics[0]) if inputs.reports_epochs else None
+    pruning = (OptunaPruning(inputs.trial, float_metric(metrics[0]))
+               if inputs.reports_epochs else None)
     divergence = DivergenceStop()
     # The config's own callbacks first, tuner's after: tuner's read what the epoch left.
     callbacks = [*build_callbacks(inputs.cfg, str(inputs.root_dir)).values(),
                  *(c for c in (pruning, divergence, inputs.checkpoint) if c is not None),
-                 *inputs.callbacks]
+                 *inputs.callbacks, *_compression_callbacks(inputs)]
     trainer = build_trainer(inputs.cfg.trainer, callbacks=callbacks, logger=inputs.logger,
                             root_dir=str(inputs.root_dir), **inputs.trainer_overrides)
     logger = inputs.logger
@@ -104,15 +108,47 @@ def fit(inputs: FitInputs) -> Fitted:
         outcome = FitOutcome(TrialState.PRUNED, pruned_at=pruning.pruned_at,
                              reason=pruning.reason)
         return Fitted(outcome, trainer, module, datamodule)
+    if inputs.measures and not trainer.is_global_zero:  # rank 0 measures and reports
+        return Fitted(FitOutcome(TrialState.COMPLETE), trainer, module, datamodule)
+    measured: dict[str, float] = {}
+    if inputs.measures:
+        from tuner.trial.measure import measure
+
+        measured = measure(inputs.cfg, module, datamodule)
+        if isinstance(logger, BatchLogger):  # on the run, at the epochs trained
+            logger.log_metrics(measured, step=trainer.current_epoch)
+    values = objective_values(metrics, {**trainer.callback_metrics, **measured})
+    # Beside each compressed figure, the float model's (the run has it at its last epoch).
+    as_trained = {name: as_computed(float(value))
+                  for name, value in trainer.callback_metrics.items()
+                  if compressed(name) in measured}
+    return Fitted(FitOutcome(TrialState.COMPLETE, values), trainer, module, datamodule,
+                  {**as_trained, **measured})
+
+
+def objective_values(metrics: tuple[str, ...], read: Mapping[str, Any]) -> list[float]:
+    """The objectives among what the fit left (and what was measured after it).
+
+    Raises when one is missing or not finite: NaN or inf cannot be ranked, so a
+    multi-objective trial that diverged (it reports no epoch) fails here (README: "what
+    happens when things fail")."""
     values = []
     for metric in metrics:
-        value = trainer.callback_metrics.get(metric)
+        value = read.get(metric)
         if value is None:
             raise RuntimeError(f"metric '{metric}' was not logged in validation")
         values.append(as_computed(float(value)))
     bad = [m for m, v in zip(metrics, values, strict=True) if not math.isfinite(v)]
     if bad:
-        # Without epoch reports (multi-objective) a diverged trial reaches this point;
-        # NaN or inf cannot be ranked, so it fails (README: "what happens when things fail").
         raise FloatingPointError(f"objective {bad[0]} is {values[metrics.index(bad[0])]}")
-    return Fitted(FitOutcome(TrialState.COMPLETE, values), trainer, module, datamodule)
+    return values
+
+
+def _compression_callbacks(inputs: FitInputs) -> list[pl.Callback]:
+    """Quantization-aware training's, when the trial's compress.method is qat."""
+    settings = inputs.cfg.get("compress")
+    if not inputs.measures or settings is None or settings.method != "qat":
+        return []
+    from tuner.trial.compress import QuantizationAwareTraining
+
+    return [QuantizationAwareTraining(int(settings.qat_start_epoch))]

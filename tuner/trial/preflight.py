@@ -17,8 +17,10 @@ import lightning.pytorch as pl
 from tuner.config.checks import IMPORTED_IN_SLOT, check_targets
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, Problem, describe_error
+from tuner.core.measures import float_metric
 from tuner.core.quiet import quiet_lightning
 from tuner.trial.build import BuildError, build_callbacks, build_objects, build_trainer
+from tuner.trial.compress_check import check_compression
 from tuner.trial.fluent_run import throwaway_run
 from tuner.trial.metrics_logger import BatchLogger
 
@@ -39,7 +41,7 @@ def preflight(plan: SweepPlan) -> None:
                                   f"fix the {error.group} settings or its class")) from error
     own = _own_callbacks(plan)
     seen = MetricsAtValidationEnd()
-    trainer = _one_batch_trainer(plan, [*own.values(), seen])
+    trainer = _one_batch_trainer(plan, [*own.values(), seen, *_quantization_aware(plan)])
     try:
         with throwaway_run():
             trainer.fit(module, datamodule=datamodule)
@@ -50,7 +52,8 @@ def preflight(plan: SweepPlan) -> None:
                                   "dtypes) and that the module's steps run")) from error
     logged = sorted(seen.names)
     _check_monitors(plan, own, seen.names | set(trainer.callback_metrics))
-    missing = [m for m in plan.metrics if m not in logged]
+    trained = [float_metric(m) for m in plan.metrics]  # what the module itself must log
+    missing = [m for m in trained if m is not None and m not in logged]
     if missing:
         raise ConfigError(Problem(
             plan.locate("metric"), "metric",
@@ -58,6 +61,18 @@ def preflight(plan: SweepPlan) -> None:
             f"where trials read it; by then it has logged: {', '.join(logged) or 'nothing'}",
             f"set metric to one of those (e.g. metric={logged[0]})" if logged else
             "log the metric with self.log(...) in validation_step or on_validation_epoch_end"))
+    if plan.compression is not None:
+        check_compression(plan, module, datamodule)
+
+
+def _quantization_aware(plan: SweepPlan) -> list[pl.Callback]:
+    """QAT from the first batch, when a trial may train with it: its fake quantization
+    must run on this model too."""
+    if plan.compression is None or "qat" not in plan.compression.methods:
+        return []
+    from tuner.trial.compress import QuantizationAwareTraining
+
+    return [QuantizationAwareTraining(0)]
 
 
 def _own_callbacks(plan: SweepPlan) -> dict[str, pl.Callback]:

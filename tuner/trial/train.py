@@ -72,7 +72,7 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
         fitted = fit(FitInputs(
             order.cfg, order.seed, plan.metrics, plan.reports_epochs, order.trial_dir,
             trial=trial, logger=logger, checkpoint=checkpoint, resume_from=resume_from,
-            callbacks=more))
+            callbacks=more, measures=plan.compression is not None))
     finally:
         logger.flush()  # what it logged before an error or an interruption reaches the run
     outcome = fitted.outcome
@@ -82,6 +82,9 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
     if isinstance(checkpoint, SegmentEnd) and checkpoint.sha256 is not None:
         result.attrs[attrs.PBT_END_SHA_ATTR] = checkpoint.sha256  # its children check it
         result.attrs[attrs.PBT_THREADS_ATTR] = torch.get_num_threads()  # tuner replay's
+    if fitted.measured:  # the report and the leaderboard read them from the study
+        result.attrs[attrs.MEASURED_ATTR] = fitted.measured
+        result.attrs[attrs.COMPRESSED_WITH_ATTR] = str(order.cfg.compress.method)
     if not plan.reports_epochs:  # Optuna holds no epoch of it: the leaderboard reads this
         result.attrs[attrs.EPOCHS_ATTR] = fitted.trainer.current_epoch
     if (outcome.state == TrialState.COMPLETE

@@ -13,6 +13,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from tuner.app.compression import leaderboard_columns
 from tuner.app.lineage import winner_schedule
 from tuner.app.pages.html import render
 from tuner.app.pages.run_links import LOCAL_UI, run_link, tracking_url
@@ -64,6 +65,7 @@ def _rows(study: optuna.Study, metrics: tuple[str, ...],
         row["epochs"] = max(t.intermediate_values, default=t.user_attrs.get(attrs.EPOCHS_ATTR))
         row["seconds"] = (round(t.duration.total_seconds(), 2) if t.duration else None)
         row.update(t.params)
+        row.update(leaderboard_columns(t, metrics))
         row["run_id"] = run_id_of(t, study_attrs)
         rows.append(row)
     return rows

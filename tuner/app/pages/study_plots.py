@@ -20,6 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from tuner.app.pages.axes import tidy_log_axes
+from tuner.app.pages.compression_plot import compression_figure
 from tuner.app.pages.html import Plot, duration, plot_of
 from tuner.app.pages.lineage_plot import population_figure
 from tuner.app.pages.parallel import parallel_coordinates
@@ -35,6 +36,7 @@ TOP_PARAMS = 3  # slices and contours show this many of the most important param
 MIN_SAMPLED_SHARE = 0.5
 MIN_POINTS = 3
 LEFT_OUT_TITLE = "Slices and contours"
+COMPRESSION_TITLE = "Compression: each trial's float model and compressed model, the front in green"
 STATE_COLOURS = {"COMPLETE": "#2e7d32", "PRUNED": "#ef8a00", "FAIL": "#c62828",
                  "RUNNING": "#1565c0"}
 
@@ -100,6 +102,9 @@ def _candidates(study: optuna.Study, trials: list[FrozenTrial], metrics: tuple[s
     if several_metrics:
         candidates.append(("Pareto front", lambda: vis.plot_pareto_front(
             study, target_names=list(metrics))))
+    if any(attrs.MEASURED_ATTR in t.user_attrs for t in trials):
+        candidates.append((COMPRESSION_TITLE,
+                           lambda: compression_figure(trials, metrics, study.directions)))
     # With several metrics Optuna draws the first one's values but no best-so-far line.
     history = (f"Optimisation history of {metrics[0]}" if several_metrics
                else "Optimisation history (best so far)")
