@@ -105,7 +105,8 @@ def test_the_champion_is_the_int8_model_served_and_revalidated_as_measured(int8_
     cwd, _ = int8_sweep
     uri = f"sqlite:///{cwd / 'runs' / 'mlflow.db'}"
     client = client_for(cwd / "runs")
-    mlflow.set_tracking_uri(uri)  # as a scheduled round's process does
+    mlflow.set_tracking_uri(uri)  # as a scheduled round's process does (an earlier test
+    mlflow.set_registry_uri(uri)  # in this process may have set another registry)
     champion = current_champion(client, "digits-mlp")
     loaded = mlflow.pytorch.load_model("models:/digits-mlp@champion")
     kinds = {type(v).__name__ for k, v in loaded.state_dict().items() if k.endswith("weight")}

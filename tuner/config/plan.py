@@ -106,7 +106,8 @@ class SweepPlan:
         return {
             "metric": ",".join(self.metrics), "direction": ",".join(self.directions),
             **{f"{group}": choices.get(group) for group in
-               ("model", "data", "search", "sampler", "pruner", "strategy", "storage")},
+               ("model", "data", "search", "sampler", "pruner", "strategy", "storage",
+                "compress")},
             "search_space_fingerprint": self.space.fingerprint(),
         }
 
