@@ -38,7 +38,7 @@ SEARCHED = ("study_name=digits-mlp-front", "n_trials=6", "compress=int8",
             "metric=[compressed/val_acc,model/latency_ms]", "direction=[maximize,minimize]",
             "sampler=nsga2", "pruner=none", "compress.qat_start_epoch=1",
             "+search.compress.method={type:categorical,choices:[none,int8,prune,qat]}",
-            "+search.compress.amount={type:float,low:0.3,high:0.8}")
+            "+search.compress.amount={type:float,low:0.3,high:0.8,when:{compress.method:prune}}")
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,8 @@ def test_a_searched_method_gives_each_trial_its_own_and_the_report_draws_the_fro
         assert t.values == [measured["compressed/val_acc"], measured[LATENCY]]
         if method == "none":  # the float model stands on the front as it is
             assert measured["compressed/val_acc"] == measured["val_acc"]
-            assert measured[SIZE] == measured[FLOAT_SIZE]
+            assert (measured[SIZE], measured[LATENCY]) == (measured[FLOAT_SIZE],
+                                                           measured[FLOAT_LATENCY])
         elif method in ("int8", "qat"):
             assert measured[FLOAT_SIZE] - measured[SIZE] > 2 * measured["param_count"] / 1e6
     result = tuner_here("report", "digits-mlp-front", "--out", "report.html", cwd=cwd)

@@ -54,6 +54,8 @@ def compression_lines(trial: FrozenTrial, metrics: tuple[str, ...]) -> list[str]
     if not measured:
         return []
     method = trial.user_attrs.get(attrs.COMPRESSED_WITH_ATTR, "?")
+    if method == "none":  # one of a searched method's choices: the float model as it is
+        return [f"not compressed (compress.method=none): {_figures(measured, metrics)}"]
     # A QAT model was validated fake-quantized as it trained; its size and speed are float.
     trained = "as trained" if method == "qat" else "float"
     parts = []
@@ -73,5 +75,16 @@ def _versus(measured: dict[str, float], key: str, float_key: str, unit: str, les
     if small is None or full is None or small <= 0:
         return ""
     ratio = full / small
-    said = f"{ratio:.2f}x {less}" if ratio >= 1 else f"{1 / ratio:.2f}x {more}"
+    if abs(ratio - 1) < 0.01:
+        said = "the same"
+    else:
+        said = f"{ratio:.2f}x {less}" if ratio > 1 else f"{1 / ratio:.2f}x {more}"
     return f"{small:.3g} {unit} (float {full:.3g}: {said})"
+
+
+def _figures(measured: dict[str, float], metrics: tuple[str, ...]) -> str:
+    """A float model's own figures: its metrics, size and latency."""
+    parts = [f"{m} {measured[m]:.4g}" for m in dict.fromkeys(
+        m for m in (float_metric(m) for m in metrics) if m) if m in measured]
+    parts.append(f"{measured[FLOAT_SIZE]:.3g} MB, {measured[FLOAT_LATENCY]:.3g} ms")
+    return ", ".join(parts)
