@@ -106,3 +106,33 @@ def _a_trial_reported(run_dir: Path) -> bool:
         return any(t.intermediate_values for t in load_study(run_dir).trials)
     except (KeyError, FileNotFoundError, ValueError):
         return False
+
+
+HOLD_AND_DIE = """
+import os, signal, sys
+from tuner.study.journal_file import GuardedJournalFile
+GuardedJournalFile(sys.argv[1]).lock.acquire()
+os.kill(os.getpid(), signal.SIGKILL)  # killed while it holds the journal's lock
+"""
+
+
+def test_a_writer_killed_while_it_holds_the_journal_lock_holds_up_no_one(tmp_path):
+    """Optuna's own locks outlive a killed holder: the next command waited their 30 s
+    grace period, with three warnings. tuner's lock is a flock the kernel lets go."""
+    import sys
+
+    path = tmp_path / "optuna.journal"
+    optuna.create_study(study_name="s", storage=JournalStorage(GuardedJournalFile(str(path))))
+    died = subprocess.run([sys.executable, "-c", HOLD_AND_DIE, str(path)])
+    assert died.returncode == -signal.SIGKILL
+    start = time.monotonic()
+    opened = subprocess.run(
+        [sys.executable, "-c", "import sys, optuna; from optuna.storages import JournalStorage; "
+         "from tuner.study.journal_file import GuardedJournalFile; optuna.load_study("
+         "study_name='s', storage=JournalStorage(GuardedJournalFile(sys.argv[1])))"
+         ".set_user_attr('after', 1)", str(path)], capture_output=True, text=True)
+    assert opened.returncode == 0, opened.stderr
+    assert time.monotonic() - start < 15  # Optuna's symlink lock: 30 s and more
+    assert "lock file" not in opened.stderr, opened.stderr
+    study = optuna.load_study(study_name="s", storage=JournalStorage(GuardedJournalFile(str(path))))
+    assert study.user_attrs == {"after": 1}

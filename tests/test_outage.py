@@ -167,9 +167,19 @@ def test_a_sweep_whose_disk_fills_waits_and_loses_no_record(small_disk, tmp_path
             assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
             time.sleep(0.2)
         small_disk.fill()
-        time.sleep(8)
+        # Full until the sweep says so: an append that fits in the journal's last page
+        # still succeeds on a full tmpfs, so the first one that fails comes when it
+        # comes (each trial's epoch reports append). Then a few seconds more, and freed.
+        said, reader = _lines_of(process)
+        deadline = time.monotonic() + 120
+        while not any("does not answer since" in line for line in said):
+            assert process.poll() is None and time.monotonic() < deadline, "".join(said)
+            time.sleep(0.2)
+        time.sleep(3)
         small_disk.free()
-        output = process.communicate(timeout=300)[0]
+        process.wait(timeout=300)
+        reader.join(timeout=10)
+        output = "".join(said)
     finally:
         if process.poll() is None:
             stop(process)
@@ -191,6 +201,18 @@ def test_a_sweep_whose_disk_fills_waits_and_loses_no_record(small_disk, tmp_path
         assert {"model.lr", "seed"} <= set(run.data.params)
         assert len(client.get_metric_history(run.info.run_id, "val_acc")) == 3, trial.number
     assert not list((run_dir / "mlflow-outbox").rglob("*.jsonl"))  # nothing left waiting
+
+
+def _lines_of(process):
+    """The process's output lines as they come, read on a thread (join it once the
+    process has exited to have them all)."""
+    import threading
+
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")),
+                              daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def _finished_here(run_dir: Path, n: int) -> bool:

@@ -28,6 +28,7 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import FrozenTrial
 
+from tuner.app.compression import served_value
 from tuner.config.plan import SweepPlan
 from tuner.core import attrs
 from tuner.core.results import is_better, reason_of
@@ -71,8 +72,9 @@ def crown(plan: SweepPlan, study: optuna.Study, client: MlflowClient, contest: C
     uri = model_uri_of(best, study.user_attrs)
     if uri is None:
         return Verdict("none", no_model(best, study.user_attrs), before, best.values[0], before)
-    challenger, run_id = best.values[0], run_id_of(best, study.user_attrs)
-    metric, direction = plan.metrics[0], plan.directions[0]
+    # The champion is the model served: a compressed trial's is its compressed model.
+    challenger, metric = served_value(best, plan.metrics[0])
+    run_id, direction = run_id_of(best, study.user_attrs), plan.directions[0]
     said = f"{metric}={challenger:.6g}"
     if before is not None and before.run_id == run_id:
         return Verdict("kept", f"trial {best.number} ({said}) is the champion already",

@@ -38,7 +38,12 @@ QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "MLFLOW_LOGGING_LE
 CHATTER = re.compile(
     r"^(\S+ \S+ )?INFO[: ]"  # uvicorn's and MLflow's INFO lines, each request among them
     r"|^Registry store URI not provided"  # `mlflow ui` uses the backend store: as meant
-    r"|^\[MLflow\] Security middleware enabled with default settings")  # loopback: as meant
+    r"|^\[MLflow\] Security middleware enabled with default settings"  # loopback: as meant
+    # A compressed champion's int8 weights are torchao's: importing it, torch warns of an
+    # enum torchao registers the old way (tuner.core.quiet.quiet_torchao, in tuner's own
+    # processes), and torchao lists the GPU kernels a CPU build cannot load.
+    r"|.*_pytree\.py:\d+\] <enum '\w+'> is an Enum subclass"
+    r"|^Failed to load \S+torchao/_C")
 
 
 def run_server(command: Sequence[str], ready_url: str, starting: str, ready: str) -> int:

@@ -23,6 +23,8 @@ from tuner.core.measures import MODEL_MEASURES, MODEL_PREFIX, is_measured
 
 METHODS = ("none", "int8", "prune", "qat")
 METHOD_KEY, AMOUNT_KEY = "compress.method", "compress.amount"
+START_KEY = "compress.qat_start_epoch"
+SEARCHABLE = (METHOD_KEY, AMOUNT_KEY, "compress.structured", START_KEY)
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,13 @@ def compression_of(composed: Composed, space: SearchSpace | None, metrics: tuple
     if "prune" in methods:
         _amount(composed, settings.get("amount"), params.get(AMOUNT_KEY), problems)
     if "qat" in methods:
-        start, epochs = settings.get("qat_start_epoch"), cfg.trainer.max_epochs
-        _check(problems, composed, "compress.qat_start_epoch",
-               isinstance(start, int) and 0 <= start < epochs,
-               f"is {start}, but a trial trains trainer.max_epochs={epochs} epochs: "
-               "quantization-aware training would never start",
-               f"set compress.qat_start_epoch between 0 and {epochs - 1}")
+        _qat_start(composed, settings.get("qat_start_epoch"), params.get(START_KEY), problems)
+    for path in params:
+        _check(problems, composed, f"search.{path}",
+               not path.startswith("compress.") or path in SEARCHABLE,
+               "is not searched: it sets how models are measured, which every trial of a "
+               "study must share", f"search {', '.join(SEARCHABLE)} only",
+               locate=f"search.{path}")
     for key, least in (("latency_runs", 1), ("latency_warmup", 0), ("latency_threads", 1)):
         value = settings.get(key)
         _check(problems, composed, f"compress.{key}", isinstance(value, int) and value >= least,
@@ -90,16 +93,37 @@ def _methods(composed: Composed, method, searched, problems: list[Problem]) -> t
 
 def _amount(composed: Composed, amount, searched, problems: list[Problem]) -> None:
     if searched is not None:
-        d = searched.distribution
-        ok = isinstance(d, FloatDistribution) and d.low > 0 and d.high < 1
+        values = searched.candidates()  # a range's bounds, or a categorical's choices
+        ok = (isinstance(searched.distribution, FloatDistribution | CategoricalDistribution)
+              and all(_share(v) for v in values))
         _check(problems, composed, f"search.{AMOUNT_KEY}", ok,
-               "must be a float range inside (0, 1): the share of weights set to zero",
-               "e.g. {type: float, low: 0.2, high: 0.9}", locate=f"search.{AMOUNT_KEY}")
+               f"must stay inside (0, 1), the share of weights set to zero; it reaches "
+               f"{values}", "e.g. {type: float, low: 0.2, high: 0.8}",
+               locate=f"search.{AMOUNT_KEY}")
         return
-    ok = isinstance(amount, int | float) and not isinstance(amount, bool) and 0 < amount < 1
-    _check(problems, composed, AMOUNT_KEY, ok,
+    _check(problems, composed, AMOUNT_KEY, _share(amount),
            f"must be in (0, 1), the share of each layer's weights set to zero; got {amount}",
            "e.g. compress.amount=0.5")
+
+
+def _qat_start(composed: Composed, start, searched, problems: list[Problem]) -> None:
+    epochs = composed.cfg.trainer.max_epochs
+    if searched is not None:
+        values = searched.candidates()
+        _check(problems, composed, f"search.{START_KEY}",
+               all(isinstance(v, int) and 0 <= v < epochs for v in values),
+               f"reaches {values}, but a trial trains trainer.max_epochs={epochs} epochs: "
+               "quantization-aware training would never start in some",
+               f"keep it between 0 and {epochs - 1}", locate=f"search.{START_KEY}")
+        return
+    _check(problems, composed, START_KEY, isinstance(start, int) and 0 <= start < epochs,
+           f"is {start}, but a trial trains trainer.max_epochs={epochs} epochs: "
+           "quantization-aware training would never start",
+           f"set compress.qat_start_epoch between 0 and {epochs - 1}")
+
+
+def _share(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
 
 
 def _objectives(composed: Composed, metrics: tuple[str, ...], measured: bool,
@@ -110,7 +134,8 @@ def _objectives(composed: Composed, metrics: tuple[str, ...], measured: bool,
         if not measured:
             problems.append(Problem(
                 composed.locate("metric"), "metric",
-                f"'{metric}' is measured on a compressed model, but compress.method is none",
+                f"'{metric}' is measured only when trials are compressed, and "
+                "compress.method is none",
                 "compress the trials' models (compress=int8, prune or qat), or name a "
                 "metric the module logs"))
         elif metric.startswith(MODEL_PREFIX) and metric not in MODEL_MEASURES:

@@ -149,5 +149,8 @@ def make_plan(composed: Composed) -> SweepPlan:
         problems.extend(checks.sampler_and_pruner(composed, space, len(metrics)))
     if problems:
         raise ConfigError(problems)
+    if compression is not None and len(metrics) == 1 and float_metric(metrics[0]) is None:
+        notes.append(f"{metrics[0]} has no training curve: trials are not pruned, and each "
+                     "is measured once it completes")
     return SweepPlan(composed, metrics, directions, space, nodes(), tuple(notes), population,
                      compression)

@@ -53,4 +53,5 @@ PARENT_RUN_ATTR = "mlflow_parent_run_id"
 SPACE_FINGERPRINT_ATTR = "search_space_fingerprint"
 SPACE_ATTR = "search_space"
 N_TRIALS_ATTR = "n_trials"
+COMPRESS_ATTR = "compress"  # how its models are compressed and measured (a system attribute)
 STRATEGY_ATTR = "strategy"  # "search", or PBT's population settings (a system attribute)

@@ -15,6 +15,13 @@ Optuna's writers take, so no writer is mid-record meanwhile):
 - when an append fails (a full disk, say), what it wrote of the records is cut off
   before the lock is let go, so that no other writer glues its record to them.
 
+Optuna's own locks (a symlink or an exclusive-create file beside the journal) outlive a
+holder that is killed (SIGKILL, OOM, power) while it writes or repairs: every later
+command then waits their 30 s grace period, printing three warnings, before it breaks
+the lock (and breaks it just as much when a live holder is slow). tuner's journal lock
+is an exclusive ``flock`` on ``<journal>.flock`` (:class:`FlockLock`), which the kernel
+lets go with its holder, as tuner's claim lock beside the same file already is.
+
 Minimal reproduction, Optuna alone: create a study on a journal file, run three trials,
 cut the file's last line in half, load the study and set two user attributes, load it
 again (tests/test_journal_file.py runs it against Optuna's own backend). tuner keeps
@@ -23,9 +30,11 @@ this guard until Optuna's release fixes it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +45,40 @@ from optuna.storages.journal import (
     JournalFileSymlinkLock,
 )
 
-Lock = JournalFileOpenLock | JournalFileSymlinkLock  # Optuna's journal file locks
+FLOCK_SUFFIX = ".flock"
+
+
+class FlockLock:
+    """An exclusive ``flock`` on ``<journal>.flock``, for Optuna's journal backend (it
+    calls acquire and release): let go by the kernel when its holder dies, so a killed
+    writer never leaves it held. Each acquisition opens the file anew (a lock per open
+    file description), so threads of one process exclude each other too."""
+
+    def __init__(self, journal_path: str):
+        self.path = f"{journal_path}{FLOCK_SUFFIX}"
+        self._held = threading.local()
+
+    def acquire(self) -> bool:
+        handle = open(self.path, "a")  # noqa: SIM115 (held until release)
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        self._held.handle = handle
+        return True
+
+    def release(self) -> None:
+        handle = self._held.handle
+        self._held.handle = None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path}  # a lock held here is not held by a copy
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path = state["path"]
+        self._held = threading.local()
+
+
+Lock = FlockLock | JournalFileOpenLock | JournalFileSymlinkLock
 
 TORN_SUFFIX = ".torn-"
 _CHUNK = 1 << 16  # bytes read from the end at a time while looking for the last record
@@ -52,7 +94,7 @@ class GuardedJournalFile(JournalFileBackend):
 
     def __init__(self, file_path: str, lock_obj: Lock | None = None):
         self.path = Path(file_path)
-        self.lock = lock_obj or JournalFileSymlinkLock(str(self.path))
+        self.lock = lock_obj or FlockLock(str(self.path))
         super().__init__(str(self.path), self.lock)
         with _held(self.lock):
             repair(self.path)

@@ -48,6 +48,7 @@ def open_study(plan: SweepPlan, storage: BaseStorage) -> optuna.Study:
                                       plan.space.fingerprint())
         storage.set_study_system_attr(created, attrs.SPACE_ATTR, plan.space.to_json())
         storage.set_study_system_attr(created, attrs.STRATEGY_ATTR, _strategy(plan))
+        storage.set_study_system_attr(created, attrs.COMPRESS_ATTR, _compression(plan))
         with warnings.catch_warnings():  # experimental since Optuna 3.2, still there in 5
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names(list(plan.metrics))
@@ -126,6 +127,13 @@ def _check_resumable(plan: SweepPlan, storage: BaseStorage, study_id: int,
             f"study '{name}' was run with {strategy}; this config asks for {_strategy(plan)}, "
             "and its trials would not fit together",
             f"start a new study ({new_name}) or restore the original strategy settings"))
+    compression = storage.get_study_system_attrs(study_id).get(attrs.COMPRESS_ATTR, "none")
+    if compression != _compression(plan):
+        raise ConfigError(Problem(
+            plan.locate("compress.method"), "compress",
+            f"study '{name}' was run with compress: {compression}; this config asks for "
+            f"{_compression(plan)}, and its trials' models would not be measured alike",
+            f"start a new study ({new_name}) or restore the original compress settings"))
     fingerprint = (storage.get_study_system_attrs(study_id).get(attrs.SPACE_FINGERPRINT_ATTR)
                    or storage.get_study_user_attrs(study_id).get(attrs.SPACE_FINGERPRINT_ATTR))
     if fingerprint is not None and fingerprint != plan.space.fingerprint():
@@ -146,3 +154,20 @@ def _strategy(plan: SweepPlan) -> str:
         return "search"
     return (f"pbt (population {p.size}, {p.generations} segments of {p.interval} epochs, "
             f"mutable {', '.join(p.mutable)})")
+
+
+def _compression(plan: SweepPlan) -> str:
+    """How the study's models are compressed and measured, as a resume compares it."""
+    if plan.compression is None:
+        return "none"
+    settings, methods = plan.cfg.compress, plan.compression.methods
+    said = ["/".join(methods)]
+    searched = {p.path for p in plan.space.params}
+    if "prune" in methods and "compress.amount" not in searched:
+        said.append(f"amount {settings.amount}" + (" structured" if settings.structured
+                                                    else ""))
+    if "qat" in methods and "compress.qat_start_epoch" not in searched:
+        said.append(f"QAT from epoch {settings.qat_start_epoch}")
+    threads = settings.latency_threads
+    said.append(f"timed on {threads} thread{'' if threads == 1 else 's'}")
+    return ", ".join(said)

@@ -116,19 +116,11 @@ def _has_target(value: Any) -> bool:
 
 
 def rebuild_module(config_yaml: str, state_dict: dict[str, Any]) -> torch.nn.Module:
-    """A trial's trained module again, from its config and its kept weights, as it is
-    exported: compressed where its config's ``compress.method`` says (tuner.trial.compress,
-    the same compression its trial was measured with). The export at a sweep's end and the
-    replay of a model that waited in the outbox (tuner.tracking.replay) use it."""
-    cfg = OmegaConf.create(config_yaml)
-    _, module = build_objects(cfg)
+    """A trial's trained module again, from its config and its kept weights (float: a
+    compressed model is made from them where it is served, tuner.trial.served)."""
+    _, module = build_objects(OmegaConf.create(config_yaml))
     module.load_state_dict(state_dict)
-    settings = cfg.get("compress")
-    if settings is None or settings.method == "none":
-        return module
-    from tuner.trial.compress import compress
-
-    return compress(module, settings)
+    return module
 
 
 # Lean by default: tuner reports progress for the sweep, not per trial; a config may

@@ -13,10 +13,11 @@
 A weight that two layers share (a language model's tied embedding and output layer) is
 left as trained: compressing it in one of them would untie it. Compression never changes
 the module it is given: it returns a compressed copy, in eval mode, on the CPU (where the
-model is measured and served). The same function compresses a trial's model after it
-trains and the champion's rebuilt from its kept weights at the export, so the model
-served is the one measured (the methods are deterministic; QAT's converted model equals
-int8 of its trained weights).
+model is measured and served), in float32 whatever precision it trained in. The same
+function compresses a trial's model after it trains and the champion's rebuilt from its
+kept weights where it is exported (tuner.trial.served), so the model served is the one
+measured (the methods are deterministic; QAT's converted model equals int8 of its
+trained weights).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def compress(module: torch.nn.Module, settings: Any) -> torch.nn.Module:
     method = settings.method
     trained_with_qat = _has_fake_quantization(module)
     if method in ("int8", "qat") and trained_with_qat:  # its fake-quantized layers converted
-        out = copy.deepcopy(module).cpu().eval()
+        out = copy.deepcopy(module).cpu().float().eval()
         _quantize(out, step="convert", names={id(layer) for layer in _fake_quantized(out)})
         return out
     out = float_copy(module)
@@ -60,9 +61,10 @@ def compress(module: torch.nn.Module, settings: Any) -> torch.nn.Module:
 
 
 def float_copy(module: torch.nn.Module) -> torch.nn.Module:
-    """A copy of ``module`` in float, eval mode, on the CPU: a QAT-trained module with its
-    fake quantization taken out (what the trial would serve without compression)."""
-    out = copy.deepcopy(module).cpu().eval()
+    """A copy of ``module`` in float32, eval mode, on the CPU (a module trained in bf16 or
+    fp16 weights too): a QAT-trained module with its fake quantization taken out (what
+    the trial would serve without compression)."""
+    out = copy.deepcopy(module).cpu().float().eval()
     if not _has_fake_quantization(out):
         return out
     fake = {id(layer) for layer in _fake_quantized(out)}

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from tuner.config.plan import SweepPlan, to_yaml
 from tuner.core.errors import ConfigError, Problem, describe_error
 from tuner.trial.build import example_input
-from tuner.trial.compress import NothingToCompress, compress
+from tuner.trial.compress import NothingToCompress, float_copy
 from tuner.trial.served import for_serving
 
 
@@ -30,11 +30,18 @@ def check_compression(plan: SweepPlan, module: pl.LightningModule,
     assert plan.compression is not None
     where = plan.locate("search.compress.method" if plan.compression.searched
                         else "compress.method")
-    example = example_input(module, datamodule)
+    try:
+        example = example_input(module, datamodule)
+    except ValueError as error:
+        raise ConfigError(Problem(where, "compress.method", f"cannot measure the model: {error}",
+                                  "set the module's example_input_array")) from error
     for method in plan.compression.methods:
-        settings = OmegaConf.merge(plan.cfg.compress, {"method": method})
-        try:
-            small = compress(module, settings)
+        cfg = OmegaConf.merge(plan.cfg, {"compress": {"method": method}})
+        # What the export gets: the trained module (float: the preflight trained it with
+        # QAT's fake quantization when a trial may, which a trial without QAT never has).
+        trained = float_copy(module) if method != "qat" else module
+        try:  # compressed as the export compresses it
+            served, raw = for_serving(to_yaml(cfg), trained, example)
         except NothingToCompress as error:
             raise ConfigError(Problem(where, "compress.method", str(error),
                                       "compress another way (compress=prune reaches Conv "
@@ -42,7 +49,6 @@ def check_compression(plan: SweepPlan, module: pl.LightningModule,
         if not plan.cfg.tracking.log_models:
             continue
         try:
-            served, raw = for_serving(to_yaml(plan.cfg), small, example)
             torch.export.export(served, tuple(x.cpu() for x in raw))
         except Exception as error:
             raise ConfigError(Problem(

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tuner.core.floats import as_computed
 from tuner.core.measures import FLOAT_LATENCY, FLOAT_SIZE, LATENCY, SIZE, float_metric, is_measured
-from tuner.core.quiet import quiet_lightning
+from tuner.core.quiet import quiet_lightning, quiet_torchao
 from tuner.trial.build import build_objects, build_trainer, example_input
 from tuner.trial.compress import structure_like
 from tuner.trial.measure import latency_ms, size_mb, validation_metrics
@@ -67,6 +67,7 @@ def _measured_again(module, datamodule, settings, metric: str, trainer_cfg: Dict
         return size_mb(module)
     logged = validation_metrics(module, datamodule, trainer_cfg)  # sets the data up too
     if metric == LATENCY:
+        module.eval()  # Lightning's validation put it back in training mode (dropout)
         example = tuple(x[:1].cpu() for x in example_input(module, datamodule))
         return latency_ms(module, example, int(settings.latency_runs),
                           int(settings.latency_warmup), int(settings.latency_threads))
@@ -87,4 +88,5 @@ def logged_weights(model_uri: str) -> dict[str, Any]:
     """The weights of a model tuner logged (MLflow ``pt2``), by parameter name."""
     import mlflow.pytorch
 
+    quiet_torchao()  # a compressed champion's int8 weights import torchao
     return trained_weights(dict(mlflow.pytorch.load_model(model_uri).state_dict()))

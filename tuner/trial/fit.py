@@ -99,7 +99,8 @@ def fit(inputs: FitInputs) -> Fitted:
         trainer.fit(module, datamodule=datamodule, ckpt_path=inputs.resume_from,
                     weights_only=True if inputs.resume_from is not None else None)
     if divergence.diverged:
-        if not inputs.reports_epochs:  # Optuna cannot prune a multi-objective trial
+        if not inputs.reports_epochs:  # no epochs reported (several objectives, a size or
+            # latency one): Optuna cannot prune it
             raise FloatingPointError(divergence.reason)
         outcome = FitOutcome(TrialState.PRUNED, pruned_at=divergence.at_epoch,
                              reason=divergence.reason)

@@ -118,7 +118,7 @@ def _check_monitors(plan: SweepPlan, callbacks: dict[str, pl.Callback], logged: 
                 f"'{monitor}' is not a metric {plan.cfg.model._target_} logs; it logs: "
                 f"{', '.join(sorted(logged)) or 'nothing'}",
                 "monitor one of those, e.g. the study's metric "
-                f"({plan.metrics[0]})"))
+                f"({plan.epoch_metric or plan.metrics[0]})"))
     if problems:
         raise ConfigError(problems)
 

@@ -9,7 +9,8 @@ scale (or a module of several inputs) is exported as it was trained.
 
 The trained module's weights stay reachable by name inside the served model (under
 ``TRAINED``), which a scheduled round reads back to re-validate a champion
-(:func:`trained_weights`).
+(:func:`trained_weights`). Under ``compress`` they are the compressed model's (int8
+weights: tuner.trial.evaluate loads them into a module of the same form).
 """
 
 from __future__ import annotations
@@ -39,8 +40,17 @@ class ServedModel(torch.nn.Module):
 def for_serving(config_yaml: str, module: torch.nn.Module,
                 example_input: tuple[torch.Tensor, ...]
                 ) -> tuple[torch.nn.Module, tuple[torch.Tensor, ...]]:
-    """``module`` as it is exported and served, and its input example, raw."""
-    datamodule = build_group(OmegaConf.create(config_yaml), "data")
+    """``module`` (the trained one, float) as it is exported and served, and its input
+    example, raw: compressed first where the config's ``compress.method`` says, by the
+    same compression its trial was measured with (tuner.trial.compress). The weights kept
+    for an export, and those waiting in the outbox, stay float."""
+    cfg = OmegaConf.create(config_yaml)
+    settings = cfg.get("compress")
+    if settings is not None and settings.method != "none":
+        from tuner.trial.compress import compress
+
+        module = compress(module, settings)
+    datamodule = build_group(cfg, "data")
     transforms = getattr(datamodule, "serving_transforms", None)
     inputs, outputs = transforms() if callable(transforms) else (None, None)
     if (inputs is None and outputs is None) or len(example_input) != 1:

@@ -1,11 +1,12 @@
 """A compressing study's models: each trial's float model and its compressed self, and the
 front the compressed ones make.
 
-x is the latency for one example (ms, CPU), y the study's metric: grey for the float
-model as trained, a colour per compression method for the compressed model, a thin line
-from one to the other (what compression cost or gained), and the compressed models that
-no other beats on both (lower latency, better metric) ringed and joined as the front. Hovering a
-point tells its trial and size. Optuna's own Pareto plot shows the study's objectives
+x is the latency for one example (ms, CPU), or the size where the study's cost objective
+is the size; y the study's metric. Grey for the float model as trained, a colour per
+compression method for the compressed model, a thin line from one to the other (what
+compression cost or gained), and the compressed models that no other beats on both
+(lower x, better metric) ringed and joined as the front. Hovering a point tells its
+trial and its other cost. Optuna's own Pareto plot shows the study's objectives
 only; the float model beside its compressed self is tuner's (plotly).
 """
 
@@ -21,6 +22,10 @@ from tuner.core import attrs
 from tuner.core.measures import FLOAT_LATENCY, FLOAT_SIZE, LATENCY, SIZE, compressed, float_metric
 
 FLOAT_COLOUR, LINK_COLOUR, FRONT_COLOUR = "#9e9e9e", "#d0d0d0", "#2e7d32"
+# The x axis: (compressed, float, title), by latency or, where the study's cost is the
+# size, by size.
+AXES = {False: (LATENCY, FLOAT_LATENCY, "latency for one example (ms, CPU)"),
+        True: (SIZE, FLOAT_SIZE, "size (MB, the state dict saved)")}
 METHOD_COLOURS = {"int8": "#1565c0", "prune": "#ef8a00", "qat": "#6a1b9a", "none": "#00897b"}
 
 
@@ -37,7 +42,10 @@ def compression_figure(trials: Sequence[FrozenTrial], metrics: Sequence[str],
     if not shown or not picked:
         return None
     metric, direction = picked[0]
-    points = [_points(t, metric) for t in shown]
+    by_size = any(m in (SIZE, FLOAT_SIZE) for m in metrics) and not any(
+        m in (LATENCY, FLOAT_LATENCY) for m in metrics)  # the study's own cost, if size
+    axes = AXES[by_size]
+    points = [_points(t, metric, axes) for t in shown]
     points = [p for p in points if p is not None]
     if not points:
         return None
@@ -61,34 +69,45 @@ def compression_figure(trials: Sequence[FrozenTrial], metrics: Sequence[str],
                                 marker={"symbol": "circle-open", "size": 15,
                                         "color": FRONT_COLOUR, "line": {"width": 2}},
                                 line={"color": FRONT_COLOUR, "width": 2, "shape": "hv"}))
-    figure.update_layout(xaxis_title="latency for one example (ms, CPU)", yaxis_title=metric,
+    figure.update_layout(xaxis_title=axes[2], yaxis_title=metric,
                          legend={"orientation": "h", "y": -0.2})
     return figure
 
 
-def _points(trial: FrozenTrial, metric: str) -> dict[str, Any] | None:
+def _points(trial: FrozenTrial, metric: str, axes: tuple[str, str, str]
+            ) -> dict[str, Any] | None:
     measured = trial.user_attrs[attrs.MEASURED_ATTR]
     small = measured.get(compressed(metric))
     full = measured.get(metric)  # the float model's, as it ended training
-    if small is None or full is None or LATENCY not in measured:
+    small_x, float_x, _ = axes
+    if small is None or full is None or small_x not in measured:
         return None
     return {"trial": trial.number,
             "method": trial.user_attrs.get(attrs.COMPRESSED_WITH_ATTR, "?"),
-            "float": (measured[FLOAT_LATENCY], full, measured.get(FLOAT_SIZE)),
-            "small": (measured[LATENCY], small, measured.get(SIZE))}
+            "float": (measured[float_x], full, _other(measured, float_x)),
+            "small": (measured[small_x], small, _other(measured, small_x))}
+
+
+def _other(measured: dict[str, float], x: str) -> str:
+    """What the hover says beside the axis: the size on a latency axis, and back."""
+    if x in (LATENCY, FLOAT_LATENCY):
+        size = measured.get(SIZE if x == LATENCY else FLOAT_SIZE)
+        return "" if size is None else f"{size:.3g} MB"
+    latency = measured.get(LATENCY if x == SIZE else FLOAT_LATENCY)
+    return "" if latency is None else f"{latency:.3g} ms"
 
 
 def _markers(go, points: list[dict], which: str, name: str, colour: str) -> Any:
     return go.Scatter(
         x=[p[which][0] for p in points], y=[p[which][1] for p in points], mode="markers",
         name=name, marker={"color": colour, "size": 9},
-        text=[f"trial {p['trial']}: {p[which][2]:.3g} MB" if p[which][2] is not None
-              else f"trial {p['trial']}" for p in points],
-        hovertemplate="%{text}<br>%{x:.3g} ms, %{y:.4g}<extra>" + name + "</extra>")
+        text=[f"trial {p['trial']}: {p[which][2]}" if p[which][2] else f"trial {p['trial']}"
+              for p in points],
+        hovertemplate="%{text}<br>%{x:.3g}, %{y:.4g}<extra>" + name + "</extra>")
 
 
 def _front(points: list[tuple], maximize: bool) -> list[tuple[float, float]]:
-    """The points no other beats on both latency (lower) and the metric, by latency."""
+    """The points no other beats on both x (lower) and the metric, in the order of x."""
     def beats(a: tuple, b: tuple) -> bool:
         better = a[1] >= b[1] if maximize else a[1] <= b[1]
         strictly = a[0] < b[0] or (a[1] > b[1] if maximize else a[1] < b[1])
