@@ -308,3 +308,14 @@ def test_a_compressed_objective_is_pruned_on_the_float_curve_and_only_complete_t
     for t in trials:
         assert list(t.intermediate_values) == [1]  # the float val_acc of epoch 1
         assert attrs.MEASURED_ATTR not in t.user_attrs  # pruned: never compressed
+
+
+def test_the_float_models_own_latency_is_an_objective_without_compressing(tmp_path):
+    from tests.conftest import sweep
+
+    outcome = sweep("metric=[val_acc,model/float_latency_ms]", "direction=[maximize,minimize]",
+                    "pruner=none", "n_trials=2", run_dir=tmp_path / "runs")
+    for t in outcome.study.trials:
+        measured = t.user_attrs[attrs.MEASURED_ATTR]
+        assert t.user_attrs[attrs.COMPRESSED_WITH_ATTR] == "none"
+        assert t.values == [measured["val_acc"], measured[FLOAT_LATENCY]]

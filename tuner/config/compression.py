@@ -19,9 +19,16 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution
 from tuner.config.compose import Composed
 from tuner.config.space import SearchSpace
 from tuner.core.errors import Problem
-from tuner.core.measures import MODEL_MEASURES, MODEL_PREFIX, is_measured
+from tuner.core.measures import (
+    FLOAT_LATENCY,
+    FLOAT_SIZE,
+    MODEL_MEASURES,
+    MODEL_PREFIX,
+    is_measured,
+)
 
 METHODS = ("none", "int8", "prune", "qat")
+FLOAT_MEASURES = (FLOAT_SIZE, FLOAT_LATENCY)
 METHOD_KEY, AMOUNT_KEY = "compress.method", "compress.amount"
 START_KEY = "compress.qat_start_epoch"
 SEARCHABLE = (METHOD_KEY, AMOUNT_KEY, "compress.structured", START_KEY)
@@ -62,9 +69,11 @@ def compression_of(composed: Composed, space: SearchSpace | None, metrics: tuple
         _check(problems, composed, f"compress.{key}", isinstance(value, int) and value >= least,
                f"must be an integer of at least {least}, got {value}",
                f"e.g. compress.{key}={max(least, 1)}")
-    measured = tuple(m for m in methods if m != "none")
-    _objectives(composed, metrics, bool(measured), problems)
-    if len(problems) > before or not measured:
+    compressing = any(m != "none" for m in methods)
+    # The float model's own size or latency needs no compression to be measured.
+    float_only = not compressing and any(m in FLOAT_MEASURES for m in metrics)
+    _objectives(composed, metrics, compressing, problems)
+    if len(problems) > before or not (compressing or float_only):
         return None
     return Compression(methods)
 
@@ -126,22 +135,24 @@ def _share(value) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1
 
 
-def _objectives(composed: Composed, metrics: tuple[str, ...], measured: bool,
+def _objectives(composed: Composed, metrics: tuple[str, ...], compressing: bool,
                 problems: list[Problem]) -> None:
+    """A measured objective is one tuner takes; beside the float model's own size and
+    latency (measured whenever asked), it needs a compressed model."""
     for metric in metrics:
-        if not isinstance(metric, str) or not is_measured(metric):
+        if not isinstance(metric, str) or not is_measured(metric) or metric in FLOAT_MEASURES:
             continue
-        if not measured:
+        if metric.startswith(MODEL_PREFIX) and metric not in MODEL_MEASURES:
+            problems.append(Problem(composed.locate("metric"), "metric",
+                                    f"'{metric}' is not a measure tuner takes",
+                                    f"use one of {', '.join(MODEL_MEASURES)}"))
+        elif not compressing:
             problems.append(Problem(
                 composed.locate("metric"), "metric",
                 f"'{metric}' is measured only when trials are compressed, and "
                 "compress.method is none",
-                "compress the trials' models (compress=int8, prune or qat), or name a "
-                "metric the module logs"))
-        elif metric.startswith(MODEL_PREFIX) and metric not in MODEL_MEASURES:
-            problems.append(Problem(composed.locate("metric"), "metric",
-                                    f"'{metric}' is not a measure tuner takes",
-                                    f"use one of {', '.join(MODEL_MEASURES)}"))
+                "compress the trials' models (compress=int8, prune or qat), name a "
+                f"metric the module logs, or the float model's own ({', '.join(FLOAT_MEASURES)})"))
 
 
 def _check(problems: list[Problem], composed: Composed, key: str, ok: bool, message: str,
