@@ -64,8 +64,8 @@ def _rows(study: optuna.Study, metrics: tuple[str, ...],
             row[metric] = t.values[i] if t.values else None
         row["epochs"] = max(t.intermediate_values, default=t.user_attrs.get(attrs.EPOCHS_ATTR))
         row["seconds"] = (round(t.duration.total_seconds(), 2) if t.duration else None)
+        row.update(leaderboard_columns(t, metrics))  # beside the objectives, before params
         row.update(t.params)
-        row.update(leaderboard_columns(t, metrics))
         row["run_id"] = run_id_of(t, study_attrs)
         rows.append(row)
     return rows
