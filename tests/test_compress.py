@@ -19,7 +19,9 @@ import torch
 from omegaconf import OmegaConf
 
 from tests.conftest import (
+    FIXTURE_CONF,
     client_for,
+    fixtures_env,
     load_study,
     plan,
     run_tuner,
@@ -196,13 +198,17 @@ def test_a_searched_method_gives_each_trial_its_own_and_the_report_draws_the_fro
 
 
 def test_a_ddp_trial_trains_on_its_ranks_and_is_measured(tmp_path):
-    result = run_tuner("sweep", "compress=qat", "n_trials=1", "trainer.max_epochs=2",
-                       "devices_per_trial=2", "tracking.report=false", cwd=tmp_path)
+    # A module logging a torchmetrics Metric, which syncs across processes whenever
+    # torch.distributed is initialised: rank 0 validates the compressed copy alone.
+    result = run_tuner("sweep", "--config-dir", str(FIXTURE_CONF), "model=torchmetrics_mlp",
+                       "compress=qat", "n_trials=1", "trainer.max_epochs=2",
+                       "devices_per_trial=2", "tracking.report=false", cwd=tmp_path,
+                       env=fixtures_env())
     assert result.returncode == 0, result.stdout + result.stderr
-    (trial,) = _complete(tmp_path)
+    (trial,) = _complete(tmp_path, "digits-torchmetrics_mlp")
     assert trial.user_attrs[attrs.WORLD_SIZE_ATTR] == 2
-    assert set(trial.user_attrs[attrs.MEASURED_ATTR]) >= FIGURES
-    (run,) = trial_runs(tmp_path / "runs", "digits-mlp")
+    assert set(trial.user_attrs[attrs.MEASURED_ATTR]) >= FIGURES | {"compressed/val_tm_acc"}
+    (run,) = trial_runs(tmp_path / "runs", "digits-torchmetrics_mlp")
     history = client_for(tmp_path / "runs").get_metric_history(run.info.run_id, SIZE)
     assert [m.step for m in history] == [2]  # at the epochs trained
     assert "compressed (qat): val_acc" in result.stdout

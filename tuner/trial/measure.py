@@ -59,6 +59,7 @@ def validation_metrics(module: pl.LightningModule, datamodule: pl.LightningDataM
                        trainer_cfg: DictConfig) -> dict[str, float]:
     """Every metric ``module`` logs in one validation pass over ``datamodule``, on the CPU."""
     quiet_lightning()
+    _one_process(module)
     trainer = build_trainer(trainer_cfg, logger=False, accelerator="cpu", devices=1,
                             num_nodes=1, strategy="auto", precision="32-true",
                             enable_checkpointing=False, callbacks=[])
@@ -92,3 +93,14 @@ def latency_ms(module: torch.nn.Module, example: tuple[torch.Tensor, ...], runs:
     finally:
         torch.set_num_threads(before)
     return round(statistics.median(times) * 1e3, 6)
+
+
+def _one_process(module: torch.nn.Module) -> None:
+    """Keep a module's torchmetrics metrics to this process. torchmetrics syncs a metric
+    across processes whenever torch.distributed is initialised, and after a DDP trial
+    rank 0 validates its compressed copy alone, the other ranks gone: the sync failed
+    the trial ("Connection closed by peer"). The copy is this validation's own."""
+    for metric in module.modules():
+        if type(metric).__module__.startswith("torchmetrics") and hasattr(
+                metric, "sync_on_compute"):
+            metric.sync_on_compute = metric._to_sync = metric.dist_sync_on_step = False
