@@ -36,6 +36,8 @@ def check_compression(plan: SweepPlan, module: pl.LightningModule,
         raise ConfigError(Problem(where, "compress.method", f"cannot measure the model: {error}",
                                   "set the module's example_input_array")) from error
     for method in plan.compression.methods:
+        if method == "none":  # the float model, exported as any sweep's is
+            continue
         cfg = OmegaConf.merge(plan.cfg, {"compress": {"method": method}})
         # What the export gets: the trained module (float: the preflight trained it with
         # QAT's fake quantization when a trial may, which a trial without QAT never has).
