@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -112,8 +113,17 @@ def test_the_champion_is_the_int8_model_served_and_revalidated_as_measured(int8_
     mlflow.set_registry_uri(uri)  # in this process may have set another registry)
     champion = current_champion(client, "digits-mlp")
     loaded = mlflow.pytorch.load_model("models:/digits-mlp@champion")
-    kinds = {type(v).__name__ for k, v in loaded.state_dict().items() if k.endswith("weight")}
-    assert kinds == {"IntxUnpackedToInt8Tensor"}, kinds
+    int8 = sorted(k for k, v in loaded.state_dict().items() if v.dtype == torch.int8)
+    assert int8 == [f"tuner_trained.net.{i}.{n}" for i in (0, 3, 6)
+                    for n in ("qdata", "zero_point")], int8
+    # torch.export pickles torchao's weight tensors (and loads them with
+    # weights_only=False): the int8 weights travel as plain buffers, none is pickled.
+    (archive,) = (cwd / "runs" / "mlartifacts").rglob("model.pt2")
+    with zipfile.ZipFile(archive) as z:
+        stored = [json.loads(z.read(n))["config"] for n in z.namelist()
+                  if n.endswith(("model_weights_config.json", "model_constants_config.json"))]
+    assert len(stored) == 2 and stored[0]
+    assert not [k for config in stored for k, v in config.items() if v["use_pickle"]], stored
     # A scheduled round measures the champion again: its int8 model on the same data
     # gives the figure its trial recorded.
     # The champion's value is its served (int8) model's, though the study ranks by the
@@ -294,7 +304,7 @@ def test_qat_fake_quantizes_from_its_epoch_and_the_export_rebuilds_the_model_mea
     x = torch.randn(5, 64)
     served, _ = rebuild_for_serving(OmegaConf.to_yaml(cfg), module.state_dict(), (x,))
     served = getattr(served, TRAINED)
-    assert type(served.net[0].weight).__name__ == "IntxUnpackedToInt8Tensor"
+    assert type(served.net[0]).__name__ == "Int8Linear"  # int8 buffers, served as measured
     with torch.inference_mode():
         assert torch.equal(measured(x), served(x))
 

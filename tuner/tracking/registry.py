@@ -30,6 +30,7 @@ def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, 
     control flow, non-tensor inputs); the caller records that and goes on.
     """
     import mlflow.pytorch  # imports torch: only slots log models, never the driver
+    import torch
 
     from tuner.tracking.export_checks import answered_cheaply
 
@@ -44,23 +45,10 @@ def log_trial_model(module: torch.nn.Module, example_input: tuple[torch.Tensor, 
                 serialization_format="pt2", run_id=run_id,
                 # Stated, not inferred: inference starts a subprocess that imports the
                 # model's dependencies, which takes seconds per logged model.
-                pip_requirements=_requirements(module))
+                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
     finally:
         module.train(was_training)
     return info.model_uri
-
-
-def _requirements(module: torch.nn.Module) -> list[str]:
-    """torch's release, and torchao's where the model holds its int8 weights (a
-    compressed champion: tuner.trial.compress): what serving it needs."""
-    import torch
-
-    needs = [f"torch=={torch.__version__.split('+')[0]}"]
-    if any(type(p).__module__.startswith("torchao") for p in module.state_dict().values()):
-        import torchao
-
-        needs.append(f"torchao=={torchao.__version__}")
-    return needs
 
 
 @dataclass(frozen=True)

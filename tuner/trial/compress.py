@@ -93,7 +93,43 @@ def structure_like(module: torch.nn.Module, settings: Any) -> torch.nn.Module:
     if settings.method in ("int8", "qat"):
         layers = compressible(module, "int8")
         _quantize(module, names={id(layer) for layer in layers})
+        plain_tensors(module)  # as it is exported (tuner.trial.served)
     return module.eval()
+
+
+class Int8Linear(torch.nn.Module):
+    """A Linear layer with int8 weights as tuner exports it: the int8 data, one scale and
+    zero point per output row, held as plain buffers. torch.export pickles torchao's
+    weight tensors (and loads them back with ``weights_only=False``), and a graph of
+    torchao's own operators loads only where torchao is imported; this layer's forward is
+    torchao's weight-only path in plain PyTorch (dequantize as torchao does, then
+    ``linear``), so its output is the measured model's, bit for bit."""
+
+    def __init__(self, qdata: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                 bias: torch.nn.Parameter | None):
+        super().__init__()
+        self.register_buffer("qdata", qdata)
+        self.register_buffer("scale", scale)
+        self.register_buffer("zero_point", zero_point)
+        self.bias = bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dtype = self.scale.dtype
+        weight = (self.qdata.to(dtype) - self.zero_point.to(dtype)) * self.scale
+        return torch.nn.functional.linear(x, weight, self.bias)
+
+
+def plain_tensors(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` with each Linear layer of torchao int8 weights replaced by an
+    :class:`Int8Linear` of the same numbers (in place; returned for chaining). A module
+    without int8 weights is left as it is."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            weight = getattr(child, "weight", None)
+            if isinstance(child, torch.nn.Linear) and hasattr(weight, "qdata"):
+                setattr(parent, name, Int8Linear(weight.qdata, weight.scale.view(-1, 1),
+                                                 weight.zero_point.view(-1, 1), child.bias))
+    return module
 
 
 class QuantizationAwareTraining(pl.Callback):

@@ -1,8 +1,9 @@
 """A complete trial's model compressed, validated again and measured, beside its float self.
 
 After the fit, the owner of a trial (its slot, or rank 0 of its DDP ranks) compresses the
-trained module (tuner.trial.compress), runs Lightning's validation over the same
-validation data with it (no training) and measures both models:
+trained module as it is served (tuner.trial.compress: int8 weights in plain buffers),
+runs Lightning's validation over the same validation data with it (no training) and
+measures both models:
 
     compressed/<metric>    each metric the module logs in validation, of the compressed model
     model/size_mb          the compressed model's state dict as ``torch.save`` writes it
@@ -30,7 +31,7 @@ from tuner.core.floats import as_computed
 from tuner.core.measures import FLOAT_LATENCY, FLOAT_SIZE, LATENCY, SIZE, compressed
 from tuner.core.quiet import quiet_lightning
 from tuner.trial.build import build_trainer, example_input
-from tuner.trial.compress import compress, float_copy
+from tuner.trial.compress import compress, float_copy, plain_tensors
 
 
 def measure(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.LightningDataModule
@@ -39,7 +40,7 @@ def measure(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.Lightnin
     ``module`` (left as it is)."""
     settings = cfg.compress
     float_model = float_copy(module)
-    small = compress(module, settings)
+    small = plain_tensors(compress(module, settings))  # the model as it is served
     figures = {compressed(name): value for name, value in
                validation_metrics(small, datamodule, cfg.trainer).items()}
     example = tuple(x[:1].cpu() for x in example_input(module, datamodule))

@@ -47,9 +47,10 @@ def for_serving(config_yaml: str, module: torch.nn.Module,
     cfg = OmegaConf.create(config_yaml)
     settings = cfg.get("compress")
     if settings is not None and settings.method != "none":
-        from tuner.trial.compress import compress
+        from tuner.trial.compress import compress, plain_tensors
 
-        module = compress(module, settings)
+        # int8 weights as plain buffers: exported without pickle, served without torchao
+        module = plain_tensors(compress(module, settings))
     datamodule = build_group(cfg, "data")
     transforms = getattr(datamodule, "serving_transforms", None)
     inputs, outputs = transforms() if callable(transforms) else (None, None)
