@@ -291,6 +291,15 @@ def _segments(run_dir):
     return [t for t in load_study(run_dir).trials if attrs.PBT_MEMBER_ATTR in t.user_attrs]
 
 
+def _segments_so_far(run_dir):
+    """The segments of a sweep that is starting: none while its journal or its study does
+    not exist yet (the run folder comes before both)."""
+    try:
+        return _segments(run_dir)
+    except (KeyError, FileNotFoundError, ValueError):
+        return []
+
+
 @pytest.fixture(scope="module")
 def population(tmp_path_factory):
     """One PBT sweep (4 members x 3 generations), its report written: its folder and
@@ -411,9 +420,8 @@ def test_a_sweep_killed_mid_generation_finishes_on_rerun_with_nothing_trained_tw
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:  # kill once generation 1 is training
         time.sleep(0.2)
-        if run_dir.exists() and any(
-                t.user_attrs.get(attrs.PBT_GENERATION_ATTR) == 1
-                and t.state == TrialState.RUNNING for t in _segments(run_dir)):
+        if any(t.user_attrs.get(attrs.PBT_GENERATION_ATTR) == 1
+               and t.state == TrialState.RUNNING for t in _segments_so_far(run_dir)):
             break
     os.killpg(process.pid, signal.SIGKILL)  # the driver and its slots
     process.wait()
