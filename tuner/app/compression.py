@@ -17,6 +17,7 @@ from tuner.core.measures import (
     SIZE,
     compressed,
     float_metric,
+    logged_metrics,
 )
 
 
@@ -41,7 +42,7 @@ def leaderboard_columns(trial: FrozenTrial, metrics: tuple[str, ...]) -> dict[st
     measured = measured_of(trial)
     if not measured:
         return {}
-    named = {compressed(m) for m in (float_metric(m) for m in metrics) if m is not None}
+    named = {compressed(m) for m in logged_metrics(metrics)}
     columns: dict[str, Any] = {"compressed_with": trial.user_attrs.get(attrs.COMPRESSED_WITH_ATTR)}
     floats = {m[len(COMPRESSED_PREFIX):] for m in named}
     columns.update((k, v) for k, v in measured.items()
@@ -70,7 +71,7 @@ def compression_lines(trial: FrozenTrial, metrics: tuple[str, ...]) -> list[str]
     # A QAT model was validated fake-quantized as it trained; its size and speed are float.
     trained = "as trained" if method == "qat" else "float"
     parts = []
-    for metric in dict.fromkeys(m for m in (float_metric(m) for m in metrics) if m):
+    for metric in logged_metrics(metrics):
         small, full = measured.get(compressed(metric)), measured.get(metric)
         if small is not None:
             parts.append(f"{metric} {small:.4g}" + (f" ({trained} {full:.4g})"
@@ -95,7 +96,6 @@ def _versus(measured: dict[str, float], key: str, float_key: str, unit: str, les
 
 def _figures(measured: dict[str, float], metrics: tuple[str, ...]) -> str:
     """A float model's own figures: its metrics, size and latency."""
-    parts = [f"{m} {measured[m]:.4g}" for m in dict.fromkeys(
-        m for m in (float_metric(m) for m in metrics) if m) if m in measured]
+    parts = [f"{m} {measured[m]:.4g}" for m in logged_metrics(metrics) if m in measured]
     parts.append(f"{measured[FLOAT_SIZE]:.3g} MB, {measured[FLOAT_LATENCY]:.3g} ms")
     return ", ".join(parts)

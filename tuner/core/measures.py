@@ -34,3 +34,9 @@ def float_metric(metric: str) -> str | None:
 
 def compressed(metric: str) -> str:
     return f"{COMPRESSED_PREFIX}{metric}"
+
+
+def logged_metrics(metrics) -> list[str]:
+    """The metrics a module logs that ``metrics`` (a study's objectives) follow, each once,
+    in order: ``[val_acc]`` for ``[compressed/val_acc, model/latency_ms]``."""
+    return list(dict.fromkeys(m for m in map(float_metric, metrics) if m is not None))

@@ -105,12 +105,7 @@ def _train(spec: dict, rank: int, root: Path, rows: Callable[[list], None] | Non
     result = {"state": outcome.state.name, "values": outcome.values,
               "pruned_at": outcome.pruned_at, "reason": outcome.reason,
               "params": logger.hyperparams, "epochs": trainer.current_epoch}
-    result["attrs"] = {}
-    if fitted.measured:
-        from tuner.core import attrs
-
-        result["attrs"][attrs.MEASURED_ATTR] = fitted.measured
-        result["attrs"][attrs.COMPRESSED_WITH_ATTR] = spec["config"]["compress"]["method"]
+    result["attrs"] = fitted.measured_attrs()
     if outcome.values is not None and _beats_best(spec, outcome.values[0]):
         from tuner.trial.model import keep_weights
 

@@ -23,6 +23,7 @@ trained weights).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import lightning.pytorch as pl
@@ -68,11 +69,7 @@ def float_copy(module: torch.nn.Module) -> torch.nn.Module:
     if not _has_fake_quantization(out):
         return out
     fake = {id(layer) for layer in _fake_quantized(out)}
-    for parent in list(out.modules()):
-        for name, child in list(parent.named_children()):
-            if id(child) in fake:
-                setattr(parent, name, child.to_linear())
-    return out
+    return _swap_layers(out, lambda layer: layer.to_linear() if id(layer) in fake else None)
 
 
 def compressible(module: torch.nn.Module, method: str) -> list[torch.nn.Module]:
@@ -123,12 +120,26 @@ def plain_tensors(module: torch.nn.Module) -> torch.nn.Module:
     """``module`` with each Linear layer of torchao int8 weights replaced by an
     :class:`Int8Linear` of the same numbers (in place; returned for chaining). A module
     without int8 weights is left as it is."""
+    def plain(layer: torch.nn.Module) -> Int8Linear | None:
+        weight = getattr(layer, "weight", None)
+        if not (isinstance(layer, torch.nn.Linear) and hasattr(weight, "qdata")):
+            return None
+        return Int8Linear(weight.qdata, weight.scale.view(-1, 1),
+                          weight.zero_point.view(-1, 1), layer.bias)
+
+    return _swap_layers(module, plain)
+
+
+def _swap_layers(module: torch.nn.Module,
+                 replace: Callable[[torch.nn.Module], torch.nn.Module | None]
+                 ) -> torch.nn.Module:
+    """``module`` with each layer that ``replace`` gives a replacement for (not None)
+    swapped for it, in place; returned for chaining."""
     for parent in list(module.modules()):
         for name, child in list(parent.named_children()):
-            weight = getattr(child, "weight", None)
-            if isinstance(child, torch.nn.Linear) and hasattr(weight, "qdata"):
-                setattr(parent, name, Int8Linear(weight.qdata, weight.scale.view(-1, 1),
-                                                 weight.zero_point.view(-1, 1), child.bias))
+            new = replace(child)
+            if new is not None:
+                setattr(parent, name, new)
     return module
 
 

@@ -21,6 +21,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from tuner.core import attrs
 from tuner.core.floats import as_computed
 from tuner.core.measures import compressed, float_metric
 from tuner.trial.build import build_callbacks, build_objects, build_trainer
@@ -68,6 +69,15 @@ class Fitted:
     module: pl.LightningModule
     datamodule: pl.LightningDataModule
     measured: dict[str, float] = field(default_factory=dict)  # its compressed self's figures
+    compressed_with: str | None = None  # the method they are of
+
+    def measured_attrs(self) -> dict[str, Any]:
+        """The trial attributes that keep its figures (the report, the leaderboard and
+        the champion read them from the study); none for a model not measured."""
+        if not self.measured:
+            return {}
+        return {attrs.MEASURED_ATTR: self.measured,
+                attrs.COMPRESSED_WITH_ATTR: self.compressed_with}
 
 
 def fit(inputs: FitInputs) -> Fitted:
@@ -124,7 +134,8 @@ def fit(inputs: FitInputs) -> Fitted:
                   for name, value in trainer.callback_metrics.items()
                   if compressed(name) in measured}
     return Fitted(FitOutcome(TrialState.COMPLETE, values), trainer, module, datamodule,
-                  {**as_trained, **measured})
+                  {**as_trained, **measured},
+                  str(inputs.cfg.compress.method) if measured else None)
 
 
 def objective_values(metrics: tuple[str, ...], read: Mapping[str, Any]) -> list[float]:

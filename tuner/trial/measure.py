@@ -40,7 +40,9 @@ def measure(cfg: DictConfig, module: pl.LightningModule, datamodule: pl.Lightnin
     ``module`` (left as it is)."""
     settings = cfg.compress
     float_model = float_copy(module)
-    small = plain_tensors(compress(module, settings))  # the model as it is served
+    # the model as it is served (method none: the float model itself, not a second copy)
+    small = (float_model if settings.method == "none"
+             else plain_tensors(compress(module, settings)))
     figures = {compressed(name): value for name, value in
                validation_metrics(small, datamodule, cfg.trainer).items()}
     example = tuple(x[:1].cpu() for x in example_input(module, datamodule))

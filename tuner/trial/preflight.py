@@ -17,7 +17,7 @@ import lightning.pytorch as pl
 from tuner.config.checks import IMPORTED_IN_SLOT, check_targets
 from tuner.config.plan import SweepPlan
 from tuner.core.errors import ConfigError, Problem, describe_error
-from tuner.core.measures import float_metric
+from tuner.core.measures import logged_metrics
 from tuner.core.quiet import quiet_lightning
 from tuner.trial.build import BuildError, build_callbacks, build_objects, build_trainer
 from tuner.trial.compress_check import check_compression
@@ -52,8 +52,7 @@ def preflight(plan: SweepPlan) -> None:
                                   "dtypes) and that the module's steps run")) from error
     logged = sorted(seen.names)
     _check_monitors(plan, own, seen.names | set(trainer.callback_metrics))
-    trained = [float_metric(m) for m in plan.metrics]  # what the module itself must log
-    missing = [m for m in trained if m is not None and m not in logged]
+    missing = [m for m in logged_metrics(plan.metrics) if m not in logged]
     if missing:
         raise ConfigError(Problem(
             plan.locate("metric"), "metric",

@@ -82,9 +82,7 @@ def _fit_here(plan: SweepPlan, order: Order, study: optuna.Study, send_metrics: 
     if isinstance(checkpoint, SegmentEnd) and checkpoint.sha256 is not None:
         result.attrs[attrs.PBT_END_SHA_ATTR] = checkpoint.sha256  # its children check it
         result.attrs[attrs.PBT_THREADS_ATTR] = torch.get_num_threads()  # tuner replay's
-    if fitted.measured:  # the report and the leaderboard read them from the study
-        result.attrs[attrs.MEASURED_ATTR] = fitted.measured
-        result.attrs[attrs.COMPRESSED_WITH_ATTR] = str(order.cfg.compress.method)
+    result.attrs.update(fitted.measured_attrs())
     if not plan.reports_epochs:  # Optuna holds no epoch of it: the leaderboard reads this
         result.attrs[attrs.EPOCHS_ATTR] = fitted.trainer.current_epoch
     if (outcome.state == TrialState.COMPLETE
