@@ -335,3 +335,20 @@ def test_the_float_models_own_latency_is_an_objective_without_compressing(tmp_pa
         measured = t.user_attrs[attrs.MEASURED_ATTR]
         assert t.user_attrs[attrs.COMPRESSED_WITH_ATTR] == "none"
         assert t.values == [measured["val_acc"], measured[FLOAT_LATENCY]]
+
+
+def test_a_float_champion_is_measured_again_on_its_float_size(tmp_path):
+    """A study of the float model's own size (no compression) crowns a float model; a
+    scheduled round measures that size again on it."""
+    from tuner.config.plan import to_yaml
+    from tuner.trial.build import build_objects
+    from tuner.trial.compress import float_copy
+    from tuner.trial.evaluate import validate_weights
+    from tuner.trial.measure import size_mb
+
+    sweep_plan = plan("metric=[val_acc,model/float_size_mb]", "direction=[maximize,minimize]",
+                      "pruner=none", run_dir=tmp_path)
+    _, module = build_objects(sweep_plan.cfg)
+    again = validate_weights(to_yaml(sweep_plan.cfg), module.state_dict(), sweep_plan.cfg,
+                             "model/float_size_mb")
+    assert again == size_mb(float_copy(module))
