@@ -314,7 +314,8 @@ def pytest_xdist_auto_num_workers(config) -> int:
 # The files that take longest, longest first (docs/benchmarks.md, section 9: a serial
 # run's durations). xdist hands a worker the next group in collection order whenever it
 # is free, so starting with the longest keeps one long file from running alone at the end.
-LONGEST_FIRST = ("test_sweep.py", "test_soak.py", "test_postgres.py", "test_slots.py",
+LONGEST_FIRST = ("test_sweep.py", "test_soak.py", "test_postgres.py", "test_slurm.py",
+                 "test_slots.py",
                  "test_browser.py", "test_pages.py", "test_cli.py", "test_bad_input_corpus.py",
                  "test_rounds.py", "test_ddp.py", "test_resume.py", "test_kill_loop.py",
                  "test_sync.py", "test_model_export.py", "test_validation.py",

@@ -439,3 +439,82 @@ class MlflowServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class SlurmCluster:
+    """A real SLURM cluster on 127.0.0.1 for the duration of a ``with`` block:
+    ``scripts/slurm-cluster`` installs Debian's slurm-wlm and munge when they are missing
+    and starts munged, slurmctld and one slurmd per node (``nodes`` of them on this one
+    host, each declaring ``cpus`` cores); ``stop`` ends those daemons by their pids.
+
+    Clients find it through ``SLURM_CONF`` (``env``): sbatch, squeue and tuner alike. The
+    jobs run as root, in the submitting process's environment (sbatch's default)."""
+
+    script = REPO / "scripts" / "slurm-cluster"
+
+    def __init__(self, directory: Path, *, nodes: int = 2, cpus: int = 4) -> None:
+        # Short: munged's socket path lives below it (about 107 bytes at most).
+        self.directory = Path(tempfile.mkdtemp(prefix="tuner-slurm-", dir="/tmp"))
+        self.logs = Path(directory)
+        self.nodes, self.cpus = nodes, cpus
+        self.conf = self.directory / "slurm.conf"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SLURM_CONF": str(self.conf)}
+
+    def start(self) -> SlurmCluster:
+        result = subprocess.run([str(self.script), "start", str(self.directory),
+                                 str(self.nodes), str(self.cpus)],
+                                capture_output=True, text=True, timeout=900)
+        if result.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"{self.script} failed (exit {result.returncode}):\n"
+                               f"{result.stdout}{result.stderr}")
+        return self
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(p) for p in (self.directory / "pids").read_text().split()]
+        except OSError:
+            return []
+
+    def stop(self) -> None:
+        """Cancel what is left, then SIGTERM (and after 10 s SIGKILL) each daemon by pid;
+        the daemons' logs are kept in ``logs``."""
+        pids = self.pids()
+        if pids and self.conf.is_file():
+            env = {**os.environ, **self.env}
+            subprocess.run(["scancel", "--full", "--user=root"], capture_output=True, env=env,
+                           timeout=30)
+            deadline = time.monotonic() + 40  # the jobs' processes end (KillWait is 30 s)
+            while time.monotonic() < deadline and subprocess.run(
+                    ["squeue", "--noheader"], capture_output=True, text=True, env=env,
+                    timeout=30).stdout.strip():
+                time.sleep(0.5)
+        for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and any(_alive(p) for p in pids):
+                time.sleep(0.1)
+        self.logs.mkdir(parents=True, exist_ok=True)
+        for log in self.directory.glob("*.log"):
+            shutil.copy(log, self.logs / log.name)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> SlurmCluster:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no one reaps, as a daemon's is here, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

@@ -54,6 +54,16 @@ BAD_INPUTS = [
      "search.compress.latency_threads", "every trial of a study must share"),
     (["model=conv_only", "search=lr_only", "compress=int8"],
      "compress.method", "has no layer that compress=int8 compresses"),
+    # launcher (tuner.config.launcher; what needs the cluster: tests/test_slurm.py)
+    (["launcher=slurm"], "storage", "which the cluster's nodes do not see"),
+    (["launcher=slurm", "storage=postgres"], "tracking", "which the cluster's nodes do not see"),
+    (["launcher=slurm", "storage=postgres", "tracking=server", "launcher.time=3",
+      "resume_checkpoint_s=60"], "launcher.time", "before its first checkpoint"),
+    (["launcher=slurm", "storage=postgres", "tracking=server", "launcher.time=2"],
+     "launcher.signal_s", "not less than the job's time limit"),
+    (["launcher=slurm", "storage=postgres", "tracking=server", "launcher.nodes=3",
+      "launcher.nodes_per_trial=2"], "launcher.nodes", "not a whole number of jobs"),
+    (["launcher.kind=pbs"], "launcher.kind", "unknown launcher"),
 ]
 
 

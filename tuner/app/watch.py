@@ -7,7 +7,7 @@ from __future__ import annotations
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import optuna
@@ -36,12 +36,16 @@ def sigterm_raises() -> Iterator[None]:
 def tally(study: optuna.Study, plan: SweepPlan) -> tuple[Tally, FrozenTrial | None]:
     """Counts for display, and the best trial: one read of the study per trial."""
     trials = study.get_trials(deepcopy=False)
-    best = best_trial(study, trials)
-    counts = Tally(done=sum(t.state in FINISHED for t in trials), total=plan.cfg.n_trials,
-                   pruned=sum(t.state == TrialState.PRUNED for t in trials),
-                   failed=sum(t.state == TrialState.FAIL for t in trials),
-                   best=format_values(plan.metrics, best.values) if best else "-")
-    return counts, best
+    return tally_of(study, plan, trials), best_trial(study, trials)
+
+
+def tally_of(study: optuna.Study, plan: SweepPlan, trials: Sequence[FrozenTrial]) -> Tally:
+    """Counts for display over ``trials`` (the study's, or those ended so far)."""
+    best = best_trial(study, list(trials))
+    return Tally(done=sum(t.state in FINISHED for t in trials), total=plan.cfg.n_trials,
+                 pruned=sum(t.state == TrialState.PRUNED for t in trials),
+                 failed=sum(t.state == TrialState.FAIL for t in trials),
+                 best=format_values(plan.metrics, best.values) if best else "-")
 
 
 class TrialWatch:
@@ -56,9 +60,10 @@ class TrialWatch:
         counts, _ = tally(self.study, self.plan)
         self.reporter.start(self.plan.study_name, counts)
 
-    def on_finished(self, result: TrialResult) -> bool:
-        """Show ``result``; True when the sweep should stop (``max_failures`` reached)."""
-        counts, _ = tally(self.study, self.plan)
+    def on_finished(self, result: TrialResult, counts: Tally | None = None) -> bool:
+        """Show ``result`` (with ``counts``, or the study's now); True when the sweep
+        should stop (``max_failures`` reached)."""
+        counts = counts if counts is not None else tally(self.study, self.plan)[0]
         self.reporter.trial_done(result, self.plan.metrics, counts)
         self.trained += 1
         if result.state != TrialState.FAIL:

@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _what_was_cut_short(error: BaseException) -> str:
     """What an interruption left, as far as the command knows (a sweep tells it)."""
+    said = getattr(error, "said", None)
+    if said is not None:
+        return said
     cut_short = getattr(error, "trials_cut_short", None)
     if cut_short is None:
         return ("any running trial is marked FAIL and its run KILLED; run the same command "

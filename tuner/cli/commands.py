@@ -43,6 +43,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from tuner.config.plan import make_plan
 
     plan = make_plan(composed)
+    if plan.slurm is not None:
+        from tuner.cli.slurm_sweep import sweep_on_slurm
+
+        return sweep_on_slurm(plan, composed, args, _where_suffix(args))
+    if args.detach:
+        from tuner.core.errors import ConfigError, Problem
+
+        raise ConfigError(Problem("command line", "--detach",
+                                  "applies to launcher=slurm only: a local sweep trains here",
+                                  "drop --detach, or add launcher=slurm"))
     from tuner.launch.startup import start_slots
 
     pool = start_slots(plan)  # importing torch there takes seconds: the driver goes on

@@ -48,6 +48,8 @@ examples:
   tuner sweep experiment=diabetes                # a preset: linear regression, val_loss
   tuner sweep --config-dir ./my_project/conf model=my_model data=my_data search=my_space
   tuner sweep --cfg model=cnn                    # print the composed config and exit
+  tuner sweep launcher=slurm launcher.nodes=8 storage=postgres tracking=server
+                                                 # workers as SLURM jobs (README: Many machines)
 
 Re-running the same command resumes the study and tops it up to n_trials."""
 
@@ -107,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                     _groups_epilog() + "\n" + SWEEP_EXAMPLES)
     sweep.add_argument("--cfg", action="store_true",
                        help="print the composed, resolved config and exit (writes nothing)")
+    sweep.add_argument("--detach", action="store_true",
+                       help="launcher=slurm: return once the jobs are submitted (the same "
+                            "command without it follows them later)")
     sweep.add_argument("overrides", nargs="*", metavar="OVERRIDE", help=OVERRIDES_HELP)
     sweep.set_defaults(func=cmd_sweep, words="overrides")
 

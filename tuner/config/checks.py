@@ -144,8 +144,8 @@ def slots(composed: Composed, problems: list[Problem]) -> None:
                                 "not by tuner sweep", "run `tuner worker` under torchrun or "
                                 "srun (README, Many machines); it reads the node count from "
                                 "their environment"))
-    if len(problems) > before:
-        return
+    if len(problems) > before or cfg.launcher.kind == "slurm":
+        return  # under SLURM, each job's worker checks the node it runs on
     if uses_gpus(str(cfg.trainer.accelerator)) and not visible_gpus():
         problems.append(Problem(composed.locate("trainer.accelerator"), "trainer",
                                 f"asks for accelerator={cfg.trainer.accelerator}, but this "

@@ -26,7 +26,7 @@ from tuner.config.schema import SCHEMA_NAMES
 BUILTIN_CONF_DIR = Path(tuner.conf.__file__).resolve().parent
 PRIMARY = "sweep"
 GROUPS = ("model", "data", "trainer", "callbacks", "search", "sampler", "pruner", "storage",
-          "tracking", "experiment")
+          "tracking", "compress", "launcher", "experiment")
 
 
 def display_path(path: Path) -> str:

@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from tuner.config import checks, trainer_checks
 from tuner.config.compose import Composed
 from tuner.config.compression import Compression, compression_of
+from tuner.config.launcher import SlurmLauncher, slurm_launcher
 from tuner.config.machine import nodes
 from tuner.config.population import Population, population_of, use_population
 from tuner.config.space import SearchSpace
@@ -44,6 +45,7 @@ class SweepPlan:
     notes: tuple[str, ...] = ()  # what tuner does differently from the config, said once
     population: Population | None = None  # strategy=pbt; None: the sampler's search
     compression: Compression | None = None  # compress=...; None: models are not measured
+    slurm: SlurmLauncher | None = None  # launcher=slurm; None: this machine's slots train
 
     @property
     def cfg(self) -> DictConfig:
@@ -142,6 +144,7 @@ def make_plan(composed: Composed) -> SweepPlan:
         problems.extend(error.problems)
         space = None
     compression = compression_of(composed, space, metrics, problems)
+    slurm = slurm_launcher(composed, problems)
     population = population_of(composed, space, problems, nodes())
     if population is not None:
         use_population(composed, population)
@@ -153,4 +156,4 @@ def make_plan(composed: Composed) -> SweepPlan:
         notes.append(f"{metrics[0]} has no training curve: trials are not pruned, and each "
                      "is measured once it completes")
     return SweepPlan(composed, metrics, directions, space, nodes(), tuple(notes), population,
-                     compression)
+                     compression, slurm)

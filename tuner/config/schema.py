@@ -192,6 +192,28 @@ class CompressSchema:
 
 
 @dataclass
+class LauncherSchema:
+    """What ``launcher`` holds (tuner.config.launcher checks the values); the SLURM keys
+    have their defaults here, so that ``launcher=local`` needs only its kind."""
+
+    kind: str = MISSING  # local | slurm
+    nodes: int = 2
+    nodes_per_trial: int = 1
+    gpus_per_node: int = 0
+    cpus_per_node: int | None = None
+    mem: str | None = None
+    time: int = 60
+    partition: str | None = None
+    account: str | None = None
+    signal_s: int = 120
+    requeue: bool = False
+    shared_fs: bool = False
+    sbatch: dict[str, Any] = field(default_factory=dict)
+    setup: list[str] = field(default_factory=list)
+    folder: str | None = None
+
+
+@dataclass
 class SweepSchema:
     model: Any = MISSING
     data: Any = MISSING
@@ -204,6 +226,7 @@ class SweepSchema:
     storage: Any = MISSING
     tracking: TrackingSchema = field(default_factory=TrackingSchema)
     compress: CompressSchema = field(default_factory=CompressSchema)
+    launcher: LauncherSchema = field(default_factory=LauncherSchema)
     study_name: str | None = MISSING
     n_trials: int = MISSING
     timeout: float | None = MISSING
@@ -232,6 +255,7 @@ _SCHEMAS: dict[tuple[str | None, str], type] = {
     ("data", "char_corpus_schema"): CharCorpusSchema,
     ("tracking", "tracking_schema"): TrackingSchema,
     ("compress", "compress_schema"): CompressSchema,
+    ("launcher", "launcher_schema"): LauncherSchema,
 }
 
 SCHEMA_NAMES = frozenset(name for _, name in _SCHEMAS)

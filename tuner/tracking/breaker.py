@@ -36,6 +36,9 @@ HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",  # seconds, doubling per retry (default: 2)
     "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0.5",  # random seconds added per retry
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",  # seconds to connect or wait for data (default: 120)
+    # MLflow prints two lines ("View run ... at: <url>") each time a run on a tracking
+    # server ends; tuner says what it did in its own words.
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 COOLDOWN_S = 30.0  # seconds without requests after a failure, before the next probe
 
