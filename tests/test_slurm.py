@@ -278,3 +278,40 @@ def test_no_sbatch_on_the_path_is_refused(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "sbatch is not on the PATH" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_detach_returns_at_once_and_the_same_command_follows_the_jobs(
+        cluster, postgres, mlflow_server, tmp_path):
+    database = postgres.create_database("slurm_detach")
+    env = cluster_env(cluster, postgres, mlflow_server, database)
+    # Trials long enough (three of 30 epochs, one job) for the job to be running still
+    # when the second command looks.
+    args = ("launcher=slurm", "launcher.nodes=1", "n_trials=3", "study_name=detach", *SHARED,
+            "trainer.max_epochs=30", "pruner=none")
+    detached = run_tuner("sweep", "--detach", *args, cwd=tmp_path, env=env)
+    assert detached.returncode == 0, detached.stdout + detached.stderr
+    assert "submitted 1 SLURM job(s)" in detached.stdout
+    assert "detached: the jobs go on" in detached.stdout
+    assert "squeue --name=tuner-detach" in detached.stdout
+    assert "trial 0" not in detached.stdout  # it did not follow
+    [job] = detached.stdout.split("job(s) ")[1].split(" (")[0].split(", ")
+
+    followed = run_tuner("sweep", *args, cwd=tmp_path, env=env, timeout=600)
+    output = followed.stdout + followed.stderr
+    assert followed.returncode == 0, output + job_logs(tmp_path / "runs", "detach")
+    # It found the job in the queue and followed it instead of submitting another.
+    assert f"are in the queue already ({job}): following them" in followed.stdout, output
+    assert "submitted" not in followed.stdout
+    assert f"job {job}: ended" in followed.stdout
+    assert len(finished(load(postgres, database, "detach"))) == 3
+    client = MlflowClient(mlflow_server.url)
+    parent = client.get_run(load(postgres, database, "detach").user_attrs[
+        attrs.PARENT_RUN_ATTR])
+    assert parent.info.status == "FINISHED"
+
+
+def test_detach_is_for_slurm_only(tmp_path):
+    result = run_tuner("sweep", "--detach", "n_trials=1", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--detach: applies to launcher=slurm only" in result.stderr
+    assert not (tmp_path / "runs").exists()

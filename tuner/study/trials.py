@@ -94,5 +94,12 @@ def fail_running(study: optuna.Study, number: int, reason: str) -> FrozenTrial:
             tell(study, number, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
             pass
+        except ValueError:
+            # Optuna's tell says "Cannot tell a FAIL trial." when it finds the trial
+            # ended between the read above and the tell (another process's end, or a
+            # cached RUNNING): seen under SLURM, where SIGTERM reaches every process at
+            # once. Only an error if the trial is still RUNNING.
+            if study.get_trials(deepcopy=False)[number].state == TrialState.RUNNING:
+                raise
         stored = study.get_trials(deepcopy=False)[number]
     return stored
