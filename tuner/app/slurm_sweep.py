@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -44,36 +43,29 @@ POLL_S = 2.0  # seconds between two looks at the study and the queue
 JOIN_WAIT_S = 300  # how long a job's worker waits for the study (it exists already)
 
 
-@dataclass(frozen=True)
-class SlurmOutcome:
-    study: optuna.Study
-    jobs: list[str]  # the jobs submitted or followed
-    submitted: bool  # False: jobs of the study were in the queue already, or none needed
-    summary: Summary | None  # None when detached
-    trained: int = 0  # trials that finished while this command followed
-
-
 def run_slurm_sweep(plan: SweepPlan, reporter: PlainReporter, overrides: Sequence[str],
-                    entry: str, detach: bool = False, poll_s: float = POLL_S) -> SlurmOutcome:
-    """Open the plan's study, have SLURM jobs train it, follow them (unless ``detach``)
-    and finish its records. ``overrides``: what each job's ``tuner worker`` is given;
-    ``entry``: the ``tuner`` command's function ("module:name"), which each job calls. Raises
+                    entry: str, detach: bool = False, poll_s: float = POLL_S
+                    ) -> Summary | None:
+    """Open the plan's study, have SLURM jobs train it, follow them (unless ``detach``:
+    then None) and finish its records (their summary). ``overrides``: what each job's
+    ``tuner worker`` is given; ``entry``: the ``tuner`` command's function
+    ("module:name"), which each job calls. Raises
     ConfigError (nothing written or submitted) when the cluster refuses the launcher,
     SweepStopped when the jobs ended before the budget was spent."""
     launcher = plan.slurm
     assert launcher is not None
-    check_cluster(launcher)
+    check_cluster(launcher, plan.locate)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(plan, open_storage(plan.cfg.storage))
     tracker = Tracker(plan.cfg.tracking, plan.study_name)
     tracker.open(study, plan.study_params())
     name = job_name(plan.study_name)
-    jobs, submitted = _submit_or_find(plan, study, reporter, overrides, entry, name)
+    jobs = _submit_or_find(plan, study, reporter, overrides, entry, name)
     if detach:
         reporter.print(f"detached: the jobs go on. Follow them with the same command "
                        f"without --detach (or squeue --name={name}); stop them with "
                        f"scancel --name={name}")
-        return SlurmOutcome(study, jobs, submitted, None)
+        return None
     watch = TrialWatch(plan, study, reporter)
     try:
         _follow(plan, study, watch, reporter, name, poll_s)
@@ -97,14 +89,14 @@ def run_slurm_sweep(plan: SweepPlan, reporter: PlainReporter, overrides: Sequenc
         raise SweepStopped(f"the SLURM jobs ended with {done} of n_trials={plan.cfg.n_trials} "
                            f"trials done; run the same command to submit new jobs (logs in "
                            f"{launcher.folder}){logs}")
-    return SlurmOutcome(study, jobs, submitted, summary, watch.trained)
+    return summary
 
 
 def _submit_or_find(plan: SweepPlan, study: optuna.Study, reporter: PlainReporter,
                     overrides: Sequence[str], entry: str, name: str
-                    ) -> tuple[list[str], bool]:
+                    ) -> list[str]:
     """The study's jobs still in the queue (a detached or interrupted command left them),
-    or new ones when trials are left to train; and whether they were submitted here."""
+    or new ones when trials are left to train."""
     launcher = plan.slurm
     assert launcher is not None
     queued = live_jobs(name)
@@ -112,9 +104,9 @@ def _submit_or_find(plan: SweepPlan, study: optuna.Study, reporter: PlainReporte
         jobs = sorted(queued)
         reporter.print(f"jobs of study {plan.study_name} are in the queue already "
                        f"({', '.join(jobs)}): following them")
-        return jobs, False
+        return jobs
     if _finished(study) >= plan.cfg.n_trials:
-        return [], False
+        return []
     job = WorkerJob(entry, ("worker", "--wait", str(JOIN_WAIT_S), *overrides),
                     launcher.nodes_per_trial, int(plan.cfg.devices_per_trial),
                     launcher.requeue)
@@ -123,7 +115,7 @@ def _submit_or_find(plan: SweepPlan, study: optuna.Study, reporter: PlainReporte
                if launcher.nodes_per_trial > 1 else "a tuner worker on one node each")
     reporter.print(f"submitted {len(jobs)} SLURM job(s) {', '.join(jobs)} ({per_job}, "
                    f"{launcher.time_min} min); logs in {launcher.folder}")
-    return jobs, True
+    return jobs
 
 
 def _finished(study: optuna.Study) -> int:

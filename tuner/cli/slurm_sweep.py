@@ -20,14 +20,14 @@ def sweep_on_slurm(plan, composed, args: argparse.Namespace, where: str) -> int:
                    f"{composed.choices.get('model')} on {composed.choices.get('data')}, "
                    f"optimising {', '.join(plan.metrics)} ({', '.join(plan.directions)}), "
                    f"trained by SLURM jobs")
-    outcome = run_slurm_sweep(plan, reporter, _worker_overrides(plan, args), ENTRY,
+    summary = run_slurm_sweep(plan, reporter, _worker_overrides(plan, args), ENTRY,
                               detach=args.detach)
-    if outcome.summary is None:
+    if summary is None:  # detached
         return 0
-    counts = outcome.summary.counts
+    counts = summary.counts
     reporter.print(f"done: {counts['COMPLETE']} complete, {counts['PRUNED']} pruned, "
                    f"{counts['FAIL']} failed")
-    for line in describe_best(plan, outcome.summary):
+    for line in describe_best(plan, summary):
         reporter.print(line)
     reporter.print("browse the runs: tuner ui" + where)
     return 0

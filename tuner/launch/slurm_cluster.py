@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable
 
 from tuner.config.launcher import SlurmLauncher
 from tuner.core.errors import ConfigError, Problem
 
 COMMAND_TIMEOUT_S = 30
-LAUNCHER = "conf/launcher/slurm.yaml"
 # States in which a job holds (or waits for) resources: it is not over.
 LIVE_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
                          "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING",
@@ -44,41 +43,44 @@ def slurm(*argv: str) -> str:
     return done.stdout
 
 
-def check_cluster(launcher: SlurmLauncher) -> None:
+def check_cluster(launcher: SlurmLauncher, locate: Callable[[str], str]) -> None:
     """What only the cluster knows, asked before anything is written or submitted:
     sbatch is there, the controller answers, the partition exists and has the nodes a
-    job asks for. Raises ConfigError."""
+    job asks for. ``locate``: where a config key came from (the plan's). Raises
+    ConfigError."""
     for command in ("sbatch", "squeue", "scontrol", "sinfo"):
         if shutil.which(command) is None:
             raise ConfigError(Problem(
-                LAUNCHER, "launcher", f"{command} is not on the PATH: launcher=slurm submits "
-                "jobs from a machine where SLURM's commands work (a login node)",
+                locate("launcher"), "launcher", f"{command} is not on the PATH: launcher=slurm "
+                "submits jobs from a machine where SLURM's commands work (a login node)",
                 "run tuner sweep there, or put SLURM's bin folder on the PATH"))
     try:
-        table = slurm("sinfo", "--noheader", "--format=%P %D %a")
+        table = slurm("sinfo", "--noheader", "--format=%P %D")
     except SlurmError as error:
-        raise ConfigError(Problem(LAUNCHER, "launcher", f"the cluster does not answer: {error}",
+        raise ConfigError(Problem(locate("launcher"), "launcher",
+                                  f"the cluster does not answer: {error}",
                                   "check that slurmctld runs (and SLURM_CONF, if set)")) from None
     partitions: dict[str, int] = {}
     default = None
     for line in table.splitlines():
-        name, count, _ = line.split()
+        name, count = line.split()
         if name.endswith("*"):
             name = default = name[:-1]
         partitions[name] = partitions.get(name, 0) + int(count)
     wanted = launcher.partition or default
     if wanted is None:
-        raise ConfigError(Problem(LAUNCHER, "launcher.partition",
+        raise ConfigError(Problem(locate("launcher.partition"), "launcher.partition",
                                   "is null, and the cluster has no default partition",
                                   f"name one: launcher.partition=... ({', '.join(partitions)})"))
     if wanted not in partitions:
         raise ConfigError(Problem(
-            LAUNCHER, "launcher.partition", f"{wanted!r} is not a partition of this cluster "
+            locate("launcher.partition"), "launcher.partition",
+            f"{wanted!r} is not a partition of this cluster "
             f"(sinfo lists {', '.join(sorted(partitions)) or 'none'})",
             "name one of those, or null for the default"))
     if launcher.nodes_per_trial > partitions[wanted]:
         raise ConfigError(Problem(
-            LAUNCHER, "launcher.nodes_per_trial",
+            locate("launcher.nodes_per_trial"), "launcher.nodes_per_trial",
             f"is {launcher.nodes_per_trial}, but partition {wanted!r} has "
             f"{partitions[wanted]} node(s): a job of that many nodes would never start",
             f"set launcher.nodes_per_trial to {partitions[wanted]} or fewer"))
@@ -112,11 +114,6 @@ def job_state(job_id: str) -> str | None:
 def requeue(job_id: str) -> None:
     """Put a running job back in the queue: SLURM ends it and starts it again."""
     slurm("scontrol", "requeue", job_id)
-
-
-def cancel(job_ids: Sequence[str]) -> None:
-    if job_ids:
-        slurm("scancel", *job_ids)
 
 
 def first_node_address() -> str:

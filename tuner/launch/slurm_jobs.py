@@ -65,7 +65,7 @@ class WorkerJob:
                 return 0
         if code != 0:
             raise SystemExit(code)  # the job ends FAILED, its log says why
-        return code
+        return 0
 
     def _torchrun(self) -> int:
         """This node's part of a trial across the job's nodes: torchrun, which starts
