@@ -138,6 +138,33 @@ def test_a_resumed_fit_ends_exactly_as_an_uninterrupted_one(tmp_path):
     assert resumed.outcome.values == whole.outcome.values
 
 
+def test_rows_the_killed_attempt_took_but_the_run_never_got_are_written_by_the_repeat(
+        tmp_path):
+    """A kill can catch the last epochs' rows on their way to the run (buffered, or in
+    the pipe to the driver) after their checkpoint was saved; the checkpoint carries the
+    rows, and the repeat writes those the run lacks: every epoch once, in order."""
+    from tuner.trial.metrics_logger import BatchLogger
+
+    cfg = plan("trainer.max_epochs=6", run_dir=tmp_path / "runs").trial_config({})
+    inputs = FitInputs(cfg, 7, ("val_acc",), reports_epochs=False, root_dir=tmp_path)
+    folder = tmp_path / "chain"
+    taken: list = []
+    with pytest.raises(CutShort):
+        fit(replace(inputs, logger=BatchLogger(taken.extend, flush_interval=0),
+                    checkpoint=CutAtEpoch(folder, 4)))
+    path, epochs, _ = last_checkpoint(folder)
+    assert epochs == 4
+    # The run got epochs 1 and 2 of val_acc; epochs 3 and 4 were in flight at the kill.
+    run = [row for row in taken if row[0] == "val_acc" and row[3] <= 2]
+    repeat: list = []
+    fit(replace(inputs, logger=BatchLogger(repeat.extend, 0, {"val_acc": 2}),
+                checkpoint=ResumeCheckpoint(folder, None), resume_from=path))
+    held = sorted(run + [row for row in repeat if row[0] == "val_acc"], key=lambda r: r[2])
+    assert [row[3] for row in held] == [1, 2, 3, 4, 5, 6]
+    # Epochs 3 and 4 are the values the killed attempt computed, with their own times.
+    assert held[2:4] == [row for row in taken if row[0] == "val_acc" and row[3] in (3, 4)]
+
+
 class Watched(ResumeCheckpoint):
     """Notes, after each epoch, which record of a checkpoint is there (None: none)."""
 

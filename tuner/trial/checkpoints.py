@@ -19,6 +19,10 @@ True)`` saves it, so a resume starts with the next epoch. Schedulers stepped per
 with Lightning's own checkpoints; the built-in models step their schedules per batch.
 
 Under DDP every rank takes part in the save (rank 0 writes), on rank 0's clock.
+
+The checkpoint also keeps the metric rows the trial's logger took so far: a kill may
+catch the last epochs' rows on their way to the run after their checkpoint was saved,
+and the repeat then writes those the run lacks (tuner.trial.metrics_logger).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 
+from tuner.trial.metrics_logger import BatchLogger
 from tuner.trial.resume import checkpoint_file, commit, partial_path
 
 STATE_KEY = "tuner.resume"  # the callback's entry in a Lightning checkpoint
@@ -40,7 +45,9 @@ STATE_KEY = "tuner.resume"  # the callback's entry in a Lightning checkpoint
 class ResumeCheckpoint(pl.Callback):
     """Saves the trial's state in ``folder`` (see the module docstring); ``every_s=None``
     never saves. When the fit resumes from such a checkpoint, it puts the random state
-    back before the first epoch."""
+    back before the first epoch and has the logger write the rows the run lacks."""
+
+    carries_rows = True  # the metric rows so far go with the state (not to a PBT child)
 
     def __init__(self, folder: Path, every_s: float | None):
         self.folder = Path(folder)
@@ -48,6 +55,8 @@ class ResumeCheckpoint(pl.Callback):
         self._last_save = time.monotonic()
         self._epochs = 0  # epochs trained when the checkpoint being written was taken
         self._restored_rng: dict | None = None
+        self._restored_rows: list | None = None
+        self._logger: BatchLogger | None = None
 
     @property
     def state_key(self) -> str:
@@ -55,18 +64,27 @@ class ResumeCheckpoint(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
+        self._logger = next((logger for logger in trainer.loggers
+                             if isinstance(logger, BatchLogger)), None)
 
     # -- resuming ----------------------------------------------------------------------
 
     def state_dict(self) -> dict:
-        return {"epochs": self._epochs, "rng": _rng_state()}
+        state = {"epochs": self._epochs, "rng": _rng_state()}
+        if self.carries_rows and self._logger is not None:
+            state["rows"] = self._logger.rows()
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         # Applied when training starts: Lightning restores the rest of the state after
         # this call, and nothing may draw from the generators once they are set.
         self._restored_rng = state_dict.get("rng")
+        self._restored_rows = state_dict.get("rows") if self.carries_rows else None
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restored_rows and self._logger is not None:
+            self._logger.resend(self._restored_rows)
+        self._restored_rows = None
         if self._restored_rng is not None:
             _set_rng_state(self._restored_rng)
             self._restored_rng = None

@@ -29,7 +29,11 @@ attempt that was cut short, and trains again the epochs that attempt ran after i
 checkpoint. MLflow cannot delete a metric's values, so the logger skips each step a
 metric already has in the run (``logged_until``): every step appears once, in order. The
 skipped values are the ones the resumed trial computes anyway, since it restores the
-random state too (tuner.trial.checkpoints).
+random state too (tuner.trial.checkpoints). The other way round, rows the attempt took
+before its checkpoint but that never reached the run (still buffered, or on their way to
+the driver, when the process was killed) travel in the checkpoint (:meth:`rows`) and are
+written when the repeat starts (:meth:`resend`): the run holds every step up to the
+checkpoint whatever the kill caught in flight.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class BatchLogger(Logger):
         self.write = write
         self.flush_interval = flush_interval
         self._buffer: list[MetricRow] = []
+        self._taken: list[MetricRow] = []  # every row so far: a checkpoint keeps them
         self._last_flush = time.monotonic()
         self._logged_until = dict(logged_until or {})  # metric -> last step the run holds
         self._run_id, self._tracking_uri = run_id, tracking_uri
@@ -101,7 +106,7 @@ class BatchLogger(Logger):
             step = int(metrics.pop("epoch")) + 1  # epochs trained, as Optuna's reports count
         for key, value in metrics.items():
             if step > self._logged_until.get(key, -1):
-                self._buffer.append((key, as_computed(float(value)), timestamp, step))
+                self._take((key, as_computed(float(value)), timestamp, step))
         if (len(self._buffer) >= FLUSH_AT
                 or time.monotonic() - self._last_flush >= self.flush_interval):
             self.flush()
@@ -117,6 +122,24 @@ class BatchLogger(Logger):
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
+        self.flush()
+
+    def _take(self, row: MetricRow) -> None:
+        self._buffer.append(row)
+        self._taken.append(row)
+
+    def rows(self) -> list[MetricRow]:
+        """Every row this logger took, written or still buffered (for a checkpoint)."""
+        return list(self._taken)
+
+    def resend(self, rows: list[MetricRow]) -> None:
+        """The rows an attempt cut short took before its checkpoint: those of a step the
+        run does not hold are written now, with their own timestamps."""
+        for row in rows:
+            key, _, _, step = row
+            if step > self._logged_until.get(key, -1):
+                self._take(tuple(row))
+                self._logged_until[key] = step
         self.flush()
 
     def flush(self) -> None:

@@ -32,7 +32,10 @@ NOT_HYPERPARAMETERS = ("params", "lr", "initial_lr")  # a param group's keys set
 
 class SegmentEnd(ResumeCheckpoint):
     """Stops the fit after the segment's last epoch and saves the whole state there;
-    ``sha256``: the saved file's hash, for the children that copy it."""
+    ``sha256``: the saved file's hash, for the children that copy it. Its metric rows
+    stay with its own run: a child logs to a run of its own."""
+
+    carries_rows = False
 
     def __init__(self, segment: SegmentOrder):
         super().__init__(segment.end_checkpoint.parent, every_s=None)
