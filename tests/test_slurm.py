@@ -251,6 +251,23 @@ def test_a_trial_across_the_two_nodes_of_a_job(cluster, postgres, mlflow_server,
     assert len(list((tmp_path / "runs" / "slurm" / "ddp").glob("*_1_log.out"))) == 1, logs
 
 
+def test_a_ddp_trial_inside_a_job_trains_on_its_two_ranks(cluster, postgres, mlflow_server,
+                                                         tmp_path):
+    """devices_per_trial=2 in a job of one task: the slot starts the trial's ranks, not
+    srun (Lightning took SLURM's one task for the ranks and refused the trial)."""
+    database = postgres.create_database("slurm_ranks")
+    env = cluster_env(cluster, postgres, mlflow_server, database)
+    result = run_tuner("sweep", "launcher=slurm", "launcher.nodes=1", "n_trials=1",
+                       "study_name=ranks", *SHARED, "devices_per_trial=2",
+                       "trainer.accelerator=cpu", cwd=tmp_path, env=env, timeout=600)
+    logs = job_logs(tmp_path / "runs", "ranks")
+    assert result.returncode == 0, result.stdout + result.stderr + logs
+    [trial] = load(postgres, database, "ranks").get_trials(deepcopy=False)
+    assert trial.state == TrialState.COMPLETE, trial_attr(trial, attrs.FAIL_REASON_ATTR)
+    run = MlflowClient(mlflow_server.url).get_run(trial_attr(trial, attrs.RUN_ID_ATTR))
+    assert run.data.tags[tags.WORLD_SIZE] == "2"
+
+
 @pytest.mark.parametrize(("overrides", "says"), [
     (["launcher.partition=gpu"], "'gpu' is not a partition of this cluster (sinfo lists debug)"),
     (["launcher.nodes=4", "launcher.nodes_per_trial=4"],

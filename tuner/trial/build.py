@@ -18,6 +18,7 @@ from hydra.utils import get_object, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from tuner.config.machine import launched_by_torchrun
 from tuner.config.trainer_checks import CHECKPOINT, PROGRESS_BAR, callback_configs
 from tuner.core.quiet import quiet_lightning, quiet_optuna
 from tuner.core.upstream import cache_callback_plugin_scan
@@ -192,7 +193,28 @@ def build_trainer(trainer_cfg: DictConfig, *, callbacks: list[pl.Callback] | Non
         kwargs["enable_checkpointing"] = True  # Lightning refuses one otherwise
     kwargs.update(callbacks=callbacks, logger=logger, default_root_dir=root_dir)
     kwargs.update(overrides)
+    if "plugins" not in kwargs:
+        environment = _ranks_environment()
+        if environment is not None:
+            kwargs["plugins"] = [environment]
     return pl.Trainer(**kwargs)
+
+
+def _ranks_environment() -> Any:
+    """Who started this trial's ranks, where Lightning would guess wrong: inside a SLURM
+    job (a `tuner worker` that sbatch or launcher=slurm started) Lightning takes SLURM's
+    tasks for the ranks and refuses a trial of k devices in a task of one ("number of
+    tasks per node ... does not match"). tuner's ranks are never srun's tasks: a slot
+    starts them (Lightning's own launcher), or torchrun does. None outside SLURM."""
+    from lightning.fabric.plugins.environments import (
+        LightningEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    if not SLURMEnvironment.detect():
+        return None
+    return TorchElasticEnvironment() if launched_by_torchrun() else LightningEnvironment()
 
 
 def example_input(module: pl.LightningModule, datamodule: pl.LightningDataModule
