@@ -37,12 +37,18 @@ def _study(server: PostgresServer, database: str) -> optuna.Study:
 
 
 def _wait_for_finished(server: PostgresServer, database: str, n: int, process) -> None:
+    # One storage for the whole wait: a new one per look (an engine, a pool, a schema
+    # check each) is slow enough under load for a short sweep to end unseen.
     deadline = time.monotonic() + 240
+    storage = None
     while time.monotonic() < deadline:
         assert process.poll() is None, process.stdout.read()
         try:
-            trials = _study(server, database).get_trials(deepcopy=False)
-        except (KeyError, Exception):  # the study is not there yet
+            storage = storage or optuna.storages.RDBStorage(
+                server.url(database, with_password=True))
+            trials = storage.get_all_trials(
+                storage.get_study_id_from_name("digits-mlp"), deepcopy=False)
+        except Exception:  # the study is not there yet
             trials = []
         if sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) >= n:
             return
